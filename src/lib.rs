@@ -1,0 +1,26 @@
+//! telswap: a streaming reverse proxy for Dynamic Number Insertion.
+//!
+//! # Layout
+//!
+//! A request's life, one module per room of the data flow:
+//!
+//! - [`proxy`]: listeners (HTTP, HTTPS with SNI), routing by host, the upstream client, header
+//!   hygiene, and the response body pipeline (decode, rewrite, re-encode, stream).
+//! - [`visitor`]: who is this visitor and where did they come from (classification).
+//! - [`pool`]: which number this visitor sees (the [`pool::NumberChooser`] seam).
+//! - [`rewrite`]: the engine that swaps numbers in HTML; knows nothing of HTTP.
+//! - [`rules`]: the per-site rules files, their validation and hot reload.
+//! - [`demo`]: the bundled demo origin used by `telswap demo`.
+//!
+//! Dependencies point one way: `proxy` → `visitor`, `pool`, `rewrite`, `rules`; `rules` →
+//! `rewrite` (to compile numbers and selectors); `rewrite` and `visitor` depend on nothing else
+//! here and are pure.
+
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod pool;
+pub mod proxy;
+pub mod rewrite;
+pub mod rules;
+pub mod visitor;

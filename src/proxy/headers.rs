@@ -1,0 +1,231 @@
+//! Header hygiene for a forwarding proxy: pure functions over `http::HeaderMap`.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers, RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
+/// `Proxy-Connection` and `Keep-Alive` are the legacy spellings still sent by some clients.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers, including every header the `Connection` header names
+/// (RFC 9110 §7.6.1). With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so a
+/// WebSocket handshake can be relayed (RFC 9110 §7.8).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (*name == "connection" || *name == "upgrade") {
+            continue;
+        }
+        headers.remove(*name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether a request asks to switch protocols (WebSocket): `Connection: upgrade` + `Upgrade`.
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3).
+pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: &str, version: http::Version) {
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
+        _ => client_ip.to_string(),
+    };
+    set(headers, "x-forwarded-for", &xff);
+    set(headers, "x-forwarded-proto", proto);
+    set(headers, "x-forwarded-host", host);
+    add_via(headers, version);
+}
+
+/// Appends this hop to `Via` (RFC 9110 §7.6.3): `1.1 telswap`, `2 telswap`.
+pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
+    let hop = match version {
+        http::Version::HTTP_10 => "1.0 telswap",
+        http::Version::HTTP_2 => "2 telswap",
+        http::Version::HTTP_3 => "3 telswap",
+        _ => "1.1 telswap",
+    };
+    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {hop}"),
+        None => hop.to_string(),
+    };
+    set(headers, "via", &via);
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Content codings the rewriter can decode and re-encode.
+pub const CODINGS: &[&str] = &["gzip", "deflate", "br", "zstd"];
+
+/// Narrows the visitor's `Accept-Encoding` to codings we can decode, so the origin never sends
+/// an HTML body we would have to pass through unrewritten. Returns the value to send upstream.
+pub fn upstream_accept_encoding(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get(header::ACCEPT_ENCODING)?.to_str().ok()?;
+    let kept: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| {
+            let name = t.split(';').next().unwrap_or("").trim();
+            CODINGS.iter().any(|c| c.eq_ignore_ascii_case(name)) || name.eq_ignore_ascii_case("identity")
+        })
+        .collect();
+    if kept.is_empty() {
+        return Some(HeaderValue::from_static("identity"));
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Makes a cache policy private: shared caches must not keep a page personalised for one
+/// visitor (RFC 9111 §5.2.2.7). `public`, `s-maxage` and `proxy-revalidate` only concern shared
+/// caches and go; `max-age`, `no-store` and the rest stay.
+pub fn make_private(headers: &mut HeaderMap) {
+    let existing: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let mut kept: Vec<String> = existing
+        .into_iter()
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+            !matches!(name.as_str(), "public" | "s-maxage" | "proxy-revalidate" | "private")
+        })
+        .collect();
+    kept.insert(0, "private".to_string());
+    set(headers, "cache-control", &kept.join(", "));
+}
+
+/// Headers that describe the exact bytes of a body and so stop being true once it is rewritten:
+/// `Content-Length` (now streamed), a strong `ETag` (a weak one still holds: same meaning),
+/// `Content-MD5`, and `Accept-Ranges` (byte ranges of the original do not address the rewrite).
+pub fn drop_representation_headers(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove("content-md5");
+    headers.remove(header::ACCEPT_RANGES);
+    let strong = headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.starts_with("W/"));
+    if strong {
+        headers.remove(header::ETAG);
+    }
+}
+
+/// `text/html; charset=windows-1252` → (is HTML, charset label).
+pub fn html_content_type(headers: &HeaderMap) -> (bool, Option<String>) {
+    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return (false, None);
+    };
+    let mut parts = ct.split(';');
+    let mime = parts.next().unwrap_or("").trim();
+    let html = mime.eq_ignore_ascii_case("text/html") || mime.eq_ignore_ascii_case("application/xhtml+xml");
+    let charset = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_string())
+    });
+    (html, charset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "text/html"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn keeps_upgrade_for_websocket() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn cache_control_becomes_private() {
+        let mut h = map(&[("cache-control", "public, max-age=600, s-maxage=3600")]);
+        make_private(&mut h);
+        assert_eq!(h["cache-control"], "private, max-age=600");
+        let mut h = HeaderMap::new();
+        make_private(&mut h);
+        assert_eq!(h["cache-control"], "private");
+    }
+
+    #[test]
+    fn weak_etag_survives_strong_does_not() {
+        let mut h = map(&[("etag", "W/\"a\""), ("content-length", "10")]);
+        drop_representation_headers(&mut h);
+        assert!(h.contains_key("etag") && !h.contains_key("content-length"));
+        let mut h = map(&[("etag", "\"a\"")]);
+        drop_representation_headers(&mut h);
+        assert!(!h.contains_key("etag"));
+    }
+
+    #[test]
+    fn accept_encoding_is_narrowed() {
+        let h = map(&[("accept-encoding", "gzip, deflate, br, zstd, compress;q=0.5, snappy")]);
+        assert_eq!(upstream_accept_encoding(&h).unwrap(), "gzip, deflate, br, zstd");
+        let h = map(&[("accept-encoding", "snappy")]);
+        assert_eq!(upstream_accept_encoding(&h).unwrap(), "identity");
+    }
+}

@@ -1,0 +1,339 @@
+//! The proxy: listeners, routing by host, and a request's life as named phases.
+//!
+//! `handle` runs, in order (after pingora's phases):
+//! 1. [`Proxy::route`]: the site for `Host` / `:authority`, or `421` without touching any upstream;
+//! 2. `visitor`: classify the visitor and let the [`NumberChooser`] pick the number;
+//! 3. [`Proxy::upstream_request`]: header hygiene (RFC 9110 §7.6.1), `X-Forwarded-*`, `Via`;
+//! 4. send, with connect and response-header timeouts (`502` / `504`);
+//! 5. [`Proxy::response_filter`]: decide whether the body is rewritten, fix headers;
+//! 6. [`body::rewrite`]: decode, rewrite, re-encode, stream.
+//!
+//! Depends on `rules`, `visitor`, `pool` and `rewrite`; nothing depends on it but `main`.
+
+pub mod body;
+pub mod headers;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::pool::{Choice, NumberChooser};
+use crate::rewrite::{PageRewriter, Replacement};
+use crate::rules::{BotPolicy, RuleSet, Site};
+use crate::visitor::classify::{self, Landing};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Counters for logs and `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub misdirected: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub upstream_timeouts: AtomicU64,
+    pub rewritten: AtomicU64,
+    pub swapped: AtomicU64,
+    pub bail_outs: AtomicU64,
+}
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// The proxy's shared state: the current rules (swapped whole on reload), upstream clients,
+/// the number chooser and counters.
+pub struct Proxy {
+    rules: ArcSwap<RuleSet>,
+    clients: upstream::Clients,
+    chooser: Arc<dyn NumberChooser>,
+    pub stats: Arc<Stats>,
+}
+
+impl Proxy {
+    pub fn new(rules: RuleSet, chooser: Arc<dyn NumberChooser>) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            rules: ArcSwap::from_pointee(rules),
+            clients: upstream::Clients::default(),
+            chooser,
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Installs a new validated rule set. Requests in flight keep the set they started with.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.rules.store(Arc::new(rules));
+        self.clients.clear();
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// One request, start to finish. Never fails: errors become status pages.
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let Some((site, host)) = self.route(&req) else {
+            self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
+            return status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
+        };
+        if req.uri().path().starts_with("/_telswap/") {
+            return status_page(StatusCode::NOT_FOUND, "Not found.");
+        }
+
+        let choice = self.visitor(&site, &req);
+
+        let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let is_head = req.method() == http::Method::HEAD;
+        let upstream_req = match self.upstream_request(&site, &host, req, conn, upgrade) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(site = %site.name, error = %e, "bad upstream request");
+                return status_page(StatusCode::BAD_REQUEST, "Bad request.");
+            }
+        };
+
+        let client = match self.clients.for_site(&site) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(site = %site.name, error = %e, "upstream client");
+                return status_page(StatusCode::BAD_GATEWAY, "The site could not be reached.");
+            }
+        };
+        let mut resp = match tokio::time::timeout(site.response_timeout, client.request(upstream_req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if is_timeout(&e) => {
+                self.stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream connect timed out");
+                return status_page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.");
+            }
+            Ok(Err(e)) => {
+                self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream failed");
+                return status_page(StatusCode::BAD_GATEWAY, "The site could not be reached.");
+            }
+            Err(_) => {
+                self.stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(site = %site.name, "upstream response headers timed out");
+                return status_page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.");
+            }
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            }
+            let (mut parts, _) = resp.into_parts();
+            headers::strip_hop_by_hop(&mut parts.headers, true);
+            return Response::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed());
+        }
+
+        let (mut parts, body) = resp.into_parts();
+        let body = body.map_err(BoxError::from).boxed();
+        let body = self.response_filter(&site, &choice, is_head, &mut parts, body);
+        Response::from_parts(parts, body)
+    }
+
+    /// Phase 1: the site for this request's host.
+    fn route(&self, req: &Request<Incoming>) -> Option<(Arc<Site>, String)> {
+        let host = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })?;
+        let site = self.rules.load().site_for_host(&host)?.clone();
+        Some((site, host))
+    }
+
+    /// Phase 2: who is this visitor, and which number do they see.
+    fn visitor(&self, site: &Site, req: &Request<Incoming>) -> Choice {
+        let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        if site.bots == BotPolicy::Original && classify::is_bot(ua) {
+            return Choice::Original;
+        }
+        let referrer = req.headers().get(header::REFERER).and_then(|v| v.to_str().ok());
+        let landing = Landing {
+            query: req.uri().query().unwrap_or(""),
+            referrer,
+            own_hosts: &site.hosts,
+            capture: &site.capture,
+        };
+        let touch = classify::classify(&landing);
+        self.chooser.choose(site, touch.as_ref())
+    }
+
+    /// Phase 3: the request as the origin should see it.
+    fn upstream_request(
+        &self,
+        site: &Site,
+        host: &str,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        upgrade: bool,
+    ) -> Result<Request<ProxyBody>, http::Error> {
+        let (mut parts, body) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let proto = if conn.tls { "https" } else { "http" };
+        headers::add_forwarding(
+            &mut parts.headers,
+            &conn.remote.ip().to_string(),
+            proto,
+            host,
+            parts.version,
+        );
+        // HTTP/2 carries the host in `:authority`; the origin (HTTP/1.1) needs it as `Host`.
+        parts.headers.insert(header::HOST, HeaderValue::from_str(host)?);
+        if let Some(ae) = headers::upstream_accept_encoding(&parts.headers) {
+            parts.headers.insert(header::ACCEPT_ENCODING, ae);
+        }
+        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let authority = site.upstream.authority().map(|a| a.as_str()).unwrap_or("");
+        let scheme = site.upstream.scheme_str().unwrap_or("http");
+        parts.uri = format!("{scheme}://{authority}{path}").parse()?;
+        parts.version = Version::HTTP_11;
+        let body: ProxyBody = if upgrade {
+            Empty::new().map_err(|e| match e {}).boxed()
+        } else {
+            body.map_err(BoxError::from).boxed()
+        };
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// Phase 5: headers, and whether the body goes through the rewriter.
+    fn response_filter(
+        &self,
+        site: &Site,
+        choice: &Choice,
+        is_head: bool,
+        parts: &mut http::response::Parts,
+        body: ProxyBody,
+    ) -> ProxyBody {
+        headers::strip_hop_by_hop(&mut parts.headers, false);
+        headers::add_via(&mut parts.headers, parts.version);
+        let (is_html, charset) = headers::html_content_type(&parts.headers);
+        let status = parts.status.as_u16();
+        // 206 (a byte range of the original), 304 (the visitor's cached copy) and the bodiless
+        // statuses pass untouched.
+        let has_body = !is_head && !matches!(status, 100..=199 | 204 | 205 | 206 | 304);
+        if !is_html || matches!(status, 206 | 304) {
+            return body;
+        }
+        // A page that may show a tracking number must never be stored by a shared cache, even
+        // when this visitor sees the original: the next visitor may not.
+        if !site.pools.is_empty() {
+            headers::make_private(&mut parts.headers);
+        }
+        let Choice::Tracking { number, .. } = choice else {
+            return body;
+        };
+        let coding = headers_coding(parts);
+        let Some(coding) = coding else { return body };
+        let encoding = match &charset {
+            Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
+                Some(e) => Some(e),
+                // An unknown charset: leave the page alone rather than corrupt it.
+                None => return body,
+            },
+            None => None,
+        };
+        let to = Arc::new(Replacement::new(number.clone(), site.cc()));
+        let Some(rw) = PageRewriter::new(&site.page, to, encoding) else {
+            return body;
+        };
+        headers::drop_representation_headers(&mut parts.headers);
+        if !has_body {
+            return body;
+        }
+        self.stats.rewritten.fetch_add(1, Ordering::Relaxed);
+        body::rewrite(body, coding, rw, self.stats.clone())
+    }
+}
+
+fn headers_coding(parts: &http::response::Parts) -> Option<body::Coding> {
+    let mut values = parts.headers.get_all(header::CONTENT_ENCODING).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return None;
+    }
+    let v = match first {
+        Some(v) => Some(v.to_str().ok()?),
+        None => None,
+    };
+    if v.is_some_and(|v| v.contains(',')) {
+        return None;
+    }
+    body::Coding::from_header(v)
+}
+
+/// Relays bytes both ways once both sides have switched protocols (WebSocket).
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let mut c = TokioIo::new(c);
+            let mut u = TokioIo::new(u);
+            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if s.to_string().contains("timed out") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        source = c.source();
+    }
+    s
+}
+
+/// A small page for errors that says what happened to the visitor and nothing about internals.
+pub fn status_page(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\
+         <body><h1>{code} {reason}</h1><p>{message}</p></body></html>\n",
+        code = status.as_u16()
+    );
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(html)).map_err(|e| match e {}).boxed())
+        .expect("static response")
+}

@@ -1,0 +1,235 @@
+//! Listeners: accept loops for plain HTTP and HTTPS (HTTP/1.1 and HTTP/2 by ALPN), graceful
+//! shutdown, and `SIGHUP` reload of rules and certificates.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::tls::SniResolver;
+use super::{ConnInfo, Proxy};
+
+/// Request headers larger than this get `431 Request Header Fields Too Large` (hyper answers
+/// it for HTTP/1.1 when its read buffer fills before the headers end). 64 KiB is above what
+/// browsers send (Chrome caps at 256 KiB of cookies but real sites stay far below) and what
+/// nginx accepts by default (4 × 8 KiB).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(MAX_HEADER_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(256);
+    b
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` turns true, then drains open connections.
+pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Receiver<bool>) {
+    serve(listener, None, proxy, shutdown).await
+}
+
+/// Serves HTTPS on `listener` with `acceptor` (certificates by SNI, ALPN h2 + http/1.1).
+pub async fn serve_https(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve(listener, Some(acceptor), proxy, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(builder());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (proxy, builder, acceptor) = (proxy.clone(), builder.clone(), acceptor.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let info = ConnInfo {
+                remote,
+                tls: acceptor.is_some(),
+            };
+            let svc = service_fn(move |req| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+            });
+            let result = match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // In-flight requests finish; idle keep-alive connections are closed.
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("connections still open after 30 s; closing"),
+    }
+}
+
+/// Resolves once shutdown is requested (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+/// Everything `telswap serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub rules: PathBuf,
+    pub listen: SocketAddr,
+    pub tls_listen: Option<SocketAddr>,
+    pub certs: PathBuf,
+}
+
+/// A running proxy: its bound addresses, and a handle to stop it.
+pub struct Running {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub proxy: Arc<Proxy>,
+    pub resolver: Option<Arc<SniResolver>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits for the listeners to close.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the listeners stop (after [`Running::trigger_stop`] or a fatal error).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn trigger_stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Binds the listeners and starts serving `proxy`.
+pub async fn start(cfg: &ServeConfig, proxy: Arc<Proxy>) -> Result<Running, String> {
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let plain = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let http = plain.local_addr().map_err(|e| e.to_string())?;
+    tasks.push(tokio::spawn(serve_http(plain, proxy.clone(), rx.clone())));
+    let mut https = None;
+    let mut resolver = None;
+    if let Some(addr) = cfg.tls_listen {
+        let certs = super::tls::load_certs(&cfg.certs)?;
+        if certs.is_empty() {
+            return Err(format!(
+                "{}: no <host>.crt + <host>.key pairs for the TLS listener",
+                cfg.certs.display()
+            ));
+        }
+        let r = Arc::new(SniResolver::new(certs));
+        let acceptor = TlsAcceptor::from(Arc::new(super::tls::server_config(r.clone())?));
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        https = Some(l.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(serve_https(l, acceptor, proxy.clone(), rx.clone())));
+        resolver = Some(r);
+    }
+    Ok(Running {
+        http,
+        https,
+        proxy,
+        resolver,
+        shutdown: tx,
+        tasks,
+    })
+}
+
+/// Re-reads rules (and certificates): a valid new set replaces the old one atomically; an
+/// invalid one is logged with every problem and the old set stays.
+pub fn reload(cfg: &ServeConfig, running: &Running) -> bool {
+    match crate::rules::load_dir(&cfg.rules) {
+        Ok(set) => {
+            let n = set.sites.len();
+            running.proxy.replace_rules(set);
+            tracing::info!(sites = n, "rules reloaded");
+        }
+        Err(problems) => {
+            for p in &problems.0 {
+                tracing::error!("{p}");
+            }
+            tracing::error!("reload refused: the previous rules stay in force");
+            return false;
+        }
+    }
+    if let Some(r) = &running.resolver {
+        match super::tls::load_certs(&cfg.certs) {
+            Ok(c) if !c.is_empty() => r.replace(c),
+            Ok(_) => tracing::error!("no certificates found on reload; keeping the old ones"),
+            Err(e) => tracing::error!(error = %e, "certificates not reloaded; keeping the old ones"),
+        }
+    }
+    true
+}

@@ -1,0 +1,89 @@
+//! The upstream side: a pooled keep-alive client per distinct TLS trust set and timeout.
+//!
+//! Origins are reached over HTTP/1.1 (keep-alive, and the only version that can relay a
+//! WebSocket upgrade); HTTPS origins are verified against the webpki roots plus, per site, an
+//! optional extra CA for internal origins.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::ProxyBody;
+use crate::rules::Site;
+
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    ca: Option<PathBuf>,
+    connect_timeout: Duration,
+}
+
+/// Clients shared across sites with the same trust and timeouts, so keep-alive pools are reused.
+#[derive(Default)]
+pub struct Clients {
+    by_key: Mutex<HashMap<Key, UpstreamClient>>,
+}
+
+impl Clients {
+    pub fn for_site(&self, site: &Site) -> Result<UpstreamClient, String> {
+        let key = Key {
+            ca: site.upstream_ca.clone(),
+            connect_timeout: site.connect_timeout,
+        };
+        let mut map = self.by_key.lock().expect("clients lock");
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = build(&key)?;
+        map.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Forgets clients (after a reload, so a changed CA file is read again).
+    pub fn clear(&self) {
+        self.by_key.lock().expect("clients lock").clear();
+    }
+}
+
+fn build(key: &Key) -> Result<UpstreamClient, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(ca) = &key.ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("upstream_ca {}: {e}", ca.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("upstream_ca {}: {e}", ca.display()))?;
+        for c in certs {
+            roots.add(c).map_err(|e| format!("upstream_ca {}: {e}", ca.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(key.connect_timeout));
+    http.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector))
+}

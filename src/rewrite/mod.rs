@@ -1,0 +1,17 @@
+//! The rewrite engine: find a site's phone numbers in HTML as it streams past and write the
+//! visitor's tracking number in their place, in the same shape.
+//!
+//! Knows nothing of HTTP: the proxy hands it bytes, a [`Replacement`] and an optional charset,
+//! and gets bytes back. Content codings (gzip, br, ...) are the proxy's business.
+//!
+//! - [`phone`]: parsing configured numbers and the digit forms they appear in;
+//! - [`matcher`]: finding those forms in raw text, shape-preserving replacement, chunk buffering;
+//! - [`html`]: the lol_html handlers (text, attributes, JSON-LD, exclusions, bail-out).
+
+pub mod html;
+pub mod matcher;
+pub mod phone;
+
+pub use html::{PageRewriter, PageRules, PageStats, check_selector, rewrite_document};
+pub use matcher::{NumberMatcher, Replacement, TextStream};
+pub use phone::{PhoneError, PhoneNumber};

@@ -1,0 +1,404 @@
+//! Site rules: `rules/<name>.toml`, one file per site (SPEC.md "A site's rules").
+//!
+//! Files are walked by hand over toml's spanned document tree rather than deserialised, so that
+//! *every* problem (unknown keys, bad numbers, regexes, selectors, durations, URLs, hosts claimed
+//! twice, numbers in two pools) is reported at once as `FILE:LINE: message`, the way compilers
+//! do, instead of stopping at the first. A valid set is immutable; reload swaps whole sets.
+
+mod parse;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::rewrite::{NumberMatcher, PageRules, PhoneNumber};
+use crate::visitor::classify::Channel;
+
+pub use parse::parse_site;
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Every problem found in a rules directory.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    LastNonDirect,
+    First,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotPolicy {
+    /// Crawlers see the site's own number (name-address-phone consistency for local search).
+    Original,
+    /// Crawlers are treated like any visitor.
+    Track,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    None,
+    Gpc,
+    Cookie,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutConsent {
+    Source,
+    Original,
+}
+
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub mode: ConsentMode,
+    /// `name=value` of the cookie that grants consent.
+    pub cookie: Option<(String, String)>,
+    pub without: WithoutConsent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Twilio,
+    SignalWire,
+    Telnyx,
+}
+
+#[derive(Debug, Clone)]
+pub struct Telephony {
+    pub dialect: Dialect,
+    pub auth_token_env: String,
+    /// For `telnyx`: the environment variable holding the base64 Ed25519 public key.
+    pub public_key_env: Option<String>,
+    pub forward_to: PhoneNumber,
+    pub record: bool,
+    pub whisper: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    Session,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhausted {
+    ReuseOldest,
+    Overflow,
+    Original,
+}
+
+/// Which visitors a pool serves: all given conditions must hold.
+#[derive(Debug, Clone, Default)]
+pub struct When {
+    pub channel: Vec<Channel>,
+    pub source: Option<Regex>,
+    pub medium: Option<Regex>,
+    pub campaign: Option<Regex>,
+}
+
+impl When {
+    pub fn matches(&self, channel: Channel, source: &str, medium: &str, campaign: Option<&str>) -> bool {
+        (self.channel.is_empty() || self.channel.contains(&channel))
+            && self.source.as_ref().is_none_or(|r| r.is_match(source))
+            && self.medium.as_ref().is_none_or(|r| r.is_match(medium))
+            && self
+                .campaign
+                .as_ref()
+                .is_none_or(|r| r.is_match(campaign.unwrap_or("")))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub mode: PoolMode,
+    pub when: When,
+    pub numbers: Vec<PhoneNumber>,
+    pub idle_timeout: Duration,
+    pub match_window: Duration,
+    pub exhausted: Exhausted,
+    pub overflow: Option<PhoneNumber>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Offline {
+    pub number: PhoneNumber,
+    pub campaign: String,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub secret_env: String,
+}
+
+/// One site, validated and compiled.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The file stem: `rules/acme.toml` is site `acme`.
+    pub name: String,
+    pub file: PathBuf,
+    pub hosts: Vec<String>,
+    pub upstream: http::Uri,
+    /// Extra CA certificate (PEM) trusted for this site's upstream, for internal origins.
+    pub upstream_ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub country: String,
+    pub numbers: Vec<PhoneNumber>,
+    pub exclude: Vec<String>,
+    pub attribution: Attribution,
+    pub bots: BotPolicy,
+    pub capture: Vec<String>,
+    pub consent: Consent,
+    pub telephony: Telephony,
+    pub pools: Vec<Pool>,
+    pub offline: Vec<Offline>,
+    pub webhooks: Vec<Webhook>,
+    pub page: PageRules,
+}
+
+impl Site {
+    /// The country calling code of the site's own numbers.
+    pub fn cc(&self) -> &str {
+        self.numbers.first().map(|n| n.cc.as_str()).unwrap_or("1")
+    }
+}
+
+/// A validated set of sites, indexed by host.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub sites: Vec<Arc<Site>>,
+    by_host: HashMap<String, Arc<Site>>,
+}
+
+impl RuleSet {
+    /// Finds the site for a `Host` header or `:authority` (port and case ignored).
+    pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
+        self.by_host.get(&normalize_host(host))
+    }
+
+    pub fn from_sites(sites: Vec<Site>) -> RuleSet {
+        let sites: Vec<Arc<Site>> = sites.into_iter().map(Arc::new).collect();
+        let mut by_host = HashMap::new();
+        for s in &sites {
+            for h in &s.hosts {
+                by_host.insert(h.clone(), s.clone());
+            }
+        }
+        RuleSet { sites, by_host }
+    }
+}
+
+/// Lower-cases a host and strips a port (`Example.com:8080` → `example.com`; IPv6 brackets kept).
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('.');
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        match rest.find(']') {
+            Some(end) => &host[..end + 2],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+            _ => host,
+        }
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Loads and validates every `*.toml` in `dir`; either a whole valid set or every problem.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, Problems> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Problems(vec![Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            message: format!("cannot read rules directory: {e}"),
+        }])
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut sources = Vec::new();
+    let mut problems = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => sources.push((f, text)),
+            Err(e) => problems.push(Problem {
+                file: f,
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    match load_sources(&sources) {
+        Ok(set) if problems.is_empty() => Ok(set),
+        Ok(_) => Err(Problems(problems)),
+        Err(Problems(mut more)) => {
+            problems.append(&mut more);
+            Err(Problems(problems))
+        }
+    }
+}
+
+/// Validates a set of files given as (path, text): each alone, then the checks across files.
+pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> {
+    let mut problems = Vec::new();
+    let mut parsed = Vec::new();
+    for (file, text) in sources {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match parse_site(&name, file, text) {
+            Ok(p) => parsed.push(p),
+            Err(mut ps) => problems.append(&mut ps),
+        }
+    }
+    // Across files: a host belongs to one site, a tracking number to one pool.
+    let mut hosts: HashMap<&str, (&Path, usize)> = HashMap::new();
+    let mut tracking: HashMap<String, (&Path, usize, String)> = HashMap::new();
+    for p in &parsed {
+        for (h, line) in &p.host_lines {
+            if let Some((other, other_line)) = hosts.get(h.as_str()) {
+                problems.push(Problem {
+                    file: p.site.file.clone(),
+                    line: *line,
+                    message: format!("host {h:?} is already claimed by {}:{other_line}", other.display()),
+                });
+            } else {
+                hosts.insert(h, (&p.site.file, *line));
+            }
+        }
+        for (n, line, owner) in &p.tracking_lines {
+            let key = n.e164();
+            if let Some((other, other_line, other_owner)) = tracking.get(&key) {
+                problems.push(Problem {
+                    file: p.site.file.clone(),
+                    line: *line,
+                    message: format!(
+                        "number {key} of {owner} is already listed in {other_owner} at {}:{other_line}",
+                        other.display()
+                    ),
+                });
+            } else {
+                tracking.insert(key, (&p.site.file, *line, owner.clone()));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| a.file.cmp(&b.file).then(a.line.cmp(&b.line)));
+        return Err(Problems(problems));
+    }
+    Ok(RuleSet::from_sites(parsed.into_iter().map(|p| p.site).collect()))
+}
+
+/// A parsed site plus the source lines the cross-file checks need.
+pub struct ParsedSite {
+    pub site: Site,
+    host_lines: Vec<(String, usize)>,
+    /// Tracking numbers (pool, overflow, offline) with their line and owner ("pool \"x\"").
+    tracking_lines: Vec<(PhoneNumber, usize, String)>,
+}
+
+/// Parses `30m`, `2h`, `45s`, `1h30m`, `500ms`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "bad duration {s:?}: expected a number, e.g. \"30m\", \"2h\", \"45s\""
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            "" => return Err(format!("bad duration {s:?}: missing unit (ms, s, m, h, d)")),
+            u => return Err(format!("bad duration {s:?}: unknown unit {u:?} (ms, s, m, h, d)")),
+        };
+        total += d;
+    }
+    Ok(total)
+}
+
+impl PageRules {
+    pub(crate) fn for_site(numbers: &[PhoneNumber], exclude: &[String]) -> PageRules {
+        PageRules {
+            matcher: Arc::new(NumberMatcher::new(numbers)),
+            exclude: exclude.to_vec(),
+            memory_limit: crate::rewrite::html::DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("thirty minutes").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn hosts_normalise() {
+        assert_eq!(normalize_host("WWW.Example.com:8080"), "www.example.com");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("127.0.0.1"), "127.0.0.1");
+    }
+}
