@@ -84,6 +84,16 @@ fn contact() -> String {
     )
 }
 
+/// The demo site's HTML pages by path.
+pub fn page_for(path: &str) -> Option<String> {
+    match path {
+        "/" => Some(home()),
+        "/services" => Some(services()),
+        "/contact" => Some(contact()),
+        _ => None,
+    }
+}
+
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let html = |s: String| {
         Response::builder()

@@ -207,7 +207,7 @@ impl NumberMatcher {
                 });
             }
         }
-        targets.sort_by(|a, b| b.digits.len().cmp(&a.digits.len()));
+        targets.sort_by_key(|t| std::cmp::Reverse(t.digits.len()));
         // The alive-set below is a u64 bit mask.
         targets.truncate(64);
         let first_digits = targets.iter().fold(0u16, |m, t| m | 1 << (t.digits[0] - b'0'));
@@ -410,14 +410,14 @@ fn byte_before(text: &[u8], i: usize, before: Before, k: usize) -> u8 {
 
 /// What may not come right before a number: a letter or digit (an id such as `ORD5550100000`),
 /// a currency sign (a price), `#` or `@`, a `+` that did not start this match (`650+253+1234`),
-/// or a gluing separator after a digit (`12-555-010-0000` is one longer token).
+/// or a gluing separator after a letter or digit (`12-555-010-0000`, `ORD-5550100000` are ids).
 fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     let b1 = byte_before(text, start, before, 1);
     if b1.is_ascii_alphanumeric() || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+') {
         return false;
     }
     let b2 = byte_before(text, start, before, 2);
-    if matches!(b1, b'-' | b'.' | b'/' | b',') && b2.is_ascii_digit() {
+    if matches!(b1, b'-' | b'.' | b'/' | b',' | b'#') && (b2.is_ascii_alphanumeric() || b2 == b'_') {
         return false;
     }
     // £ (C2 A3), ¥ (C2 A5), € (E2 82 AC)

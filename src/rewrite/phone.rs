@@ -126,12 +126,12 @@ impl PhoneNumber {
         }
         if !plus {
             for idd in ["00", "011"] {
-                if let Some(rest) = digits.strip_prefix(idd) {
-                    if digits.len() > 10 {
-                        digits = rest.to_string();
-                        plus = true;
-                        break;
-                    }
+                if let Some(rest) = digits.strip_prefix(idd)
+                    && digits.len() > 10
+                {
+                    digits = rest.to_string();
+                    plus = true;
+                    break;
                 }
             }
         }
@@ -219,7 +219,7 @@ impl PhoneNumber {
             push(FormKind::Trunk, format!("{t}{}", self.nsn));
         }
         push(FormKind::National, self.nsn.clone());
-        forms.sort_by(|a, b| b.digits.len().cmp(&a.digits.len()));
+        forms.sort_by_key(|f| std::cmp::Reverse(f.digits.len()));
         forms
     }
 

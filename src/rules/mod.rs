@@ -283,31 +283,34 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> 
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match parse_site(&name, file, text) {
-            Ok(p) => parsed.push(p),
-            Err(mut ps) => problems.append(&mut ps),
-        }
+        let mut p = parse_site(&name, file, text);
+        problems.append(&mut p.problems);
+        parsed.push((file.as_path(), p));
     }
     // Across files: a host belongs to one site, a tracking number to one pool.
     let mut hosts: HashMap<&str, (&Path, usize)> = HashMap::new();
     let mut tracking: HashMap<String, (&Path, usize, String)> = HashMap::new();
-    for p in &parsed {
+    for (file, p) in &parsed {
         for (h, line) in &p.host_lines {
             if let Some((other, other_line)) = hosts.get(h.as_str()) {
                 problems.push(Problem {
-                    file: p.site.file.clone(),
+                    file: file.to_path_buf(),
                     line: *line,
                     message: format!("host {h:?} is already claimed by {}:{other_line}", other.display()),
                 });
             } else {
-                hosts.insert(h, (&p.site.file, *line));
+                hosts.insert(h, (file, *line));
             }
         }
         for (n, line, owner) in &p.tracking_lines {
             let key = n.e164();
             if let Some((other, other_line, other_owner)) = tracking.get(&key) {
+                if other == file {
+                    // Within one file this was reported while parsing it.
+                    continue;
+                }
                 problems.push(Problem {
-                    file: p.site.file.clone(),
+                    file: file.to_path_buf(),
                     line: *line,
                     message: format!(
                         "number {key} of {owner} is already listed in {other_owner} at {}:{other_line}",
@@ -315,7 +318,7 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> 
                     ),
                 });
             } else {
-                tracking.insert(key, (&p.site.file, *line, owner.clone()));
+                tracking.insert(key, (file, *line, owner.clone()));
             }
         }
     }
@@ -323,12 +326,16 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> 
         problems.sort_by(|a, b| a.file.cmp(&b.file).then(a.line.cmp(&b.line)));
         return Err(Problems(problems));
     }
-    Ok(RuleSet::from_sites(parsed.into_iter().map(|p| p.site).collect()))
+    Ok(RuleSet::from_sites(
+        parsed.into_iter().filter_map(|(_, p)| p.site).collect(),
+    ))
 }
 
 /// A parsed site plus the source lines the cross-file checks need.
 pub struct ParsedSite {
-    pub site: Site,
+    /// `None` when the file has problems.
+    pub site: Option<Site>,
+    pub problems: Vec<Problem>,
     host_lines: Vec<(String, usize)>,
     /// Tracking numbers (pool, overflow, offline) with their line and owner ("pool \"x\"").
     tracking_lines: Vec<(PhoneNumber, usize, String)>,

@@ -225,7 +225,9 @@ impl<'a> Walker<'a> {
 }
 
 /// Parses one file. `name` is the site name (the file stem).
-pub fn parse_site(name: &str, file: &Path, src: &str) -> Result<ParsedSite, Vec<Problem>> {
+/// The result always carries the hosts and tracking numbers it could read, so the checks across
+/// files can report a host claimed twice even when one of the files has other problems.
+pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     let mut w = Walker {
         file,
         src,
@@ -238,7 +240,12 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> Result<ParsedSite, Vec<
         w.err(at, format!("TOML syntax: {msg}"));
     }
     if !w.problems.is_empty() {
-        return Err(w.problems);
+        return ParsedSite {
+            site: None,
+            host_lines: Vec::new(),
+            tracking_lines: Vec::new(),
+            problems: w.problems,
+        };
     }
     let doc = doc.into_inner();
     w.check_keys(&doc, TOP_KEYS, "the site");
@@ -648,17 +655,24 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> Result<ParsedSite, Vec<
         webhooks.push(Webhook { url, secret_env });
     }
 
+    let (Some(upstream), Some(telephony)) = (upstream, telephony) else {
+        w.problems.sort_by_key(|p| p.line);
+        return ParsedSite {
+            site: None,
+            host_lines,
+            tracking_lines,
+            problems: w.problems,
+        };
+    };
     if !w.problems.is_empty() {
         w.problems.sort_by_key(|p| p.line);
-        return Err(w.problems);
+        return ParsedSite {
+            site: None,
+            host_lines,
+            tracking_lines,
+            problems: w.problems,
+        };
     }
-    let (Some(upstream), Some(telephony)) = (upstream, telephony) else {
-        return Err(vec![Problem {
-            file: file.to_path_buf(),
-            line: 1,
-            message: "incomplete site".into(),
-        }]);
-    };
     let own_numbers: Vec<PhoneNumber> = numbers.into_iter().map(|(n, _)| n).collect();
     let page = PageRules::for_site(&own_numbers, &exclude);
     let site = Site {
@@ -682,11 +696,12 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> Result<ParsedSite, Vec<
         webhooks,
         page,
     };
-    Ok(ParsedSite {
-        site,
+    ParsedSite {
+        site: Some(site),
         host_lines,
         tracking_lines,
-    })
+        problems: Vec::new(),
+    }
 }
 
 fn resolve(file: &Path, p: &str) -> PathBuf {

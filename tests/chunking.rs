@@ -1,0 +1,68 @@
+//! Chunking property: lol_html splits text wherever the network split the page, so a number may
+//! arrive in pieces (even inside `&nbsp;`). The output must not depend on where the cuts fall.
+
+use std::sync::Arc;
+
+use telswap::rewrite::html::DEFAULT_MEMORY_LIMIT;
+use telswap::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement, rewrite_document};
+
+fn engine() -> (PageRules, Arc<Replacement>) {
+    let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
+    let rules = PageRules {
+        matcher: Arc::new(NumberMatcher::new(&[site])),
+        exclude: vec!["[data-telswap-ignore]".into()],
+        memory_limit: DEFAULT_MEMORY_LIMIT,
+    };
+    let to = Arc::new(Replacement::new(
+        PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
+        "1",
+    ));
+    (rules, to)
+}
+
+fn pages() -> Vec<(String, String)> {
+    let mut pages: Vec<(String, String)> = ["/", "/services", "/contact"]
+        .iter()
+        .map(|p| (p.to_string(), telswap::demo::page_for(p).unwrap()))
+        .collect();
+    pages.push((
+        "entities and near misses".into(),
+        "<p>+1&nbsp;(555)&nbsp;010&#8209;0000 and 555-010-00001 and 1555-010-0000-2 and &#40;555&#41;&#32;010&#45;0000\
+         </p><p>5550100000</p><p>555 010 0000 555 010 0000</p><a href=\"tel:%2B1%20555%20010%200000\" \
+         data-x=\"555.010.0000\">555\u{a0}010\u{a0}0000</a><p>tail 555-010-0000"
+            .into(),
+    ));
+    pages
+}
+
+#[test]
+fn output_is_the_same_for_every_chunk_size_from_1_to_64() {
+    let (rules, to) = engine();
+    for (name, page) in pages() {
+        let whole = rewrite_document(&rules, to.clone(), page.as_bytes(), page.len());
+        assert_ne!(whole, page.as_bytes(), "{name}: the page should contain swaps");
+        for size in 1..=64 {
+            let got = rewrite_document(&rules, to.clone(), page.as_bytes(), size);
+            assert!(
+                got == whole,
+                "{name}: chunk size {size} differs:\n{}\n---\n{}",
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&whole)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_number_on_the_demo_pages_is_swapped_except_excluded_and_lookalikes() {
+    let (rules, to) = engine();
+    for (name, page) in pages().into_iter().take(3) {
+        let out = String::from_utf8(rewrite_document(&rules, to.clone(), page.as_bytes(), 7)).unwrap();
+        // The only originals left in these two spellings: the lookalikes in the footer.
+        let left = out.matches("555-010-0000").count() + out.matches("5550100000").count();
+        assert_eq!(left, 2, "{name}: unexpected originals left in\n{out}");
+        assert!(out.contains("data-telswap-ignore>Our registered office line, never swapped: (555) 010-0000"));
+        assert!(out.contains("Order ref 5550100000123"));
+        assert!(out.contains("licence 555-010-0000-77"));
+    }
+}

@@ -1,0 +1,302 @@
+//! The number-format table: every common way a number is written, in, and what the visitor sees.
+//! Each case runs through the real engine (lol_html + handlers) as page text.
+
+use std::sync::Arc;
+
+use telswap::rewrite::html::DEFAULT_MEMORY_LIMIT;
+use telswap::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement, rewrite_document};
+
+fn engine(site: &str, tracking: &str, country: &str) -> (PageRules, Arc<Replacement>) {
+    let site = PhoneNumber::parse(site, country).unwrap();
+    let cc = site.cc.clone();
+    let rules = PageRules {
+        matcher: Arc::new(NumberMatcher::new(&[site])),
+        exclude: vec!["[data-telswap-ignore]".into()],
+        memory_limit: DEFAULT_MEMORY_LIMIT,
+    };
+    let to = Arc::new(Replacement::new(PhoneNumber::parse(tracking, country).unwrap(), &cc));
+    (rules, to)
+}
+
+fn rewrite(rules: &PageRules, to: &Arc<Replacement>, html: &str) -> String {
+    String::from_utf8(rewrite_document(rules, to.clone(), html.as_bytes(), 4096)).unwrap()
+}
+
+fn check_table(site: &str, tracking: &str, country: &str, cases: &[(&str, &str)]) {
+    let (rules, to) = engine(site, tracking, country);
+    let mut failures = Vec::new();
+    for (input, want) in cases {
+        let got = rewrite(&rules, &to, &format!("<p>{input}</p>"));
+        let want = format!("<p>{want}</p>");
+        if got != want {
+            failures.push(format!("  {input:?}\n    want {want:?}\n    got  {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{country} cases failed:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn us_shapes_keep_their_shape() {
+    check_table(
+        "+1 555-010-0000",
+        "+1 555-010-1001",
+        "US",
+        &[
+            ("5550100000", "5550101001"),
+            ("555-010-0000", "555-010-1001"),
+            ("555.010.0000", "555.010.1001"),
+            ("555 010 0000", "555 010 1001"),
+            ("(555) 010-0000", "(555) 010-1001"),
+            ("(555)010-0000", "(555)010-1001"),
+            ("(555) 0100000", "(555) 0101001"),
+            ("555/010-0000", "555/010-1001"),
+            ("+1 555-010-0000", "+1 555-010-1001"),
+            ("+1 (555) 010-0000", "+1 (555) 010-1001"),
+            ("+15550100000", "+15550101001"),
+            ("+1.555.010.0000", "+1.555.010.1001"),
+            ("1-555-010-0000", "1-555-010-1001"),
+            ("1 (555) 010-0000", "1 (555) 010-1001"),
+            ("1.555.010.0000", "1.555.010.1001"),
+            ("001 555 010 0000", "001 555 010 1001"),
+            ("011 1 555 010 0000", "011 1 555 010 1001"),
+            ("555&nbsp;010&nbsp;0000", "555&nbsp;010&nbsp;1001"),
+            ("555&#8209;010&#8209;0000", "555&#8209;010&#8209;1001"),
+            ("555&#x2011;010&#x2011;0000", "555&#x2011;010&#x2011;1001"),
+            ("555\u{2013}010\u{2013}0000", "555\u{2013}010\u{2013}1001"),
+            ("555\u{a0}010\u{a0}0000", "555\u{a0}010\u{a0}1001"),
+            ("555\u{2011}010\u{2011}0000", "555\u{2011}010\u{2011}1001"),
+            ("+1&#160;555&#160;010&#160;0000", "+1&#160;555&#160;010&#160;1001"),
+            ("&#40;555&#41; 010-0000", "&#40;555&#41; 010-1001"),
+            ("&plus;1 555 010 0000", "&plus;1 555 010 1001"),
+            ("1 555 010 0000 x 123", "1 555 010 1001 x 123"),
+            (
+                "Call 555-010-0000, or 555-010-0000.",
+                "Call 555-010-1001, or 555-010-1001.",
+            ),
+            ("(555) 010-0000!", "(555) 010-1001!"),
+        ],
+    );
+}
+
+#[test]
+fn uk_shapes_keep_trunk_prefix_and_optional_zero() {
+    check_table(
+        "+44 20 7946 0000",
+        "+44 20 7946 0123",
+        "GB",
+        &[
+            ("020 7946 0000", "020 7946 0123"),
+            ("020-7946-0000", "020-7946-0123"),
+            ("(020) 7946 0000", "(020) 7946 0123"),
+            ("+44 20 7946 0000", "+44 20 7946 0123"),
+            ("+44 (0)20 7946 0000", "+44 (0)20 7946 0123"),
+            ("+44 (0) 20 7946 0000", "+44 (0) 20 7946 0123"),
+            ("0044 20 7946 0000", "0044 20 7946 0123"),
+            ("(20) 7946 0000", "(20) 7946 0123"),
+            ("+442079460000", "+442079460123"),
+        ],
+    );
+}
+
+#[test]
+fn german_shapes() {
+    check_table(
+        "+49 30 1234567",
+        "+49 30 7654321",
+        "DE",
+        &[
+            ("030 1234567", "030 7654321"),
+            ("030/1234567", "030/7654321"),
+            ("030-123 45 67", "030-765 43 21"),
+            ("(030) 123 45 67", "(030) 765 43 21"),
+            ("+49 30 1234567", "+49 30 7654321"),
+            ("+49 (0)30 1234567", "+49 (0)30 7654321"),
+            ("0049 30 1234567", "0049 30 7654321"),
+        ],
+    );
+}
+
+#[test]
+fn french_shapes() {
+    check_table(
+        "+33 1 23 45 67 89",
+        "+33 1 98 76 54 32",
+        "FR",
+        &[
+            ("01 23 45 67 89", "01 98 76 54 32"),
+            ("01.23.45.67.89", "01.98.76.54.32"),
+            ("0123456789", "0198765432"),
+            ("+33 1 23 45 67 89", "+33 1 98 76 54 32"),
+            ("+33 (0)1 23 45 67 89", "+33 (0)1 98 76 54 32"),
+            (
+                "01&nbsp;23&nbsp;45&nbsp;67&nbsp;89",
+                "01&nbsp;98&nbsp;76&nbsp;54&nbsp;32",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn australian_shapes() {
+    check_table(
+        "+61 2 9876 5432",
+        "+61 2 9000 1111",
+        "AU",
+        &[
+            ("(02) 9876 5432", "(02) 9000 1111"),
+            ("02 9876 5432", "02 9000 1111"),
+            ("+61 2 9876 5432", "+61 2 9000 1111"),
+            ("+61 (0)2 9876 5432", "+61 (0)2 9000 1111"),
+            ("0011 61 2 9876 5432", "0011 61 2 9000 1111"),
+        ],
+    );
+}
+
+#[test]
+fn lookalikes_are_left_alone() {
+    let untouched = [
+        "15550100000123",
+        "5550100000123",
+        "25550100000",
+        "555-010-00000",
+        "555-010-0001",
+        "ORD5550100000",
+        "ORD-5550100000",
+        "Order #5550100000",
+        "$5550100000",
+        "\u{20ac}5550100000",
+        "5550100000.00",
+        "555-010-0000-12",
+        "licence 555.010.0000.5",
+        "555+010+0000",
+        "650+253+1234",
+        "03/27/2011",
+        "2012-01-02 08:00",
+        "id=a5550100000b",
+        "12-555-010-0000",
+    ];
+    let (rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    for s in untouched {
+        let html = format!("<p>{s}</p>");
+        assert_eq!(rewrite(&rules, &to, &html), html, "{s:?} must not be rewritten");
+    }
+}
+
+#[test]
+fn attributes_links_and_json_ld() {
+    let (rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    let cases = [
+        (
+            r#"<a href="tel:+15550100000">x</a>"#,
+            r#"<a href="tel:+15550101001">x</a>"#,
+        ),
+        (
+            r#"<a href="TEL:555-010-0000">x</a>"#,
+            r#"<a href="TEL:555-010-1001">x</a>"#,
+        ),
+        (
+            r#"<a href="tel:%2B1%20555%20010%200000">x</a>"#,
+            r#"<a href="tel:%2B1%20555%20010%201001">x</a>"#,
+        ),
+        (
+            r#"<a href="tel:%2b1-555-010-0000">x</a>"#,
+            r#"<a href="tel:%2b1-555-010-1001">x</a>"#,
+        ),
+        (
+            r#"<a href="sms:+15550100000?body=hi">x</a>"#,
+            r#"<a href="sms:+15550101001?body=hi">x</a>"#,
+        ),
+        (
+            r#"<a href="callto:5550100000">x</a>"#,
+            r#"<a href="callto:5550101001">x</a>"#,
+        ),
+        (
+            r#"<a href="/call/5550100000">x</a>"#,
+            r#"<a href="/call/5550100000">x</a>"#,
+        ),
+        (
+            r#"<img alt="Call 555-010-0000" src="a.png">"#,
+            r#"<img alt="Call 555-010-1001" src="a.png">"#,
+        ),
+        (
+            r#"<meta content="Call (555) 010-0000">"#,
+            r#"<meta content="Call (555) 010-1001">"#,
+        ),
+        (
+            r#"<b title="555.010.0000" aria-label="555 010 0000">"#,
+            r#"<b title="555.010.1001" aria-label="555 010 1001">"#,
+        ),
+        (r#"<input value="(555) 010-0000">"#, r#"<input value="(555) 010-1001">"#),
+        (
+            r#"<div data-phone="5550100000" data-x='555-010-0000'>"#,
+            r#"<div data-phone="5550101001" data-x="555-010-1001">"#,
+        ),
+        (
+            r#"<div class="c5550100000" id="5550100000">"#,
+            r#"<div class="c5550100000" id="5550100000">"#,
+        ),
+        (
+            r#"<script type="application/ld+json">{"telephone":"+1-555-010-0000"}</script>"#,
+            r#"<script type="application/ld+json">{"telephone":"+1-555-010-1001"}</script>"#,
+        ),
+        (
+            r#"<script>var phone = "555-010-0000";</script>"#,
+            r#"<script>var phone = "555-010-0000";</script>"#,
+        ),
+        (
+            r#"<style>.x:after{content:"555-010-0000"}</style>"#,
+            r#"<style>.x:after{content:"555-010-0000"}</style>"#,
+        ),
+        (r#"<!-- 555-010-0000 -->"#, r#"<!-- 555-010-0000 -->"#),
+        (
+            r#"<title>Call 555-010-0000</title>"#,
+            r#"<title>Call 555-010-1001</title>"#,
+        ),
+        (
+            r#"<textarea>555-010-0000</textarea>"#,
+            r#"<textarea>555-010-1001</textarea>"#,
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(rewrite(&rules, &to, input), want, "input {input}");
+    }
+}
+
+#[test]
+fn excluded_elements_and_their_content_are_untouched() {
+    let (rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    let html = r#"<div data-telswap-ignore title="555-010-0000"><p>555-010-0000 <a href="tel:5550100000">x</a></p><img alt="555-010-0000"></div><p>555-010-0000</p>"#;
+    let want = r#"<div data-telswap-ignore title="555-010-0000"><p>555-010-0000 <a href="tel:5550100000">x</a></p><img alt="555-010-0000"></div><p>555-010-1001</p>"#;
+    assert_eq!(rewrite(&rules, &to, html), want);
+    // Nested exclusions and text after the excluded element closes.
+    let html = "<section data-telswap-ignore><div><b>555-010-0000</b></div>555-010-0000</section>555-010-0000";
+    let want = "<section data-telswap-ignore><div><b>555-010-0000</b></div>555-010-0000</section>555-010-1001";
+    assert_eq!(rewrite(&rules, &to, html), want);
+}
+
+#[test]
+fn a_page_without_a_match_is_byte_identical() {
+    let (rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    let html = "<!DOCTYPE html><html><head><title>x</title></head><body><p>Call 555-010-0099 or 555 0100</p>\
+                <p>&amp; &nbsp; &#8209; 03/27/2011 $1,234.50</p><img src=a.png alt='x' data-id=5550100001></body></html>";
+    assert_eq!(rewrite(&rules, &to, html), html);
+}
+
+#[test]
+fn several_site_numbers_all_become_the_tracking_number() {
+    let a = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
+    let b = PhoneNumber::parse("+1 800-555-0199", "US").unwrap();
+    let rules = PageRules {
+        matcher: Arc::new(NumberMatcher::new(&[a, b])),
+        exclude: vec![],
+        memory_limit: DEFAULT_MEMORY_LIMIT,
+    };
+    let to = Arc::new(Replacement::new(
+        PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
+        "1",
+    ));
+    assert_eq!(
+        rewrite(&rules, &to, "<p>555-010-0000 / 1-800-555-0199</p>"),
+        "<p>555-010-1001 / 1-555-010-1001</p>"
+    );
+}

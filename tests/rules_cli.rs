@@ -1,0 +1,238 @@
+//! `telswap check` and `telswap serve` as an operator runs them: every problem at once with its
+//! file and line, and a running server that keeps its rules when a reload is invalid.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_telswap");
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn check(dir: &Path) -> (i32, String) {
+    let out = Command::new(BIN).args(["check", "--rules"]).arg(dir).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+const GOOD: &str = r#"hosts = ["www.example.com", "example.com"]
+upstream = "http://127.0.0.1:8000"
+numbers = ["+1 555-010-0000"]
+
+[[pool]]
+name = "ads"
+mode = "session"
+when.channel = ["paid_search"]
+numbers = ["+1 555-010-1001"]
+"#;
+
+#[test]
+fn check_accepts_the_shipped_rules_and_a_valid_directory() {
+    let (code, out) = check(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")));
+    assert_eq!((code, out.trim()), (0, "1 site ok"));
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.toml", GOOD);
+    write(
+        dir.path(),
+        "b.toml",
+        &GOOD.replace("example.com", "example.org").replace("1001", "1002"),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!((code, out.trim()), (0, "2 sites ok"));
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = r#"hosts = ["www.example.com"]
+upstream = "ftp://example.com/path"
+numbers = ["+1 555-010-0000", "call us", "+1 555-010-000"]
+exclude = ["div[[broken"]
+colour = "blue"
+
+[[pool]]
+name = "ads"
+when.channel = ["paid_search", "carrier_pigeon"]
+when.source = "(google"
+numbers = ["+1 555-010-0000", "+1 555-010-1001"]
+idle_timeout = "thirty minutes"
+
+[[pool]]
+name = "more"
+numbers = ["+1 555-010-1001"]
+exhausted = "panic"
+"#;
+    write(dir.path(), "bad.toml", bad);
+    write(dir.path(), "other.toml", GOOD);
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    let bad_file = dir.path().join("bad.toml").display().to_string();
+    let expected = [
+        (2, "bad upstream URL"),
+        (3, "malformed phone number \"call us\""),
+        (3, "impossible phone number \"+1 555-010-000\""),
+        (4, "bad CSS selector"),
+        (5, "unknown key \"colour\""),
+        (9, "unknown channel \"carrier_pigeon\""),
+        (10, "bad regex"),
+        (11, "pool number +15550100000 is one of the site's own numbers"),
+        (12, "idle_timeout"),
+        (
+            16,
+            "number +15550101001 of pool \"more\" is already listed in pool \"ads\"",
+        ),
+        (17, "exhausted must be one of"),
+    ];
+    for (line, needle) in expected {
+        let prefix = format!("{bad_file}:{line}: ");
+        assert!(
+            out.lines().any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "missing `{prefix}…{needle}…` in:\n{out}"
+        );
+    }
+    // The host claimed by both files is reported too (against the later file).
+    assert!(out.contains("host \"www.example.com\" is already claimed by"), "{out}");
+}
+
+#[test]
+fn check_reports_toml_syntax_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "x.toml",
+        "hosts = [\"a.test\"]\nupstream = \"http://127.0.0.1:1\"\nnumbers = [\"+1 555-010-0000\"\n",
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("x.toml:3: TOML syntax"), "{out}");
+}
+
+/// A `telswap serve` child whose stderr lines arrive on a channel.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Server {
+    fn start(rules: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--rules"])
+            .arg(rules)
+            .env("TELSWAP_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let line = s.wait_for("telswap serving");
+        let at = line.find("http=").expect("address in log") + 5;
+        s.addr = line[at..].split_whitespace().next().unwrap().to_string();
+        s
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server log line");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn status_for_host(&self, host: &str) -> u16 {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET /_telswap/ping HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp[9..12].parse().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_reload_swaps_valid_rules_and_keeps_old_ones_when_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.toml", GOOD);
+    let server = Server::start(dir.path());
+    // Reserved paths are answered by telswap itself (404), unknown hosts get 421.
+    assert_eq!(server.status_for_host("www.example.com"), 404);
+    assert_eq!(server.status_for_host("new.example.net"), 421);
+
+    write(
+        dir.path(),
+        "a.toml",
+        &GOOD.replace("upstream = \"http://127.0.0.1:8000\"", "upstream = 12"),
+    );
+    server.hup();
+    server.wait_for("reload refused");
+    assert_eq!(
+        server.status_for_host("www.example.com"),
+        404,
+        "old rules must stay in force"
+    );
+
+    write(
+        dir.path(),
+        "a.toml",
+        &GOOD.replace("\"example.com\"]", "\"example.com\", \"new.example.net\"]"),
+    );
+    server.hup();
+    server.wait_for("rules reloaded");
+    assert_eq!(server.status_for_host("new.example.net"), 404);
+}
+
+#[test]
+fn serve_refuses_to_start_on_invalid_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.toml", "hosts = []\n");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--rules"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("a.toml:1: missing hosts"), "{stdout}");
+}
