@@ -11,6 +11,7 @@
 //! - [`rewrite`]: the engine that swaps numbers in HTML; knows nothing of HTTP.
 //! - [`rules`]: the per-site rules files, their validation and hot reload.
 //! - [`demo`]: the bundled demo origin used by `telswap demo`.
+//! - [`clock`]: injectable time, so leases and sessions are tested with paused time.
 //!
 //! Dependencies point one way: `proxy` → `visitor`, `pool`, `rewrite`, `rules`; `rules` →
 //! `rewrite` (to compile numbers and selectors); `rewrite` and `visitor` depend on nothing else
@@ -18,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod demo;
 pub mod pool;
 pub mod proxy;

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use telswap::pool::SourceChooser;
-use telswap::proxy::Proxy;
+use telswap::clock::TokioClock;
+use telswap::pool::{NoJournal, Pools};
 use telswap::proxy::server::{self, ServeConfig};
+use telswap::proxy::{Parts, Proxy};
 use telswap::rules;
+use telswap::visitor::identity::CookieKey;
+use telswap::visitor::sessions::SessionLog;
 
 #[derive(Parser)]
 #[command(
@@ -117,17 +120,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("{} problem(s) in {}", problems.0.len(), args.rules.display());
         }
     };
-    let _ = (&args.admin, &args.data);
+    let _ = &args.admin;
     let cfg = ServeConfig {
         rules: args.rules,
         listen: args.listen,
         tls_listen: args.tls_listen,
         certs: args.certs,
     };
-    let proxy = Proxy::new(set, Arc::new(SourceChooser));
+    let proxy = build_proxy(set, &args.data)?;
     let running = server::start(&cfg, proxy).await.map_err(anyhow::Error::msg)?;
     tracing::info!(http = %running.http, https = ?running.https, "telswap serving");
     signals(&cfg, running).await
+}
+
+/// The proxy with session pools, the cookie key kept in `data`, and the maintenance tick.
+fn build_proxy(set: rules::RuleSet, data: &std::path::Path) -> anyhow::Result<Arc<Proxy>> {
+    let clock = TokioClock::new();
+    let cookie_key = CookieKey::load_or_create(data).with_context(|| format!("cookie key in {}", data.display()))?;
+    let sessions = SessionLog::new(1_000_000);
+    let pools = Pools::new(&set, clock.clone(), Arc::new(NoJournal));
+    let s = sessions.clone();
+    // Leases lapse on time even without traffic, and moka's housekeeping runs.
+    pools.spawn_maintenance(std::time::Duration::from_secs(5), move || s.run_pending_tasks());
+    Ok(Proxy::with_parts(
+        set,
+        pools,
+        Parts {
+            cookie_key,
+            clock,
+            sessions,
+        },
+    ))
 }
 
 /// `SIGHUP` reloads; `SIGTERM` / Ctrl-C stop after in-flight requests finish.
@@ -158,7 +181,7 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     let text = telswap::demo::RULES.replace("http://127.0.0.1:8000", &format!("http://{origin}"));
     let set = rules::load_sources(&[(PathBuf::from("rules/demo.toml"), text)])
         .map_err(|p| anyhow::anyhow!("embedded demo rules are invalid:\n{p}"))?;
-    let proxy = Proxy::new(set, Arc::new(SourceChooser));
+    let proxy = build_proxy(set, data.path())?;
     let mut cfg = ServeConfig {
         rules: PathBuf::from("rules"),
         listen,

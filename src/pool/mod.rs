@@ -1,13 +1,27 @@
-//! Which number a visitor sees: the seam between "who is this visitor" ([`crate::visitor`]) and
-//! "what does the page show" ([`crate::rewrite`]).
+//! Which number a visitor sees, and who held a number when it rang.
 //!
-//! [`NumberChooser`] is that seam. [`SourceChooser`] is the stateless policy: the first number of
-//! the first `mode = "source"` pool whose `when` matches the visitor's touch. Session pools with
-//! leases plug in behind the same trait. Knows nothing of HTML.
+//! [`NumberChooser`] is the seam between "who is this visitor" ([`crate::visitor`]) and "what does
+//! the page show" ([`crate::rewrite`]). [`Pools`] implements it over the site's `[[pool]]`s, tried
+//! in file order, first `when` match wins:
+//! - `mode = "source"`: the pool's number, shown to every matching visitor;
+//! - `mode = "session"`: a number leased to the visitor's session ([`lease::LeaseTable`]).
+//!
+//! [`Pools::who_held`] answers the call side's question, (number, time) → candidate sessions,
+//! and [`grade`] turns candidates into a confidence. Knows nothing of HTML or HTTP.
 
+pub mod lease;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use lease::{Counters, Grant, LeaseEvent, LeaseId, LeaseRecord, LeaseTable};
+
+use crate::clock::{Clock, Millis};
 use crate::rewrite::PhoneNumber;
-use crate::rules::{PoolMode, Site};
-use crate::visitor::classify::Touch;
+use crate::rules::{Pool, PoolMode, RuleSet, Site};
+use crate::visitor::classify::Channel;
 
 /// What the visitor's page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,36 +29,432 @@ pub enum Choice {
     /// The site's own number: the page passes through unchanged.
     Original,
     /// A tracking number from the named pool.
-    Tracking { number: PhoneNumber, pool: String },
+    Tracking {
+        number: PhoneNumber,
+        pool: String,
+        how: How,
+    },
 }
 
-/// Picks the number for one page view of one visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// The pool's number for everyone its `when` matches.
+    Source,
+    /// Leased to this session.
+    Session { lease: LeaseId, shared: bool },
+    /// The pool was exhausted: its overflow number (calls tracked, no visitor data).
+    Overflow,
+}
+
+/// The touch facts a pool's `when` looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a> {
+    pub channel: Channel,
+    pub source: &'a str,
+    pub medium: &'a str,
+    pub campaign: Option<&'a str>,
+}
+
+/// Who would hold a session lease. `None` when nothing may be stored (no consent): only
+/// source pools apply then.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub visitor: &'a str,
+    pub session: &'a str,
+}
+
+/// Picks the number for one page view.
 pub trait NumberChooser: Send + Sync {
-    /// `touch` is the touch that decides the pool (per the site's `attribution`); `None` means
-    /// nothing is known (no consent, or a crawler the site keeps on its own number).
-    fn choose(&self, site: &Site, touch: Option<&Touch>) -> Choice;
+    /// `audience` is the deciding touch (per the site's `attribution`); `None` means nothing is
+    /// known (a crawler kept on the original number).
+    fn choose(&self, site: &Site, audience: Option<&Audience<'_>>, holder: Option<&Holder<'_>>) -> Choice;
+
+    /// Called with each newly installed rule set.
+    fn rules_changed(&self, _rules: &RuleSet) {}
 }
 
-/// One number per source: stateless, shared by every visitor the pool's `when` matches.
+/// Receives lease events, e.g. to make them durable. Called under the pool's lock: keep it
+/// cheap (queue, don't write).
+pub trait LeaseJournal: Send + Sync {
+    fn record(&self, site: &str, pool: &str, event: &LeaseEvent);
+}
+
+/// A journal that keeps nothing.
+#[derive(Debug, Default)]
+pub struct NoJournal;
+
+impl LeaseJournal for NoJournal {
+    fn record(&self, _: &str, _: &str, _: &LeaseEvent) {}
+}
+
+/// The first pool whose `when` matches, in file order; `session_ok = false` skips session pools.
+pub fn matching_pool<'s>(site: &'s Site, a: &Audience<'_>, session_ok: bool) -> Option<&'s Pool> {
+    site.pools
+        .iter()
+        .filter(|p| session_ok || p.mode == PoolMode::Source)
+        .find(|p| p.when.matches(a.channel, a.source, a.medium, a.campaign))
+}
+
+/// One session pool's live state.
+struct SessionPool {
+    numbers: Vec<PhoneNumber>,
+    idle: Duration,
+    window: Duration,
+    table: LeaseTable,
+}
+
+type Key = (String, String);
+
+/// Every site's pools, their leases and lease history.
+pub struct Pools {
+    clock: Arc<dyn Clock>,
+    pools: RwLock<HashMap<Key, Arc<Mutex<SessionPool>>>>,
+    journal: Arc<dyn LeaseJournal>,
+    ids: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pools({} session pools)",
+            self.pools.read().map(|p| p.len()).unwrap_or(0)
+        )
+    }
+}
+
+/// Figures for `/api/pools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    pub site: String,
+    pub name: String,
+    pub mode: PoolMode,
+    pub size: usize,
+    pub leased: usize,
+    pub peak_leased: usize,
+    pub exhausted: u64,
+    pub handed_over: u64,
+}
+
+/// Who held a number at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// A session pool's number: the lease intervals that could explain the call.
+    Session { pool: String, candidates: Vec<LeaseRecord> },
+    /// A source pool's number: the channel is known, the visitor is not.
+    Source { pool: String },
+    /// An overflow number: tracked, no visitor data.
+    Overflow { pool: String },
+    /// Not a tracking number of this site.
+    Unknown,
+}
+
+/// How sure an attribution is (SPEC.md `confidence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confidence {
+    /// One session held the number when it rang.
+    Exact,
+    /// The number had been handed over by `reuse_oldest`: every candidate is kept.
+    Shared,
+    /// Released before the call, inside `match_window`.
+    Late,
+    /// A source or offline number: channel or campaign only.
+    Source,
+    None,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Exact => "exact",
+            Confidence::Shared => "shared",
+            Confidence::Late => "late",
+            Confidence::Source => "source",
+            Confidence::None => "none",
+        }
+    }
+}
+
+/// Grades session candidates for a call at `t`; returns the confidence and the candidates that
+/// support it, best first.
+pub fn grade(candidates: &[LeaseRecord], t: Millis) -> (Confidence, Vec<LeaseRecord>) {
+    let held: Vec<LeaseRecord> = candidates.iter().filter(|c| c.held_at(t)).cloned().collect();
+    match held.as_slice() {
+        [one] if !one.shared => return (Confidence::Exact, held),
+        [] => {}
+        _ => {
+            // A handover: the current holder first, then whoever had it before, still in window.
+            let mut all: Vec<LeaseRecord> = candidates
+                .iter()
+                .filter(|c| c.shared || c.held_at(t))
+                .cloned()
+                .collect();
+            all.sort_by_key(|c| std::cmp::Reverse(c.started));
+            return (Confidence::Shared, all);
+        }
+    }
+    let mut late: Vec<LeaseRecord> = candidates
+        .iter()
+        .filter(|c| c.released.is_some_and(|r| r < t))
+        .cloned()
+        .collect();
+    late.sort_by_key(|c| std::cmp::Reverse(c.released));
+    match late.first() {
+        Some(c) if c.shared => (Confidence::Shared, late),
+        Some(_) => (Confidence::Late, late),
+        None => (Confidence::None, Vec::new()),
+    }
+}
+
+impl Pools {
+    pub fn new(rules: &RuleSet, clock: Arc<dyn Clock>, journal: Arc<dyn LeaseJournal>) -> Arc<Pools> {
+        let pools = Pools {
+            clock,
+            pools: RwLock::new(HashMap::new()),
+            journal,
+            ids: Arc::new(AtomicU64::new(1)),
+        };
+        pools.sync(rules);
+        Arc::new(pools)
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Builds tables for new or changed session pools; unchanged pools keep their leases.
+    fn sync(&self, rules: &RuleSet) {
+        let mut map = self.pools.write().expect("pools lock");
+        let mut keep = HashMap::new();
+        for site in &rules.sites {
+            for p in site.pools.iter().filter(|p| p.mode == PoolMode::Session) {
+                let key = (site.name.clone(), p.name.clone());
+                let same = map.get(&key).is_some_and(|old| {
+                    let old = old.lock().expect("pool lock");
+                    old.numbers == p.numbers && old.idle == p.idle_timeout && old.window == p.match_window
+                });
+                let entry = if same {
+                    map.remove(&key).expect("present")
+                } else {
+                    Arc::new(Mutex::new(SessionPool {
+                        numbers: p.numbers.clone(),
+                        idle: p.idle_timeout,
+                        window: p.match_window,
+                        table: LeaseTable::new(
+                            p.numbers.len(),
+                            p.idle_timeout.as_millis() as Millis,
+                            p.match_window.as_millis() as Millis,
+                            p.exhausted,
+                            self.ids.clone(),
+                        ),
+                    }))
+                };
+                keep.insert(key, entry);
+            }
+        }
+        *map = keep;
+    }
+
+    fn pool(&self, site: &str, pool: &str) -> Option<Arc<Mutex<SessionPool>>> {
+        self.pools
+            .read()
+            .expect("pools lock")
+            .get(&(site.to_string(), pool.to_string()))
+            .cloned()
+    }
+
+    /// Releases lapsed leases and prunes history everywhere (the maintenance tick).
+    pub fn tick(&self) {
+        let now = self.clock.now_ms();
+        let pools: Vec<(Key, Arc<Mutex<SessionPool>>)> = self
+            .pools
+            .read()
+            .expect("pools lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut events = Vec::new();
+        for ((site, name), p) in pools {
+            let mut p = p.lock().expect("pool lock");
+            p.table.expire(now, &mut events);
+            for e in events.drain(..) {
+                self.journal.record(&site, &name, &e);
+            }
+        }
+    }
+
+    /// Runs [`Pools::tick`] every `every` (tokio time, so paused-time tests drive it).
+    pub fn spawn_maintenance(self: &Arc<Self>, every: Duration, also: impl Fn() + Send + 'static) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(every);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let Some(p) = me.upgrade() else { return };
+                p.tick();
+                also();
+            }
+        });
+    }
+
+    pub fn stats(&self, rules: &RuleSet) -> Vec<PoolStats> {
+        let mut out = Vec::new();
+        for site in &rules.sites {
+            for p in &site.pools {
+                let c = match p.mode {
+                    PoolMode::Session => self
+                        .pool(&site.name, &p.name)
+                        .map(|sp| sp.lock().expect("pool lock").table.counters())
+                        .unwrap_or_default(),
+                    PoolMode::Source => Counters::default(),
+                };
+                out.push(PoolStats {
+                    site: site.name.clone(),
+                    name: p.name.clone(),
+                    mode: p.mode,
+                    size: p.numbers.len(),
+                    leased: c.leased,
+                    peak_leased: c.peak_leased,
+                    exhausted: c.exhausted,
+                    handed_over: c.handed_over,
+                });
+            }
+        }
+        out
+    }
+
+    /// Who held `number` of `site` at time `t`.
+    pub fn who_held(&self, site: &Site, number: &PhoneNumber, t: Millis) -> Held {
+        for p in &site.pools {
+            if p.overflow.as_ref() == Some(number) {
+                return Held::Overflow { pool: p.name.clone() };
+            }
+            let Some(idx) = p.numbers.iter().position(|n| n == number) else {
+                continue;
+            };
+            return match p.mode {
+                PoolMode::Source => Held::Source { pool: p.name.clone() },
+                PoolMode::Session => {
+                    let candidates = self
+                        .pool(&site.name, &p.name)
+                        .map(|sp| {
+                            let mut sp = sp.lock().expect("pool lock");
+                            let mut events = Vec::new();
+                            sp.table.expire(self.clock.now_ms(), &mut events);
+                            for e in &events {
+                                self.journal.record(&site.name, &p.name, e);
+                            }
+                            sp.table.candidates(idx, t)
+                        })
+                        .unwrap_or_default();
+                    Held::Session {
+                        pool: p.name.clone(),
+                        candidates,
+                    }
+                }
+            };
+        }
+        Held::Unknown
+    }
+
+    /// The live lease a session holds in a pool, if any.
+    pub fn lease_of(&self, site: &str, pool: &str, session: &str) -> Option<LeaseRecord> {
+        self.pool(site, pool)
+            .and_then(|p| p.lock().expect("pool lock").table.lease_of(session).cloned())
+    }
+
+    /// Reinstates a live lease after a restart.
+    pub fn restore(&self, site: &str, pool: &str, rec: LeaseRecord) -> bool {
+        self.pool(site, pool)
+            .is_some_and(|p| p.lock().expect("pool lock").table.restore(rec))
+    }
+
+    /// Checks every table's invariants (tests).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for p in self.pools.read().expect("pools lock").values() {
+            p.lock().expect("pool lock").table.check_invariants()?;
+        }
+        Ok(())
+    }
+}
+
+impl NumberChooser for Pools {
+    fn choose(&self, site: &Site, audience: Option<&Audience<'_>>, holder: Option<&Holder<'_>>) -> Choice {
+        let Some(a) = audience else { return Choice::Original };
+        let Some(p) = matching_pool(site, a, holder.is_some()) else {
+            return Choice::Original;
+        };
+        match (p.mode, holder) {
+            (PoolMode::Source, _) => match p.numbers.first() {
+                Some(n) => Choice::Tracking {
+                    number: n.clone(),
+                    pool: p.name.clone(),
+                    how: How::Source,
+                },
+                None => Choice::Original,
+            },
+            (PoolMode::Session, Some(h)) => {
+                let Some(sp) = self.pool(&site.name, &p.name) else {
+                    return Choice::Original;
+                };
+                let mut events = Vec::new();
+                let grant = {
+                    let mut sp = sp.lock().expect("pool lock");
+                    let g = sp.table.acquire(h.session, h.visitor, self.clock.now_ms(), &mut events);
+                    for e in &events {
+                        self.journal.record(&site.name, &p.name, e);
+                    }
+                    g.clone_with(&sp.numbers)
+                };
+                match grant {
+                    (Grant::Number { lease, shared, .. }, Some(number)) => Choice::Tracking {
+                        number,
+                        pool: p.name.clone(),
+                        how: How::Session { lease, shared },
+                    },
+                    (Grant::Overflow, _) => match &p.overflow {
+                        Some(n) => Choice::Tracking {
+                            number: n.clone(),
+                            pool: p.name.clone(),
+                            how: How::Overflow,
+                        },
+                        None => Choice::Original,
+                    },
+                    _ => Choice::Original,
+                }
+            }
+            (PoolMode::Session, None) => Choice::Original,
+        }
+    }
+
+    fn rules_changed(&self, rules: &RuleSet) {
+        self.sync(rules);
+    }
+}
+
+impl Grant {
+    fn clone_with(&self, numbers: &[PhoneNumber]) -> (Grant, Option<PhoneNumber>) {
+        match self {
+            Grant::Number { number, .. } => (self.clone(), numbers.get(*number).cloned()),
+            _ => (self.clone(), None),
+        }
+    }
+}
+
+/// The issue-2 policy, kept for callers that want no state: source pools only.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SourceChooser;
 
-/// The first pool whose `when` matches the touch, in file order.
-pub fn matching_pool<'s>(site: &'s Site, touch: &Touch) -> Option<&'s crate::rules::Pool> {
-    site.pools.iter().find(|p| {
-        p.when
-            .matches(touch.channel, &touch.source, &touch.medium, touch.campaign.as_deref())
-    })
-}
-
 impl NumberChooser for SourceChooser {
-    fn choose(&self, site: &Site, touch: Option<&Touch>) -> Choice {
-        let Some(touch) = touch else { return Choice::Original };
-        match matching_pool(site, touch) {
+    fn choose(&self, site: &Site, audience: Option<&Audience<'_>>, _: Option<&Holder<'_>>) -> Choice {
+        let Some(a) = audience else { return Choice::Original };
+        match matching_pool(site, a, true) {
             Some(p) if p.mode == PoolMode::Source => match p.numbers.first() {
                 Some(n) => Choice::Tracking {
                     number: n.clone(),
                     pool: p.name.clone(),
+                    how: How::Source,
                 },
                 None => Choice::Original,
             },

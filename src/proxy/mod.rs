@@ -29,10 +29,13 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::pool::{Choice, NumberChooser};
+use crate::clock::{Clock, TokioClock};
+use crate::pool::{Audience, Choice, Holder, NumberChooser};
 use crate::rewrite::{PageRewriter, Replacement};
-use crate::rules::{BotPolicy, RuleSet, Site};
+use crate::rules::{Attribution, BotPolicy, ConsentMode, RuleSet, Site, WithoutConsent};
 use crate::visitor::classify::{self, Landing};
+use crate::visitor::identity::{self, CookieKey};
+use crate::visitor::sessions::SessionLog;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -57,28 +60,77 @@ pub struct ConnInfo {
 }
 
 /// The proxy's shared state: the current rules (swapped whole on reload), upstream clients,
-/// the number chooser and counters.
+/// the number chooser, visitor identity and counters.
 pub struct Proxy {
     rules: ArcSwap<RuleSet>,
     clients: upstream::Clients,
     chooser: Arc<dyn NumberChooser>,
+    cookie_key: CookieKey,
+    clock: Arc<dyn Clock>,
+    sessions: SessionLog,
     pub stats: Arc<Stats>,
+}
+
+/// What the proxy needs besides rules and a chooser.
+pub struct Parts {
+    pub cookie_key: CookieKey,
+    pub clock: Arc<dyn Clock>,
+    pub sessions: SessionLog,
+}
+
+impl Parts {
+    /// A random cookie key (cookies do not survive a restart), tokio's clock, a session log.
+    pub fn ephemeral() -> Parts {
+        Parts {
+            cookie_key: CookieKey::new(identity::random_id(32).as_bytes()),
+            clock: TokioClock::new(),
+            sessions: SessionLog::new(1_000_000),
+        }
+    }
+}
+
+/// What the visitor phase decided.
+struct VisitorOutcome {
+    choice: Choice,
+    set_cookie: Option<String>,
+}
+
+impl VisitorOutcome {
+    fn original() -> VisitorOutcome {
+        VisitorOutcome {
+            choice: Choice::Original,
+            set_cookie: None,
+        }
+    }
 }
 
 impl Proxy {
     pub fn new(rules: RuleSet, chooser: Arc<dyn NumberChooser>) -> Arc<Proxy> {
+        Proxy::with_parts(rules, chooser, Parts::ephemeral())
+    }
+
+    pub fn with_parts(rules: RuleSet, chooser: Arc<dyn NumberChooser>, parts: Parts) -> Arc<Proxy> {
         Arc::new(Proxy {
             rules: ArcSwap::from_pointee(rules),
             clients: upstream::Clients::default(),
             chooser,
+            cookie_key: parts.cookie_key,
+            clock: parts.clock,
+            sessions: parts.sessions,
             stats: Arc::new(Stats::default()),
         })
     }
 
     /// Installs a new validated rule set. Requests in flight keep the set they started with.
     pub fn replace_rules(&self, rules: RuleSet) {
+        self.chooser.rules_changed(&rules);
         self.rules.store(Arc::new(rules));
         self.clients.clear();
+    }
+
+    /// The server-side session records (page views) the visitor phase keeps.
+    pub fn sessions(&self) -> &SessionLog {
+        &self.sessions
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
@@ -96,7 +148,7 @@ impl Proxy {
             return status_page(StatusCode::NOT_FOUND, "Not found.");
         }
 
-        let choice = self.visitor(&site, &req);
+        let visitor = self.visitor(&site, &req, conn);
 
         let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -147,7 +199,12 @@ impl Proxy {
 
         let (mut parts, body) = resp.into_parts();
         let body = body.map_err(BoxError::from).boxed();
-        let body = self.response_filter(&site, &choice, is_head, &mut parts, body);
+        let body = self.response_filter(&site, &visitor.choice, is_head, &mut parts, body);
+        if let Some(cookie) = visitor.set_cookie
+            && let Ok(v) = HeaderValue::from_str(&cookie)
+        {
+            parts.headers.append(header::SET_COOKIE, v);
+        }
         Response::from_parts(parts, body)
     }
 
@@ -163,21 +220,86 @@ impl Proxy {
         Some((site, host))
     }
 
-    /// Phase 2: who is this visitor, and which number do they see.
-    fn visitor(&self, site: &Site, req: &Request<Incoming>) -> Choice {
-        let ua = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-        if site.bots == BotPolicy::Original && classify::is_bot(ua) {
-            return Choice::Original;
+    /// Phase 2: who is this visitor, and which number do they see. Only page views count:
+    /// assets pass with the original number and no cookie.
+    fn visitor(&self, site: &Site, req: &Request<Incoming>, conn: ConnInfo) -> VisitorOutcome {
+        let h = req.headers();
+        if !is_page_view(req) {
+            return VisitorOutcome::original();
         }
-        let referrer = req.headers().get(header::REFERER).and_then(|v| v.to_str().ok());
+        let ua = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        if site.bots == BotPolicy::Original && classify::is_bot(ua) {
+            return VisitorOutcome::original();
+        }
+        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let landing = Landing {
             query: req.uri().query().unwrap_or(""),
-            referrer,
+            referrer: h.get(header::REFERER).and_then(|v| v.to_str().ok()),
             own_hosts: &site.hosts,
             capture: &site.capture,
         };
         let touch = classify::classify(&landing);
-        self.chooser.choose(site, touch.as_ref())
+        let cookies = || h.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+        let consent = match site.consent.mode {
+            ConsentMode::None => true,
+            ConsentMode::Gpc => h
+                .get("sec-gpc")
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() != "1"),
+            ConsentMode::Cookie => site
+                .consent
+                .cookie
+                .as_ref()
+                .is_some_and(|(k, v)| identity::has_cookie(cookies(), k, v)),
+        };
+        if !consent {
+            // No cookie, nothing stored: at most a source number for this one page.
+            if site.consent.without == WithoutConsent::Original {
+                return VisitorOutcome::original();
+            }
+            let audience = touch.as_ref().map(|t| Audience {
+                channel: t.channel,
+                source: &t.source,
+                medium: &t.medium,
+                campaign: t.campaign.as_deref(),
+            });
+            return VisitorOutcome {
+                choice: self.chooser.choose(site, audience.as_ref(), None),
+                set_cookie: None,
+            };
+        }
+        let prev = identity::from_cookie_headers(cookies()).and_then(|v| identity::decode(v, &self.cookie_key));
+        let now = self.clock.now_ms();
+        let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::random_id(16));
+        let st = &visit.state;
+        let deciding = identity::deciding_touch(st, site.attribution == Attribution::First);
+        let audience = deciding.map(|t| Audience {
+            channel: t.channel(),
+            source: &t.src,
+            medium: &t.med,
+            campaign: t.cmp.as_deref(),
+        });
+        let holder = Holder {
+            visitor: &st.vid,
+            session: &st.sid,
+        };
+        let choice = self.chooser.choose(site, audience.as_ref(), Some(&holder));
+        let device = classify::device(ua, h.get("sec-ch-ua-mobile").and_then(|v| v.to_str().ok()));
+        self.sessions.page_view(
+            &site.name,
+            &st.vid,
+            &st.sid,
+            st.ss,
+            device,
+            (&st.first, &st.last, st.n),
+            path,
+            now,
+        );
+        let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key), conn.tls);
+        VisitorOutcome {
+            choice,
+            set_cookie: Some(cookie),
+        }
     }
 
     /// Phase 3: the request as the origin should see it.
@@ -264,6 +386,35 @@ impl Proxy {
         }
         self.stats.rewritten.fetch_add(1, Ordering::Relaxed);
         body::rewrite(body, coding, rw, self.stats.clone())
+    }
+}
+
+/// Whether a request is a page view (a document), not an asset, a fetch or a form post.
+/// `Sec-Fetch-Dest` says so directly; otherwise `Accept`, then the path's extension.
+fn is_page_view(req: &Request<Incoming>) -> bool {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return false;
+    }
+    let h = req.headers();
+    if let Some(dest) = h.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
+        return matches!(dest, "document" | "iframe" | "frame");
+    }
+    if let Some(accept) = h.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        if accept.contains("text/html") {
+            return true;
+        }
+        if !accept.contains("*/*") {
+            return false;
+        }
+    }
+    const ASSETS: &[&str] = &[
+        "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "woff", "woff2", "ttf",
+        "otf", "eot", "json", "xml", "txt", "pdf", "mp4", "webm", "mp3", "zip", "wasm",
+    ];
+    let last = req.uri().path().rsplit('/').next().unwrap_or("");
+    match last.rsplit_once('.') {
+        Some((_, ext)) => !ASSETS.iter().any(|a| a.eq_ignore_ascii_case(ext)),
+        None => true,
     }
 }
 

@@ -1,0 +1,394 @@
+//! The visitor's identity and touches, carried in the signed `tsw` cookie.
+//!
+//! The cookie holds a visitor id, the current session (a new one after 30 minutes without a page
+//! view, as analytics tools count sessions), and the first and last non-direct touches. It is
+//! signed with HMAC-SHA256 under the cookie key; anything that does not verify (tampered, expired,
+//! malformed, signed with another key) is simply a new visitor, never an error.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use super::classify::{Channel, ClickIdKind, Touch};
+use crate::clock::Millis;
+
+pub const COOKIE_NAME: &str = "tsw";
+/// A session ends after this long without a page view (GA4's default session timeout).
+pub const SESSION_GAP_MS: Millis = 30 * 60 * 1000;
+/// How long a visitor is remembered: 90 days, Google Ads' longest click-conversion window.
+pub const VISITOR_TTL_MS: Millis = 90 * 24 * 3600 * 1000;
+/// Per-value cap inside the cookie, so the whole cookie stays well under browsers' 4 KiB.
+const COOKIE_VALUE_CAP: usize = 200;
+
+/// A touch as the cookie keeps it (short field names: it travels with every request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StoredTouch {
+    /// When (ms since epoch).
+    pub t: Millis,
+    /// Channel name (`paid_search`, ...).
+    pub ch: String,
+    pub src: String,
+    pub med: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnt: Option<String>,
+    /// Click ids as (param name, value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<(String, String)>,
+    /// Landing page path (and query).
+    #[serde(default)]
+    pub lp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rf: Option<String>,
+    /// Captured custom parameters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prm: Vec<(String, String)>,
+}
+
+fn cap(s: &str) -> String {
+    if s.len() <= COOKIE_VALUE_CAP {
+        return s.to_string();
+    }
+    let mut end = COOKIE_VALUE_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+impl StoredTouch {
+    pub fn from_touch(t: &Touch, at: Millis, landing: &str) -> StoredTouch {
+        StoredTouch {
+            t: at,
+            ch: t.channel.as_str().to_string(),
+            src: cap(&t.source),
+            med: cap(&t.medium),
+            cmp: t.campaign.as_deref().map(cap),
+            term: t.term.as_deref().map(cap),
+            cnt: t.content.as_deref().map(cap),
+            ids: t
+                .click_ids
+                .iter()
+                .map(|(k, v)| (k.param().to_string(), cap(v)))
+                .collect(),
+            lp: cap(landing),
+            rf: t.referrer.as_deref().map(cap),
+            prm: t.params.iter().map(|(k, v)| (cap(k), cap(v))).collect(),
+        }
+    }
+
+    pub fn channel(&self) -> Channel {
+        Channel::parse(&self.ch).unwrap_or_default()
+    }
+
+    pub fn click_id(&self, kind: ClickIdKind) -> Option<&str> {
+        self.ids
+            .iter()
+            .find(|(k, _)| k == kind.param())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Same source as another touch: a reload of a tagged landing is not a second touch.
+    fn same_source(&self, other: &StoredTouch) -> bool {
+        self.ch == other.ch
+            && self.src == other.src
+            && self.med == other.med
+            && self.cmp == other.cmp
+            && self.ids == other.ids
+    }
+}
+
+/// Everything the cookie carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorState {
+    /// Visitor id.
+    pub vid: String,
+    /// Session id.
+    pub sid: String,
+    /// Session start and last page view (ms).
+    pub ss: Millis,
+    pub seen: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<StoredTouch>,
+    /// The last non-direct touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<StoredTouch>,
+    /// Touches so far.
+    #[serde(default)]
+    pub n: u32,
+}
+
+/// What one page view did to the visitor's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    pub state: VisitorState,
+    pub new_visitor: bool,
+    pub new_session: bool,
+    /// The touch this page view added, if any.
+    pub touch: Option<StoredTouch>,
+}
+
+/// Applies a page view at `now` to the previous state (if any): continues or starts the session,
+/// and records `touch` when it is a new touch. `new_id` makes fresh random ids.
+pub fn visit(
+    prev: Option<VisitorState>,
+    touch: Option<&Touch>,
+    landing: &str,
+    now: Millis,
+    new_id: &mut dyn FnMut() -> String,
+) -> Visit {
+    let prev = prev.filter(|p| now.saturating_sub(p.seen) < VISITOR_TTL_MS);
+    let new_visitor = prev.is_none();
+    let mut state = prev.unwrap_or_else(|| VisitorState {
+        vid: new_id(),
+        sid: String::new(),
+        ss: now,
+        seen: now,
+        first: None,
+        last: None,
+        n: 0,
+    });
+    let new_session = state.sid.is_empty() || now.saturating_sub(state.seen) >= SESSION_GAP_MS;
+    if new_session {
+        state.sid = new_id();
+        state.ss = now;
+    }
+    state.seen = now;
+    let mut added = None;
+    if let Some(t) = touch {
+        let stored = StoredTouch::from_touch(t, now, landing);
+        let direct = t.channel == Channel::Direct;
+        // A direct visit counts as a touch only when it opens a session; tagged or referred
+        // landings always do, unless they repeat the touch that is already current.
+        let repeat = !new_session && state.last.as_ref().is_some_and(|l| l.same_source(&stored));
+        if (!direct && !repeat) || (direct && new_session) {
+            state.n = state.n.saturating_add(1);
+            if state.first.is_none() {
+                state.first = Some(stored.clone());
+            }
+            if !direct {
+                state.last = Some(stored.clone());
+            }
+            added = Some(stored);
+        }
+    }
+    Visit {
+        state,
+        new_visitor,
+        new_session,
+        touch: added,
+    }
+}
+
+/// The touch that picks the pool: the first touch, or the last non-direct one (falling back to
+/// the first when every touch was direct).
+pub fn deciding_touch(state: &VisitorState, first: bool) -> Option<&StoredTouch> {
+    if first {
+        state.first.as_ref()
+    } else {
+        state.last.as_ref().or(state.first.as_ref())
+    }
+}
+
+/// The key that signs cookies.
+pub struct CookieKey(hmac::Key);
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieKey(..)")
+    }
+}
+
+impl CookieKey {
+    pub fn new(secret: &[u8]) -> CookieKey {
+        CookieKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// `TELSWAP_COOKIE_KEY` if set, else a key generated once and kept in `data/cookie.key`.
+    pub fn load_or_create(data: &std::path::Path) -> std::io::Result<CookieKey> {
+        if let Ok(k) = std::env::var("TELSWAP_COOKIE_KEY")
+            && !k.is_empty()
+        {
+            return Ok(CookieKey::new(k.as_bytes()));
+        }
+        let path = data.join("cookie.key");
+        if let Ok(existing) = std::fs::read_to_string(&path)
+            && existing.trim().len() >= 32
+        {
+            return Ok(CookieKey::new(existing.trim().as_bytes()));
+        }
+        std::fs::create_dir_all(data)?;
+        let secret = random_id(32);
+        write_private(&path, secret.as_bytes())?;
+        Ok(CookieKey::new(secret.as_bytes()))
+    }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, bytes)
+}
+
+/// A random URL-safe id of `bytes` random bytes.
+pub fn random_id(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system randomness");
+    B64.encode(buf)
+}
+
+/// `base64url(json).base64url(hmac)`.
+pub fn encode(state: &VisitorState, key: &CookieKey) -> String {
+    let json = serde_json::to_vec(state).expect("visitor state serialises");
+    let payload = B64.encode(json);
+    let tag = hmac::sign(&key.0, payload.as_bytes());
+    format!("{payload}.{}", B64.encode(tag.as_ref()))
+}
+
+/// Verifies and reads a cookie value; `None` for anything that does not verify.
+pub fn decode(value: &str, key: &CookieKey) -> Option<VisitorState> {
+    if value.len() > 4096 {
+        return None;
+    }
+    let (payload, tag) = value.split_once('.')?;
+    let tag = B64.decode(tag).ok()?;
+    hmac::verify(&key.0, payload.as_bytes(), &tag).ok()?;
+    let json = B64.decode(payload).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// Finds the `tsw` cookie among `Cookie` headers.
+pub fn from_cookie_headers<'a>(values: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    values.flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == COOKIE_NAME).then_some(v)
+    })
+}
+
+/// Whether a named cookie with this value is present (consent cookies).
+pub fn has_cookie<'a>(values: impl Iterator<Item = &'a str>, name: &str, value: &str) -> bool {
+    values
+        .flat_map(|v| v.split(';'))
+        .any(|c| c.trim().split_once('=').is_some_and(|(k, v)| k == name && v == value))
+}
+
+/// The `Set-Cookie` value: signed, `HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS.
+pub fn set_cookie(value: &str, secure: bool) -> String {
+    let max_age = VISITOR_TTL_MS / 1000;
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::visitor::classify::{Landing, classify};
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("id{n}")
+        }
+    }
+
+    fn touch(query: &str, referrer: Option<&str>) -> Option<Touch> {
+        classify(&Landing {
+            query,
+            referrer,
+            own_hosts: &["example.com".into()],
+            capture: &[],
+        })
+    }
+
+    #[test]
+    fn round_trips_and_rejects_tampering() {
+        let key = CookieKey::new(b"0123456789abcdef0123456789abcdef");
+        let v = visit(
+            None,
+            touch("utm_source=google&utm_medium=cpc&gclid=abc", None).as_ref(),
+            "/",
+            1000,
+            &mut ids(),
+        );
+        let c = encode(&v.state, &key);
+        assert_eq!(decode(&c, &key), Some(v.state.clone()));
+        // Tampered payload, tampered signature, other key, garbage: all just "no cookie".
+        let (p, s) = c.split_once('.').unwrap();
+        let mut bytes = p.as_bytes().to_vec();
+        bytes[3] ^= 1;
+        assert_eq!(decode(&format!("{}.{s}", String::from_utf8_lossy(&bytes)), &key), None);
+        assert_eq!(decode(&format!("{p}.{}", &s[1..]), &key), None);
+        assert_eq!(decode(&c, &CookieKey::new(b"another key of enough length 123")), None);
+        for junk in ["", ".", "abc", "a.b.c", "%%%.%%%"] {
+            assert_eq!(decode(junk, &key), None);
+        }
+    }
+
+    #[test]
+    fn sessions_restart_after_thirty_idle_minutes() {
+        let mut id = ids();
+        let a = visit(None, touch("", None).as_ref(), "/", 0, &mut id);
+        assert!(a.new_visitor && a.new_session);
+        let b = visit(Some(a.state.clone()), None, "/x", SESSION_GAP_MS - 1, &mut id);
+        assert!(!b.new_session);
+        assert_eq!(b.state.sid, a.state.sid);
+        let c = visit(Some(b.state.clone()), None, "/y", 2 * SESSION_GAP_MS, &mut id);
+        assert!(c.new_session && !c.new_visitor);
+        assert_ne!(c.state.sid, a.state.sid);
+        assert_eq!(c.state.vid, a.state.vid);
+        let d = visit(Some(c.state), None, "/", 2 * SESSION_GAP_MS + VISITOR_TTL_MS, &mut id);
+        assert!(d.new_visitor, "a visitor unseen for 90 days is new");
+    }
+
+    #[test]
+    fn last_non_direct_touch_survives_direct_returns() {
+        let mut id = ids();
+        let paid = visit(
+            None,
+            touch("utm_source=google&utm_medium=cpc", None).as_ref(),
+            "/",
+            0,
+            &mut id,
+        );
+        let back = visit(
+            Some(paid.state),
+            touch("", None).as_ref(),
+            "/",
+            3 * SESSION_GAP_MS,
+            &mut id,
+        );
+        assert_eq!(back.state.n, 2);
+        assert_eq!(deciding_touch(&back.state, false).unwrap().ch, "paid_search");
+        let social = visit(
+            Some(back.state),
+            touch("", Some("https://l.facebook.com/")).as_ref(),
+            "/",
+            7 * SESSION_GAP_MS,
+            &mut id,
+        );
+        assert_eq!(deciding_touch(&social.state, false).unwrap().ch, "organic_social");
+        assert_eq!(deciding_touch(&social.state, true).unwrap().ch, "paid_search");
+        // Reloading a tagged landing inside the session is not another touch.
+        let again = visit(
+            Some(social.state.clone()),
+            touch("", Some("https://l.facebook.com/")).as_ref(),
+            "/",
+            7 * SESSION_GAP_MS + 1,
+            &mut id,
+        );
+        assert_eq!(again.state.n, social.state.n);
+    }
+}
