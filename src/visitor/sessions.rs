@@ -104,7 +104,9 @@ impl SessionLog {
         self.cache.get(session).map(|r| r.lock().expect("session lock").clone())
     }
 
+    /// Sessions held (after moka's pending housekeeping, so the count is current).
     pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 
