@@ -10,6 +10,10 @@
 //! - [`pool`]: which number this visitor sees (the [`pool::NumberChooser`] seam).
 //! - [`rewrite`]: the engine that swaps numbers in HTML; knows nothing of HTTP.
 //! - [`rules`]: the per-site rules files, their validation and hot reload.
+//! - [`calls`]: telephony webhooks, the forwarding answer, call attribution.
+//! - [`store`]: durable storage (SQLite behind a trait).
+//! - [`app`]: wiring all of it together for `serve`, `demo` and end-to-end tests.
+//! - [`admin`]: the admin API (calls, outcomes, pools, metrics) behind the admin token.
 //! - [`demo`]: the bundled demo origin used by `telswap demo`.
 //! - [`clock`]: injectable time, so leases and sessions are tested with paused time.
 //!
@@ -19,10 +23,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod app;
+pub mod calls;
 pub mod clock;
 pub mod demo;
 pub mod pool;
 pub mod proxy;
 pub mod rewrite;
 pub mod rules;
+pub mod store;
 pub mod visitor;

@@ -1,4 +1,4 @@
-//! The `telswap` command: `serve`, `check`, `demo`.
+//! The `telswap` command: `serve`, `check`, `demo`, `call`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,13 +8,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use telswap::clock::TokioClock;
-use telswap::pool::{NoJournal, Pools};
+use telswap::app::{App, AppConfig};
+use telswap::calls::simulate::{CallOptions, place_call};
 use telswap::proxy::server::{self, ServeConfig};
-use telswap::proxy::{Parts, Proxy};
 use telswap::rules;
-use telswap::visitor::identity::CookieKey;
-use telswap::visitor::sessions::SessionLog;
+use telswap::visitor::identity::random_id;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +39,43 @@ enum Command {
         /// Public listener of the demo proxy (falls back to any free port if taken).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Admin listener of the demo (falls back to any free port if taken).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
     },
+    /// Send a signed inbound-call webhook to a running server, as the telephony provider would.
+    Call(CallArgs),
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// The tracking number that was dialled (E.164).
+    #[arg(long)]
+    to: String,
+    /// The caller (E.164).
+    #[arg(long, default_value = "+14155550123")]
+    from: String,
+    /// The public listener's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// With a duration the call also ends, answered, after this many seconds.
+    #[arg(long)]
+    duration: Option<u32>,
+    /// The Host the provider would call (the site's host); defaults to the server's.
+    #[arg(long)]
+    host: Option<String>,
+    /// The signing secret; else read from the variable named by --token-env.
+    #[arg(long, env = "TELSWAP_CALL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The environment variable holding the site's auth token (the rules' auth_token_env).
+    #[arg(long, default_value = "TWILIO_AUTH_TOKEN")]
+    token_env: String,
+    #[arg(long)]
+    from_city: Option<String>,
+    #[arg(long)]
+    from_state: Option<String>,
+    #[arg(long)]
+    from_country: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -76,7 +110,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { rules } => check(&rules),
         Command::Serve(args) => run(serve(args)),
-        Command::Demo { listen } => run(demo(listen)),
+        Command::Demo { listen, admin } => run(demo(listen, admin)),
+        Command::Call(args) => run(call(args)),
     }
 }
 
@@ -120,57 +155,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             anyhow::bail!("{} problem(s) in {}", problems.0.len(), args.rules.display());
         }
     };
-    let _ = &args.admin;
     let cfg = ServeConfig {
         rules: args.rules,
         listen: args.listen,
         tls_listen: args.tls_listen,
         certs: args.certs,
     };
-    let proxy = build_proxy(set, &args.data)?;
-    let running = server::start(&cfg, proxy).await.map_err(anyhow::Error::msg)?;
-    tracing::info!(http = %running.http, https = ?running.https, "telswap serving");
-    signals(&cfg, running).await
-}
-
-/// The proxy with session pools, the cookie key kept in `data`, and the maintenance tick.
-fn build_proxy(set: rules::RuleSet, data: &std::path::Path) -> anyhow::Result<Arc<Proxy>> {
-    let clock = TokioClock::new();
-    let cookie_key = CookieKey::load_or_create(data).with_context(|| format!("cookie key in {}", data.display()))?;
-    let sessions = SessionLog::new(1_000_000);
-    let pools = Pools::new(&set, clock.clone(), Arc::new(NoJournal));
-    let s = sessions.clone();
-    // Leases lapse on time even without traffic, and moka's housekeeping runs.
-    pools.spawn_maintenance(std::time::Duration::from_secs(5), move || s.run_pending_tasks());
-    Ok(Proxy::with_parts(
+    let app = App::start(
         set,
-        pools,
-        Parts {
-            cookie_key,
-            clock,
-            sessions,
+        AppConfig {
+            serve: cfg.clone(),
+            admin: Some(args.admin),
+            admin_token: std::env::var("TELSWAP_ADMIN_TOKEN").ok(),
+            data: args.data,
+            secrets: telswap::calls::env_secrets(),
+            clock: None,
         },
-    ))
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(http = %app.running.http, https = ?app.running.https, admin = ?app.admin, "telswap serving");
+    signals(&cfg, app).await
 }
 
 /// `SIGHUP` reloads; `SIGTERM` / Ctrl-C stop after in-flight requests finish.
-async fn signals(cfg: &ServeConfig, running: server::Running) -> anyhow::Result<()> {
+async fn signals(cfg: &ServeConfig, app: App) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     loop {
         tokio::select! {
-            _ = hup.recv() => { server::reload(cfg, &running); }
+            _ = hup.recv() => { server::reload(cfg, &app.running); }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
     tracing::info!("shutting down");
-    running.stop().await;
+    app.stop().await;
     Ok(())
 }
 
-async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
+async fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
     let origin = telswap::demo::start_origin("127.0.0.1:0".parse()?)
         .await
         .context("starting the demo origin")?;
@@ -181,24 +206,57 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     let text = telswap::demo::RULES.replace("http://127.0.0.1:8000", &format!("http://{origin}"));
     let set = rules::load_sources(&[(PathBuf::from("rules/demo.toml"), text)])
         .map_err(|p| anyhow::anyhow!("embedded demo rules are invalid:\n{p}"))?;
-    let proxy = build_proxy(set, data.path())?;
-    let mut cfg = ServeConfig {
-        rules: PathBuf::from("rules"),
-        listen,
-        tls_listen: None,
-        certs: PathBuf::from("certs"),
-    };
-    let running = match server::start(&cfg, proxy.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("telswap: {e}; using a free port instead");
-            cfg.listen = SocketAddr::new(listen.ip(), 0);
-            server::start(&cfg, proxy).await.map_err(anyhow::Error::msg)?
+    // The demo's own secrets: a telephony token for `telswap call` and an admin token.
+    let phone_token = random_id(18);
+    let admin_token = std::env::var("TELSWAP_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| random_id(18));
+    let pt = phone_token.clone();
+    let secrets: telswap::calls::Secrets = Arc::new(move |name: &str| {
+        if name == "TELSWAP_DEMO_AUTH_TOKEN" {
+            Some(pt.clone())
+        } else {
+            std::env::var(name).ok()
+        }
+    });
+    let mut tries = [
+        (listen, admin),
+        (SocketAddr::new(listen.ip(), 0), SocketAddr::new(admin.ip(), 0)),
+    ]
+    .into_iter();
+    let app = loop {
+        let (l, a) = tries.next().expect("two tries");
+        let cfg = ServeConfig {
+            rules: PathBuf::from("rules"),
+            listen: l,
+            tls_listen: None,
+            certs: PathBuf::from("certs"),
+        };
+        let started = App::start(
+            set.clone(),
+            AppConfig {
+                serve: cfg,
+                admin: Some(a),
+                admin_token: Some(admin_token.clone()),
+                data: data.path().to_path_buf(),
+                secrets: secrets.clone(),
+                clock: None,
+            },
+        )
+        .await;
+        match started {
+            Ok(app) => break app,
+            Err(e) if l.port() != 0 => eprintln!("telswap: {e}; using free ports instead"),
+            Err(e) => anyhow::bail!(e),
         }
     };
-    let base = format!("http://{}", running.http);
+    let base = format!("http://{}", app.running.http);
+    let admin_url = format!("http://{}", app.admin.expect("demo admin listener"));
     println!("telswap demo is running.\n");
     println!("  origin (the real site, unswapped):  http://{origin}/");
+    println!("  admin API:                          {admin_url}/api/calls");
+    println!("  admin token:                        {admin_token}");
     println!("  data folder:                        {}\n", data.path().display());
     println!("Open these in a browser (each is a different traffic source):\n");
     println!("  direct            {base}/");
@@ -213,9 +271,49 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<()> {
         "  crawler           curl -A 'Mozilla/5.0 (compatible; Googlebot/2.1)' '{base}/?utm_source=google&utm_medium=organic'"
     );
     println!("\nThe site's own number is (555) 010-0000; each source shows its own tracking number.");
-    println!("Press Ctrl-C to stop.");
+    println!("Then call the number you saw (the first Google Ads visitor gets +1 555-010-1001):\n");
+    println!(
+        "  cargo run --release -- call --server {base} --to +15550101001 --from +14155550123 --duration 95 --token {phone_token}"
+    );
+    println!(
+        "  cargo run --release -- call --server {base} --to +15550102001 --from +12125550188 --duration 40 --token {phone_token}"
+    );
+    println!("\nand see it attributed:\n");
+    println!("  curl -H 'Authorization: Bearer {admin_token}' {admin_url}/api/calls");
+    println!("\nPress Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    running.stop().await;
+    app.stop().await;
     drop(data);
+    Ok(())
+}
+
+async fn call(args: CallArgs) -> anyhow::Result<()> {
+    let token = match args.token {
+        Some(t) => t,
+        None => std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("no signing secret: pass --token or set {}", args.token_env))?,
+    };
+    let opts = CallOptions {
+        server: args.server,
+        host: args.host,
+        to: args.to,
+        from: args.from,
+        token,
+        duration_s: args.duration,
+        from_city: args.from_city,
+        from_state: args.from_state,
+        from_country: args.from_country,
+    };
+    let (sid, voice, ended) = place_call(&opts).await.map_err(anyhow::Error::msg)?;
+    println!("{sid}: voice webhook answered {}", voice.status);
+    println!("{}", voice.body.trim());
+    if let Some(e) = ended {
+        println!("{sid}: status callback answered {}", e.status);
+    }
+    if voice.status != 200 {
+        anyhow::bail!("the server refused the call ({})", voice.status);
+    }
     Ok(())
 }

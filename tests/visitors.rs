@@ -83,6 +83,7 @@ async fn harness(consent: &str) -> Harness {
         cookie_key: CookieKey::new(b"test key test key test key test key"),
         clock,
         sessions: SessionLog::new(1000),
+        calls: None,
     };
     let proxy = Proxy::with_parts(set, pools, parts);
     let cfg = ServeConfig {

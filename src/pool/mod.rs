@@ -76,7 +76,8 @@ pub trait NumberChooser: Send + Sync {
 /// Receives lease events, e.g. to make them durable. Called under the pool's lock: keep it
 /// cheap (queue, don't write).
 pub trait LeaseJournal: Send + Sync {
-    fn record(&self, site: &str, pool: &str, event: &LeaseEvent);
+    /// `numbers` are the pool's numbers, which lease records index into.
+    fn record(&self, site: &str, pool: &str, numbers: &[PhoneNumber], event: &LeaseEvent);
 }
 
 /// A journal that keeps nothing.
@@ -84,7 +85,7 @@ pub trait LeaseJournal: Send + Sync {
 pub struct NoJournal;
 
 impl LeaseJournal for NoJournal {
-    fn record(&self, _: &str, _: &str, _: &LeaseEvent) {}
+    fn record(&self, _: &str, _: &str, _: &[PhoneNumber], _: &LeaseEvent) {}
 }
 
 /// The first pool whose `when` matches, in file order; `session_ok = false` skips session pools.
@@ -278,7 +279,7 @@ impl Pools {
             let mut p = p.lock().expect("pool lock");
             p.table.expire(now, &mut events);
             for e in events.drain(..) {
-                self.journal.record(&site, &name, &e);
+                self.journal.record(&site, &name, &p.numbers, &e);
             }
         }
     }
@@ -343,7 +344,7 @@ impl Pools {
                             let mut events = Vec::new();
                             sp.table.expire(self.clock.now_ms(), &mut events);
                             for e in &events {
-                                self.journal.record(&site.name, &p.name, e);
+                                self.journal.record(&site.name, &p.name, &sp.numbers, e);
                             }
                             sp.table.candidates(idx, t)
                         })
@@ -368,6 +369,11 @@ impl Pools {
     pub fn restore(&self, site: &str, pool: &str, rec: LeaseRecord) -> bool {
         self.pool(site, pool)
             .is_some_and(|p| p.lock().expect("pool lock").table.restore(rec))
+    }
+
+    /// New lease ids start above `n` (the highest id already stored).
+    pub fn ids_above(&self, n: LeaseId) {
+        self.ids.fetch_max(n + 1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Checks every table's invariants (tests).
@@ -403,7 +409,7 @@ impl NumberChooser for Pools {
                     let mut sp = sp.lock().expect("pool lock");
                     let g = sp.table.acquire(h.session, h.visitor, self.clock.now_ms(), &mut events);
                     for e in &events {
-                        self.journal.record(&site.name, &p.name, e);
+                        self.journal.record(&site.name, &p.name, &sp.numbers, e);
                     }
                     g.clone_with(&sp.numbers)
                 };

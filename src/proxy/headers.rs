@@ -54,6 +54,23 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
+/// Joins the `cookie` fields an HTTP/2 client sends one per cookie (for header compression) into
+/// one `a=1; b=2`, as RFC 9113 §8.2.3 requires before an HTTP/1.1 hop: many origins read only
+/// the first `Cookie` header.
+pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let crumbs: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&crumbs.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3).
 pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: &str, version: http::Version) {
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {

@@ -68,6 +68,7 @@ pub struct Proxy {
     cookie_key: CookieKey,
     clock: Arc<dyn Clock>,
     sessions: SessionLog,
+    calls: Option<Arc<crate::calls::Calls>>,
     pub stats: Arc<Stats>,
 }
 
@@ -76,6 +77,8 @@ pub struct Parts {
     pub cookie_key: CookieKey,
     pub clock: Arc<dyn Clock>,
     pub sessions: SessionLog,
+    /// The telephony webhooks; without them `/_telswap/` answers `404`.
+    pub calls: Option<Arc<crate::calls::Calls>>,
 }
 
 impl Parts {
@@ -85,6 +88,7 @@ impl Parts {
             cookie_key: CookieKey::new(identity::random_id(32).as_bytes()),
             clock: TokioClock::new(),
             sessions: SessionLog::new(1_000_000),
+            calls: None,
         }
     }
 }
@@ -117,6 +121,7 @@ impl Proxy {
             cookie_key: parts.cookie_key,
             clock: parts.clock,
             sessions: parts.sessions,
+            calls: parts.calls,
             stats: Arc::new(Stats::default()),
         })
     }
@@ -145,7 +150,10 @@ impl Proxy {
             return status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
         };
         if req.uri().path().starts_with("/_telswap/") {
-            return status_page(StatusCode::NOT_FOUND, "Not found.");
+            return match &self.calls {
+                Some(calls) => calls.handle(&self.rules.load(), &site, &host, req, conn).await,
+                None => status_page(StatusCode::NOT_FOUND, "Not found."),
+            };
         }
 
         let visitor = self.visitor(&site, &req, conn);
@@ -313,6 +321,9 @@ impl Proxy {
     ) -> Result<Request<ProxyBody>, http::Error> {
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        if parts.version == Version::HTTP_2 {
+            headers::join_cookie_crumbs(&mut parts.headers);
+        }
         let proto = if conn.tls { "https" } else { "http" };
         headers::add_forwarding(
             &mut parts.headers,

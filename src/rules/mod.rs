@@ -197,7 +197,7 @@ impl Site {
 }
 
 /// A validated set of sites, indexed by host.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RuleSet {
     pub sites: Vec<Arc<Site>>,
     by_host: HashMap<String, Arc<Site>>,

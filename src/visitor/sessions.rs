@@ -38,9 +38,16 @@ pub struct SessionRecord {
     pub pages_dropped: u32,
 }
 
+/// Receives every page view with its session record (e.g. to make it durable). Called under
+/// the session's lock: keep it cheap (queue, don't write).
+pub trait VisitSink: Send + Sync {
+    fn page_view(&self, rec: &SessionRecord, path: &str, at: Millis);
+}
+
 #[derive(Clone)]
 pub struct SessionLog {
     cache: moka::sync::Cache<String, Arc<Mutex<SessionRecord>>>,
+    sink: Option<Arc<dyn VisitSink>>,
 }
 
 impl std::fmt::Debug for SessionLog {
@@ -56,7 +63,14 @@ impl SessionLog {
                 .max_capacity(max_sessions)
                 .time_to_idle(Duration::from_secs(24 * 3600))
                 .build(),
+            sink: None,
         }
+    }
+
+    /// The same log, also handing every page view to `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn VisitSink>) -> SessionLog {
+        self.sink = Some(sink);
+        self
     }
 
     /// Records one page view of a session, creating the record on its first view.
@@ -97,6 +111,9 @@ impl SessionLog {
             });
         } else {
             r.pages_dropped += 1;
+        }
+        if let Some(sink) = &self.sink {
+            sink.page_view(&r, path, at);
         }
     }
 

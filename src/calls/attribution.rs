@@ -1,0 +1,564 @@
+//! Attributing a call: (called number, call time) → who held the number → the session's facts.
+//!
+//! Pure: the pool's answer ([`Held`]) and the session records come in, the `attribution` object
+//! of SPEC.md's `CALL` and a confidence go out.
+
+use serde_json::{Map, Value, json};
+
+use crate::clock::{Millis, rfc3339};
+use crate::pool::{Confidence, Held, LeaseRecord, grade};
+use crate::rewrite::PhoneNumber;
+use crate::rules::Site;
+use crate::visitor::identity::StoredTouch;
+use crate::visitor::sessions::SessionRecord;
+
+/// The outcome of attribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attributed {
+    pub confidence: Confidence,
+    pub attribution: Value,
+}
+
+/// Builds the attribution of a call to `number` at `t`. `held` is the pool's answer; `session`
+/// looks a session record up by id (hot cache or store).
+pub fn attribute(
+    site: &Site,
+    number: &PhoneNumber,
+    t: Millis,
+    held: &Held,
+    session: &dyn Fn(&str) -> Option<SessionRecord>,
+) -> Attributed {
+    if let Some(o) = site.offline.iter().find(|o| &o.number == number) {
+        let mut a = empty();
+        a.insert("channel".into(), json!("offline"));
+        a.insert("campaign".into(), json!(o.campaign));
+        a.insert(
+            "source".into(),
+            json!(o.source.clone().unwrap_or_else(|| "offline".into())),
+        );
+        a.insert(
+            "medium".into(),
+            json!(o.medium.clone().unwrap_or_else(|| "offline".into())),
+        );
+        return Attributed {
+            confidence: Confidence::Source,
+            attribution: Value::Object(a),
+        };
+    }
+    match held {
+        Held::Source { pool } | Held::Overflow { pool } => {
+            let mut a = empty();
+            a.insert("pool".into(), json!(pool));
+            if let Some(p) = site.pools.iter().find(|p| &p.name == pool)
+                && matches!(held, Held::Source { .. })
+                && p.when.channel.len() == 1
+            {
+                a.insert("channel".into(), json!(p.when.channel[0].as_str()));
+            }
+            let confidence = if matches!(held, Held::Source { .. }) {
+                Confidence::Source
+            } else {
+                Confidence::None
+            };
+            Attributed {
+                confidence,
+                attribution: Value::Object(a),
+            }
+        }
+        Held::Unknown => Attributed {
+            confidence: Confidence::None,
+            attribution: Value::Object(empty()),
+        },
+        Held::Session { pool, candidates } => {
+            let (confidence, ranked) = grade(candidates, t);
+            let mut a = match ranked.first().and_then(|c| session(&c.session)) {
+                Some(rec) => from_session(&rec),
+                None => empty(),
+            };
+            a.insert("pool".into(), json!(pool));
+            if let Some(best) = ranked.first() {
+                a.insert("session".into(), json!(best.session));
+                a.insert("visitor".into(), json!(best.visitor));
+            }
+            if ranked.len() > 1 || confidence == Confidence::Shared {
+                let cands: Vec<Value> = ranked.iter().map(|c| candidate(c, session)).collect();
+                a.insert("candidates".into(), Value::Array(cands));
+            }
+            Attributed {
+                confidence,
+                attribution: Value::Object(a),
+            }
+        }
+    }
+}
+
+fn empty() -> Map<String, Value> {
+    let mut a = Map::new();
+    for k in [
+        "channel",
+        "source",
+        "medium",
+        "campaign",
+        "term",
+        "content",
+        "gclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "fbclid",
+        "landing_page",
+        "referrer",
+        "device",
+    ] {
+        a.insert(k.into(), Value::Null);
+    }
+    a.insert("params".into(), json!({}));
+    a.insert("pages".into(), json!([]));
+    a.insert("touches".into(), json!(0));
+    a
+}
+
+/// The deciding touch's facts: the last non-direct touch, else the first.
+fn touch_fields(a: &mut Map<String, Value>, t: &StoredTouch) {
+    a.insert("channel".into(), json!(t.ch));
+    a.insert("source".into(), json!(t.src));
+    a.insert("medium".into(), json!(t.med));
+    a.insert("campaign".into(), json!(t.cmp));
+    a.insert("term".into(), json!(t.term));
+    a.insert("content".into(), json!(t.cnt));
+    for (k, v) in &t.ids {
+        if ["gclid", "gbraid", "wbraid", "msclkid", "fbclid"].contains(&k.as_str()) {
+            a.insert(k.clone(), json!(v));
+        } else {
+            a.entry("click_ids").or_insert_with(|| json!({}))[k] = json!(v);
+        }
+    }
+    a.insert("landing_page".into(), json!(t.lp));
+    a.insert("referrer".into(), json!(t.rf));
+    let params: Map<String, Value> = t.prm.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    a.insert("params".into(), Value::Object(params));
+}
+
+pub fn from_session(rec: &SessionRecord) -> Map<String, Value> {
+    let mut a = empty();
+    if let Some(t) = rec.last.as_ref().or(rec.first.as_ref()) {
+        touch_fields(&mut a, t);
+    }
+    a.insert("device".into(), json!(rec.device.as_str()));
+    let pages: Vec<Value> = rec
+        .pages
+        .iter()
+        .map(|p| json!({"path": p.path, "at": rfc3339(p.at)}))
+        .collect();
+    a.insert("pages".into(), Value::Array(pages));
+    a.insert("touches".into(), json!(rec.touches));
+    if let Some(f) = &rec.first {
+        a.insert(
+            "first_touch".into(),
+            json!({"channel": f.ch, "source": f.src, "medium": f.med, "at": rfc3339(f.t)}),
+        );
+    }
+    a
+}
+
+fn candidate(c: &LeaseRecord, session: &dyn Fn(&str) -> Option<SessionRecord>) -> Value {
+    let rec = session(&c.session);
+    let touch = rec.as_ref().and_then(|r| r.last.clone().or(r.first.clone()));
+    json!({
+        "session": c.session,
+        "visitor": c.visitor,
+        "leased_at": rfc3339(c.started),
+        "last_seen": rfc3339(c.last_seen),
+        "released_at": c.released.map(rfc3339),
+        "shared": c.shared,
+        "channel": touch.as_ref().map(|t| t.ch.clone()),
+        "campaign": touch.as_ref().and_then(|t| t.cmp.clone()),
+        "term": touch.as_ref().and_then(|t| t.term.clone()),
+    })
+}
+
+/// Where a caller is: the provider's fields when present, else the country from the calling
+/// code and, for North American numbers, the state from the area code.
+pub fn caller_location(
+    from: &str,
+    city: Option<&str>,
+    state: Option<&str>,
+    country: Option<&str>,
+) -> (Option<String>, Option<String>, Option<String>) {
+    let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let (mut city, mut state, mut country) = (clean(city), clean(state), clean(country));
+    if let Some(digits) = from.strip_prefix('+') {
+        if country.is_none() {
+            country = country_of(digits).map(str::to_string);
+        }
+        if state.is_none() && digits.starts_with('1') && digits.len() == 11 {
+            state = nanp_region(&digits[1..4]).map(str::to_string);
+        }
+    }
+    if city.as_deref() == Some("") {
+        city = None;
+    }
+    (city, state, country)
+}
+
+fn country_of(digits: &str) -> Option<&'static str> {
+    const CC: &[(&str, &str)] = &[
+        ("1", "US"),
+        ("44", "GB"),
+        ("49", "DE"),
+        ("33", "FR"),
+        ("61", "AU"),
+        ("353", "IE"),
+        ("64", "NZ"),
+        ("34", "ES"),
+        ("39", "IT"),
+        ("31", "NL"),
+        ("32", "BE"),
+        ("41", "CH"),
+        ("43", "AT"),
+        ("46", "SE"),
+        ("47", "NO"),
+        ("45", "DK"),
+        ("48", "PL"),
+        ("351", "PT"),
+        ("91", "IN"),
+        ("81", "JP"),
+        ("52", "MX"),
+        ("55", "BR"),
+        ("27", "ZA"),
+        ("65", "SG"),
+    ];
+    let mut best: Option<(&str, &str)> = None;
+    for (cc, iso) in CC {
+        if digits.starts_with(cc) && best.is_none_or(|(b, _)| b.len() < cc.len()) {
+            best = Some((cc, iso));
+        }
+    }
+    best.map(|(_, iso)| {
+        // +1 is shared by the NANP; Canadian area codes are told apart below.
+        if iso == "US" && digits.len() == 11 && nanp_region(&digits[1..4]).is_some_and(is_canadian) {
+            "CA"
+        } else {
+            iso
+        }
+    })
+}
+
+fn is_canadian(region: &str) -> bool {
+    matches!(
+        region,
+        "AB" | "BC" | "MB" | "NB" | "NL" | "NS" | "ON" | "PE" | "QC" | "SK" | "NT" | "NU" | "YT"
+    )
+}
+
+/// The state or province of a North American area code (the largest ones; others unknown).
+fn nanp_region(area: &str) -> Option<&'static str> {
+    const AREAS: &[(&str, &str)] = &[
+        ("201", "NJ"),
+        ("202", "DC"),
+        ("203", "CT"),
+        ("205", "AL"),
+        ("206", "WA"),
+        ("207", "ME"),
+        ("208", "ID"),
+        ("210", "TX"),
+        ("212", "NY"),
+        ("213", "CA"),
+        ("214", "TX"),
+        ("215", "PA"),
+        ("216", "OH"),
+        ("217", "IL"),
+        ("224", "IL"),
+        ("225", "LA"),
+        ("228", "MS"),
+        ("229", "GA"),
+        ("231", "MI"),
+        ("234", "OH"),
+        ("239", "FL"),
+        ("240", "MD"),
+        ("248", "MI"),
+        ("251", "AL"),
+        ("252", "NC"),
+        ("253", "WA"),
+        ("254", "TX"),
+        ("256", "AL"),
+        ("260", "IN"),
+        ("262", "WI"),
+        ("267", "PA"),
+        ("269", "MI"),
+        ("270", "KY"),
+        ("281", "TX"),
+        ("301", "MD"),
+        ("302", "DE"),
+        ("303", "CO"),
+        ("304", "WV"),
+        ("305", "FL"),
+        ("307", "WY"),
+        ("308", "NE"),
+        ("309", "IL"),
+        ("310", "CA"),
+        ("312", "IL"),
+        ("313", "MI"),
+        ("314", "MO"),
+        ("315", "NY"),
+        ("316", "KS"),
+        ("317", "IN"),
+        ("318", "LA"),
+        ("319", "IA"),
+        ("320", "MN"),
+        ("321", "FL"),
+        ("323", "CA"),
+        ("330", "OH"),
+        ("334", "AL"),
+        ("336", "NC"),
+        ("337", "LA"),
+        ("339", "MA"),
+        ("347", "NY"),
+        ("351", "MA"),
+        ("352", "FL"),
+        ("360", "WA"),
+        ("361", "TX"),
+        ("385", "UT"),
+        ("386", "FL"),
+        ("401", "RI"),
+        ("402", "NE"),
+        ("404", "GA"),
+        ("405", "OK"),
+        ("406", "MT"),
+        ("407", "FL"),
+        ("408", "CA"),
+        ("409", "TX"),
+        ("410", "MD"),
+        ("412", "PA"),
+        ("413", "MA"),
+        ("414", "WI"),
+        ("415", "CA"),
+        ("416", "ON"),
+        ("417", "MO"),
+        ("419", "OH"),
+        ("423", "TN"),
+        ("424", "CA"),
+        ("425", "WA"),
+        ("430", "TX"),
+        ("432", "TX"),
+        ("434", "VA"),
+        ("435", "UT"),
+        ("440", "OH"),
+        ("443", "MD"),
+        ("469", "TX"),
+        ("470", "GA"),
+        ("475", "CT"),
+        ("478", "GA"),
+        ("479", "AR"),
+        ("480", "AZ"),
+        ("484", "PA"),
+        ("501", "AR"),
+        ("502", "KY"),
+        ("503", "OR"),
+        ("504", "LA"),
+        ("505", "NM"),
+        ("507", "MN"),
+        ("508", "MA"),
+        ("509", "WA"),
+        ("510", "CA"),
+        ("512", "TX"),
+        ("513", "OH"),
+        ("514", "QC"),
+        ("515", "IA"),
+        ("516", "NY"),
+        ("517", "MI"),
+        ("518", "NY"),
+        ("520", "AZ"),
+        ("530", "CA"),
+        ("540", "VA"),
+        ("541", "OR"),
+        ("551", "NJ"),
+        ("559", "CA"),
+        ("561", "FL"),
+        ("562", "CA"),
+        ("563", "IA"),
+        ("567", "OH"),
+        ("570", "PA"),
+        ("571", "VA"),
+        ("573", "MO"),
+        ("574", "IN"),
+        ("580", "OK"),
+        ("585", "NY"),
+        ("586", "MI"),
+        ("601", "MS"),
+        ("602", "AZ"),
+        ("603", "NH"),
+        ("604", "BC"),
+        ("605", "SD"),
+        ("606", "KY"),
+        ("607", "NY"),
+        ("608", "WI"),
+        ("609", "NJ"),
+        ("610", "PA"),
+        ("612", "MN"),
+        ("613", "ON"),
+        ("614", "OH"),
+        ("615", "TN"),
+        ("616", "MI"),
+        ("617", "MA"),
+        ("618", "IL"),
+        ("619", "CA"),
+        ("620", "KS"),
+        ("623", "AZ"),
+        ("626", "CA"),
+        ("630", "IL"),
+        ("631", "NY"),
+        ("636", "MO"),
+        ("641", "IA"),
+        ("646", "NY"),
+        ("647", "ON"),
+        ("650", "CA"),
+        ("651", "MN"),
+        ("657", "CA"),
+        ("660", "MO"),
+        ("661", "CA"),
+        ("662", "MS"),
+        ("678", "GA"),
+        ("682", "TX"),
+        ("701", "ND"),
+        ("702", "NV"),
+        ("703", "VA"),
+        ("704", "NC"),
+        ("706", "GA"),
+        ("707", "CA"),
+        ("708", "IL"),
+        ("712", "IA"),
+        ("713", "TX"),
+        ("714", "CA"),
+        ("715", "WI"),
+        ("716", "NY"),
+        ("717", "PA"),
+        ("718", "NY"),
+        ("719", "CO"),
+        ("720", "CO"),
+        ("724", "PA"),
+        ("727", "FL"),
+        ("731", "TN"),
+        ("732", "NJ"),
+        ("734", "MI"),
+        ("737", "TX"),
+        ("740", "OH"),
+        ("747", "CA"),
+        ("754", "FL"),
+        ("757", "VA"),
+        ("760", "CA"),
+        ("763", "MN"),
+        ("765", "IN"),
+        ("770", "GA"),
+        ("772", "FL"),
+        ("773", "IL"),
+        ("774", "MA"),
+        ("775", "NV"),
+        ("778", "BC"),
+        ("781", "MA"),
+        ("785", "KS"),
+        ("786", "FL"),
+        ("801", "UT"),
+        ("802", "VT"),
+        ("803", "SC"),
+        ("804", "VA"),
+        ("805", "CA"),
+        ("806", "TX"),
+        ("808", "HI"),
+        ("810", "MI"),
+        ("812", "IN"),
+        ("813", "FL"),
+        ("814", "PA"),
+        ("815", "IL"),
+        ("816", "MO"),
+        ("817", "TX"),
+        ("818", "CA"),
+        ("828", "NC"),
+        ("830", "TX"),
+        ("831", "CA"),
+        ("832", "TX"),
+        ("843", "SC"),
+        ("845", "NY"),
+        ("847", "IL"),
+        ("848", "NJ"),
+        ("850", "FL"),
+        ("856", "NJ"),
+        ("857", "MA"),
+        ("858", "CA"),
+        ("859", "KY"),
+        ("860", "CT"),
+        ("862", "NJ"),
+        ("863", "FL"),
+        ("864", "SC"),
+        ("865", "TN"),
+        ("870", "AR"),
+        ("872", "IL"),
+        ("878", "PA"),
+        ("901", "TN"),
+        ("903", "TX"),
+        ("904", "FL"),
+        ("905", "ON"),
+        ("907", "AK"),
+        ("908", "NJ"),
+        ("909", "CA"),
+        ("910", "NC"),
+        ("912", "GA"),
+        ("913", "KS"),
+        ("914", "NY"),
+        ("915", "TX"),
+        ("916", "CA"),
+        ("917", "NY"),
+        ("918", "OK"),
+        ("919", "NC"),
+        ("920", "WI"),
+        ("925", "CA"),
+        ("928", "AZ"),
+        ("931", "TN"),
+        ("936", "TX"),
+        ("937", "OH"),
+        ("940", "TX"),
+        ("941", "FL"),
+        ("947", "MI"),
+        ("949", "CA"),
+        ("951", "CA"),
+        ("952", "MN"),
+        ("954", "FL"),
+        ("956", "TX"),
+        ("970", "CO"),
+        ("971", "OR"),
+        ("972", "TX"),
+        ("973", "NJ"),
+        ("978", "MA"),
+        ("979", "TX"),
+        ("980", "NC"),
+        ("985", "LA"),
+        ("989", "MI"),
+    ];
+    AREAS.binary_search_by(|(a, _)| (*a).cmp(area)).ok().map(|i| AREAS[i].1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_from_provider_or_number() {
+        assert_eq!(
+            caller_location("+14155550100", Some("SAN FRANCISCO"), Some("CA"), Some("US")),
+            (Some("SAN FRANCISCO".into()), Some("CA".into()), Some("US".into()))
+        );
+        assert_eq!(
+            caller_location("+14155550100", None, None, None),
+            (None, Some("CA".into()), Some("US".into()))
+        );
+        assert_eq!(
+            caller_location("+14165550100", None, None, Some("")),
+            (None, Some("ON".into()), Some("CA".into()))
+        );
+        assert_eq!(
+            caller_location("+442079460000", None, None, None),
+            (None, None, Some("GB".into()))
+        );
+        assert_eq!(caller_location("anonymous", None, None, None), (None, None, None));
+    }
+}

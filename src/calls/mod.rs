@@ -1,0 +1,518 @@
+//! Inbound calls: the telephony webhooks under `/_telswap/`, the forwarding answer, attribution,
+//! and the call record.
+//!
+//! `POST /_telswap/voice`: signature checked over the URL as the provider called it, the call
+//! attributed (called number + time → lease history → session), its row made durable, and only
+//! then the TwiML that dials the business line. `POST /_telswap/status`: final status, duration,
+//! recording. `/_telswap/whisper`: what the business hears before the caller is connected.
+//! Reads lease history through [`Pools`]; writes through [`Store`].
+
+pub mod attribution;
+pub mod signature;
+pub mod simulate;
+pub mod twiml;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::clock::{Clock, Millis};
+use crate::pool::{Held, LeaseRecord, Pools};
+use crate::proxy::{BoxError, ConnInfo, ProxyBody};
+use crate::rewrite::PhoneNumber;
+use crate::rules::{Dialect, RuleSet, Site};
+use crate::store::{CallRecord, Inserted, LeaseRow, Store};
+use crate::visitor::classify::Device;
+use crate::visitor::identity::{StoredTouch, random_id};
+use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
+
+/// Webhook bodies are small forms; anything larger is not from a provider.
+const MAX_BODY: usize = 64 * 1024;
+/// How long the business line rings before the call ends (seconds).
+const DIAL_TIMEOUT_S: u32 = 20;
+
+/// Looks a secret up by environment variable name (injectable for tests).
+pub type Secrets = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub fn env_secrets() -> Secrets {
+    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+pub struct Calls {
+    store: Arc<dyn Store>,
+    pools: Arc<Pools>,
+    sessions: SessionLog,
+    clock: Arc<dyn Clock>,
+    secrets: Secrets,
+}
+
+struct Hook {
+    url_variants: Vec<String>,
+    form: Vec<(String, String)>,
+    base: String,
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(
+            Full::new(Bytes::from(format!("{msg}\n")))
+                .map_err(|e| match e {})
+                .boxed(),
+        )
+        .expect("static response")
+}
+
+fn xml(body: String) -> Response<ProxyBody> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/xml; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
+        .expect("static response")
+}
+
+fn field<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+impl Calls {
+    pub fn new(store: Arc<dyn Store>, pools: Arc<Pools>, sessions: SessionLog, secrets: Secrets) -> Arc<Calls> {
+        let clock = pools.clock().clone();
+        Arc::new(Calls {
+            store,
+            pools,
+            sessions,
+            clock,
+            secrets,
+        })
+    }
+
+    /// Answers a request under `/_telswap/`.
+    pub async fn handle(
+        &self,
+        rules: &RuleSet,
+        site: &Arc<Site>,
+        host: &str,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<ProxyBody> {
+        let path = req.uri().path().to_string();
+        let is_post = req.method() == Method::POST;
+        match path.as_str() {
+            "/_telswap/voice" | "/_telswap/status" | "/_telswap/whisper" => {}
+            _ => return text(StatusCode::NOT_FOUND, "not found"),
+        }
+        if !is_post {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+        }
+        let hook = match self.verified(site, host, req, conn).await {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        match path.as_str() {
+            "/_telswap/voice" => self.voice(rules, site, hook).await,
+            "/_telswap/status" => self.status(hook).await,
+            _ => self.whisper(hook).await,
+        }
+    }
+
+    /// Reads the form and checks the provider's signature; `403` and nothing stored otherwise.
+    async fn verified(
+        &self,
+        site: &Site,
+        host: &str,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Hook, Response<ProxyBody>> {
+        let headers: HeaderMap = req.headers().clone();
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let e: BoxError = e;
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return Err(text(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+                }
+                return Err(text(StatusCode::BAD_REQUEST, "unreadable body"));
+            }
+        };
+        let scheme = if conn.tls { "https" } else { "http" };
+        let base = format!("{scheme}://{host}");
+        // Behind a TLS-terminating balancer the provider called https: try what it says too.
+        let mut url_variants = vec![format!("{base}{pq}")];
+        if let Some(p) = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok())
+            && (p == "https" || p == "http")
+            && p != scheme
+        {
+            url_variants.push(format!("{p}://{host}{pq}"));
+        }
+        let t = &site.telephony;
+        let check = match t.dialect {
+            Dialect::Twilio | Dialect::SignalWire => {
+                let Some(token) = (self.secrets)(&t.auth_token_env) else {
+                    tracing::error!(site = %site.name, env = %t.auth_token_env, "telephony auth token is not set; refusing webhook");
+                    return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+                };
+                let form = match signature::parse_form(&body) {
+                    Ok(f) => f,
+                    Err(_) => return Err(text(StatusCode::BAD_REQUEST, "malformed form body")),
+                };
+                let sig = headers
+                    .get("x-twilio-signature")
+                    .or(if t.dialect == Dialect::SignalWire {
+                        headers.get("x-signalwire-signature")
+                    } else {
+                        None
+                    })
+                    .and_then(|v| v.to_str().ok());
+                let sig = if t.dialect == Dialect::SignalWire {
+                    headers
+                        .get("x-signalwire-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .or(sig)
+                } else {
+                    sig
+                };
+                let ok = url_variants
+                    .iter()
+                    .any(|u| signature::verify_twilio(&token, u, &form, sig).is_ok());
+                if ok { Ok(form) } else { Err(()) }
+            }
+            Dialect::Telnyx => {
+                let key_env = t.public_key_env.as_deref().unwrap_or("TELNYX_PUBLIC_KEY");
+                let Some(key) = (self.secrets)(key_env) else {
+                    tracing::error!(site = %site.name, env = %key_env, "Telnyx public key is not set; refusing webhook");
+                    return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+                };
+                let ts = headers.get("telnyx-timestamp").and_then(|v| v.to_str().ok());
+                let sig = headers.get("telnyx-signature-ed25519").and_then(|v| v.to_str().ok());
+                let now = (self.clock.now_ms() / 1000) as i64;
+                match signature::verify_telnyx(&key, ts, sig, &body, now) {
+                    Ok(()) => match signature::parse_form(&body) {
+                        Ok(f) => Ok(f),
+                        Err(_) => return Err(text(StatusCode::BAD_REQUEST, "malformed form body")),
+                    },
+                    Err(_) => Err(()),
+                }
+            }
+        };
+        match check {
+            Ok(form) => Ok(Hook {
+                url_variants,
+                form,
+                base,
+            }),
+            Err(()) => {
+                tracing::warn!(site = %site.name, "webhook with a bad or missing signature refused");
+                Err(text(StatusCode::FORBIDDEN, "forbidden"))
+            }
+        }
+    }
+
+    async fn voice(&self, rules: &RuleSet, site: &Arc<Site>, hook: Hook) -> Response<ProxyBody> {
+        let form = &hook.form;
+        let (Some(sid), Some(to)) = (field(form, "CallSid"), field(form, "To")) else {
+            return text(StatusCode::BAD_REQUEST, "CallSid and To are required");
+        };
+        let from = field(form, "From").unwrap_or("anonymous").to_string();
+        let Ok(to_num) = PhoneNumber::parse(to, &site.country) else {
+            return text(StatusCode::BAD_REQUEST, "To is not a phone number");
+        };
+        // The site that owns the called number: this host's site, or any site that lists it.
+        let owner = owning_site(rules, site, &to_num);
+        let Some(owner) = owner else {
+            return text(StatusCode::NOT_FOUND, "unknown number");
+        };
+        let now = self.clock.now_ms();
+        let held = self.pools.who_held(&owner, &to_num, now);
+        let held = match held {
+            Held::Session { pool, candidates } if candidates.is_empty() => {
+                // After a restart the in-memory history is empty: ask the store.
+                Held::Session {
+                    pool: pool.clone(),
+                    candidates: self.stored_candidates(&owner, &pool, &to_num, now).await,
+                }
+            }
+            other => other,
+        };
+        let sessions = self.sessions.clone();
+        let store = self.store.clone();
+        let lookup = move |id: &str| sessions.get(id).or_else(|| session_from_store(&*store, id));
+        let owner2 = owner.clone();
+        let to2 = to_num.clone();
+        let attributed =
+            tokio::task::spawn_blocking(move || attribution::attribute(&owner2, &to2, now, &held, &lookup))
+                .await
+                .expect("attribution task");
+        let (city, state, country) = attribution::caller_location(
+            &from,
+            field(form, "FromCity"),
+            field(form, "FromState"),
+            field(form, "FromCountry"),
+        );
+        let store = self.store.clone();
+        let (site_name, from2) = (owner.name.clone(), from.clone());
+        let earlier = tokio::task::spawn_blocking(move || store.earlier_calls(&site_name, &from2, now as i64))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let earlier = if from == "anonymous" { 0 } else { earlier.unwrap_or(0) };
+        let record = CallRecord {
+            id: format!("c_{}", random_id(12)),
+            call_sid: sid.to_string(),
+            site: owner.name.clone(),
+            tracking_number: to_num.e164(),
+            caller: from.clone(),
+            started_at: now as i64,
+            duration_s: None,
+            status: field(form, "CallStatus").unwrap_or("ringing").to_string(),
+            caller_city: city,
+            caller_state: state,
+            caller_country: country,
+            returning_caller: earlier > 0,
+            earlier_calls: earlier,
+            confidence: attributed.confidence.as_str().to_string(),
+            attribution: attributed.attribution,
+            recording_url: None,
+            outcome: None,
+        };
+        let store = self.store.clone();
+        let inserted = tokio::task::spawn_blocking(move || store.insert_call(&record).map(|i| (i, record))).await;
+        let record = match inserted {
+            Ok(Ok((Inserted::New, r))) => {
+                tracing::info!(call = %r.id, site = %r.site, number = %r.tracking_number, confidence = %r.confidence, "call attributed");
+                r
+            }
+            Ok(Ok((Inserted::Duplicate(existing), _))) => existing,
+            Ok(Err(e)) => {
+                // Not durable: no answer, so the provider retries rather than a call going unrecorded.
+                tracing::error!(error = %e, "storing the call failed");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "try again");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing the call failed");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "try again");
+            }
+        };
+        let t = &owner.telephony;
+        let action = format!("{}/_telswap/status", hook.base);
+        let whisper = format!("{}/_telswap/whisper?call={}", hook.base, record.id);
+        let caller_id = if from.starts_with('+') { from.as_str() } else { to };
+        let forward = t.forward_to.e164();
+        xml(twiml::dial(&twiml::DialAnswer {
+            forward_to: &forward,
+            caller_id,
+            record: t.record,
+            timeout_s: DIAL_TIMEOUT_S,
+            action_url: &action,
+            whisper_url: t.whisper.then_some(whisper.as_str()),
+        }))
+    }
+
+    async fn stored_candidates(&self, site: &Site, pool: &str, number: &PhoneNumber, now: Millis) -> Vec<LeaseRecord> {
+        let window = site
+            .pools
+            .iter()
+            .find(|p| p.name == pool)
+            .map(|p| p.match_window.as_millis() as i64)
+            .unwrap_or(0);
+        let store = self.store.clone();
+        let (s, n) = (site.name.clone(), number.e164());
+        let now = now as i64;
+        let rows = tokio::task::spawn_blocking(move || store.leases_of_number(&s, &n, now - window, now))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter(|r| r.started <= now && r.released.is_none_or(|x| now <= x + window))
+            .map(|r| LeaseRecord {
+                id: r.id,
+                number: r.number_index as usize,
+                session: r.session,
+                visitor: r.visitor,
+                started: r.started as Millis,
+                last_seen: r.last_seen as Millis,
+                released: r.released.map(|x| x as Millis),
+                shared: r.shared,
+            })
+            .collect()
+    }
+
+    async fn status(&self, hook: Hook) -> Response<ProxyBody> {
+        let form = &hook.form;
+        let Some(sid) = field(form, "CallSid") else {
+            return text(StatusCode::BAD_REQUEST, "CallSid is required");
+        };
+        let status = field(form, "DialCallStatus")
+            .or(field(form, "CallStatus"))
+            .unwrap_or("completed")
+            .to_string();
+        let duration = field(form, "DialCallDuration")
+            .or(field(form, "CallDuration"))
+            .and_then(|d| d.parse::<u32>().ok());
+        let recording = field(form, "RecordingUrl").map(str::to_string);
+        let store = self.store.clone();
+        let sid = sid.to_string();
+        match tokio::task::spawn_blocking(move || store.update_call(&sid, &status, duration, recording.as_deref()))
+            .await
+        {
+            Ok(Ok(true)) => xml(twiml::empty()),
+            Ok(Ok(false)) => text(StatusCode::NOT_FOUND, "unknown call"),
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "try again"),
+        }
+    }
+
+    async fn whisper(&self, hook: Hook) -> Response<ProxyBody> {
+        let id = hook
+            .url_variants
+            .first()
+            .and_then(|u| u.split_once("call="))
+            .map(|(_, id)| id.split('&').next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        let store = self.store.clone();
+        let call = tokio::task::spawn_blocking(move || store.call(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let line = match call {
+            Some(c) => {
+                let a = &c.attribution;
+                let s = |k: &str| a.get(k).and_then(Value::as_str).map(|v| v.replace('_', " "));
+                match (s("channel"), s("campaign")) {
+                    (Some(ch), Some(cmp)) => format!("Call from {ch}, campaign {cmp}."),
+                    (Some(ch), None) => format!("Call from {ch}."),
+                    _ => "Call from the website.".to_string(),
+                }
+            }
+            None => "Call from the website.".to_string(),
+        };
+        xml(twiml::say(&line))
+    }
+}
+
+/// This host's site if it lists the number, else any site that does.
+fn owning_site(rules: &RuleSet, site: &Arc<Site>, n: &PhoneNumber) -> Option<Arc<Site>> {
+    let lists = |s: &Site| {
+        s.numbers.contains(n)
+            || s.pools
+                .iter()
+                .any(|p| p.numbers.contains(n) || p.overflow.as_ref() == Some(n))
+            || s.offline.iter().any(|o| &o.number == n)
+    };
+    if lists(site) {
+        return Some(site.clone());
+    }
+    rules.sites.iter().find(|s| lists(s)).cloned()
+}
+
+fn session_from_store(store: &dyn Store, id: &str) -> Option<SessionRecord> {
+    let (row, pages) = store.session(id).ok()??;
+    let touch = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<StoredTouch>(v).ok());
+    Some(SessionRecord {
+        site: row.site,
+        visitor: row.visitor,
+        session: row.id,
+        started: row.started as Millis,
+        device: match row.device.as_str() {
+            "mobile" => Device::Mobile,
+            "tablet" => Device::Tablet,
+            _ => Device::Desktop,
+        },
+        first: touch(row.first_touch),
+        last: touch(row.last_touch),
+        touches: row.touches,
+        pages: pages
+            .into_iter()
+            .map(|p| PageView {
+                path: p.path,
+                at: p.at as Millis,
+            })
+            .collect(),
+        pages_dropped: 0,
+    })
+}
+
+/// Lease events and page views made durable through the store's batching writer.
+pub struct StoreJournal {
+    pub store: Arc<dyn Store>,
+}
+
+impl crate::pool::LeaseJournal for StoreJournal {
+    fn record(&self, site: &str, pool: &str, numbers: &[PhoneNumber], event: &crate::pool::LeaseEvent) {
+        use crate::pool::LeaseEvent as E;
+        use crate::store::Write;
+        let row = |r: &LeaseRecord| LeaseRow {
+            id: r.id,
+            site: site.to_string(),
+            pool: pool.to_string(),
+            number: numbers.get(r.number).map(|n| n.e164()).unwrap_or_default(),
+            number_index: r.number as u32,
+            session: r.session.clone(),
+            visitor: r.visitor.clone(),
+            started: r.started as i64,
+            last_seen: r.last_seen as i64,
+            released: r.released.map(|x| x as i64),
+            shared: r.shared,
+        };
+        let w = match event {
+            E::Opened(r) => Write::LeaseOpened(row(r)),
+            E::Refreshed { id, last_seen } => Write::LeaseRefreshed {
+                id: *id,
+                last_seen: *last_seen as i64,
+            },
+            E::Released { id, at } => Write::LeaseReleased {
+                id: *id,
+                at: *at as i64,
+                shared: false,
+            },
+            E::HandedOver { from, to } => {
+                self.store.enqueue(Write::LeaseReleased {
+                    id: *from,
+                    at: to.started as i64,
+                    shared: true,
+                });
+                Write::LeaseOpened(row(to))
+            }
+        };
+        self.store.enqueue(w);
+    }
+}
+
+impl crate::visitor::sessions::VisitSink for StoreJournal {
+    fn page_view(&self, rec: &SessionRecord, path: &str, at: Millis) {
+        use crate::store::{PageViewRow, SessionRow, Write};
+        let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(|t| serde_json::to_value(t).ok());
+        self.store.enqueue(Write::Session(SessionRow {
+            id: rec.session.clone(),
+            site: rec.site.clone(),
+            visitor: rec.visitor.clone(),
+            started: rec.started as i64,
+            device: rec.device.as_str().to_string(),
+            first_touch: touch(&rec.first),
+            last_touch: touch(&rec.last),
+            touches: rec.touches,
+        }));
+        self.store.enqueue(Write::PageView(PageViewRow {
+            site: rec.site.clone(),
+            visitor: rec.visitor.clone(),
+            session: rec.session.clone(),
+            path: path.to_string(),
+            at: at as i64,
+        }));
+    }
+}

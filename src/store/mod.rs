@@ -1,0 +1,232 @@
+//! Durable storage behind a trait; SQLite now, PostgreSQL later.
+//!
+//! Everything telswap must remember across a restart goes through [`Store`]: calls (the product's
+//! output), visitor sessions and their page views (what a call is attributed to), number leases
+//! (so a restart can reinstate them and still attribute a call to the session that saw the
+//! number), and, later, ad spend and the webhook outbox.
+//!
+//! Two write paths with different promises:
+//!
+//! - **Calls** ([`Store::insert_call`], [`Store::update_call`], [`Store::set_outcome`]) are
+//!   synchronous and durable before they return: the telephony webhook answers only after the
+//!   call is on disk, so an answered call survives `kill -9` or a power cut.
+//! - **Traffic** ([`Write`]: page views, sessions, leases) is queued with [`Store::enqueue`],
+//!   which never blocks the request path, and committed in batches by a background writer. A
+//!   full queue drops the write and counts it ([`StoreStats::dropped`]); [`Store::flush`] waits
+//!   for everything queued so far.
+//!
+//! All methods are blocking (SQLite I/O, `fsync` on the call path): from async code call them
+//! through `tokio::task::spawn_blocking`, except [`Store::enqueue`] and [`Store::stats`], which
+//! never wait.
+//!
+//! Times are `i64` milliseconds since the Unix epoch; the admin API formats them (RFC 3339).
+//! This module depends on no other telswap module, so that it can be tested and swapped alone.
+
+use serde::{Deserialize, Serialize};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// One inbound call, as the admin API and the reports see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Our id (for example `c_...`), chosen by the caller of [`Store::insert_call`].
+    pub id: String,
+    /// The provider's CallSid. Unique: inserting a repeated one returns the existing row.
+    pub call_sid: String,
+    pub site: String,
+    /// The number that was dialled (E.164).
+    pub tracking_number: String,
+    /// E.164, or `"anonymous"`.
+    pub caller: String,
+    pub started_at: i64,
+    pub duration_s: Option<u32>,
+    /// `ringing`, `in-progress`, `completed`, `busy`, `failed`, `no-answer`, `canceled`.
+    pub status: String,
+    pub caller_city: Option<String>,
+    pub caller_state: Option<String>,
+    pub caller_country: Option<String>,
+    pub returning_caller: bool,
+    pub earlier_calls: u32,
+    /// `exact` | `shared` | `late` | `source` | `none`.
+    pub confidence: String,
+    /// A JSON object (channel, source, medium, click ids, pages, touches...), stored as text.
+    pub attribution: serde_json::Value,
+    pub recording_url: Option<String>,
+    pub outcome: Option<Outcome>,
+}
+
+/// What came of a call (a sale, a booking...), set from the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub kind: String,
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub at: i64,
+}
+
+/// One lease of a tracking number to a visitor session. `id` is chosen by the pool; see
+/// [`Store::max_lease_id`] for continuing the sequence after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    pub id: u64,
+    pub site: String,
+    pub pool: String,
+    pub number: String,
+    pub number_index: u32,
+    pub session: String,
+    pub visitor: String,
+    pub started: i64,
+    pub last_seen: i64,
+    pub released: Option<i64>,
+    /// The number was shown to more than one session during this lease (pool exhausted).
+    pub shared: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageViewRow {
+    pub site: String,
+    pub visitor: String,
+    pub session: String,
+    pub path: String,
+    pub at: i64,
+}
+
+/// A visitor session. Its touches are kept as JSON on the row (first and last, plus a count),
+/// not in a table of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub site: String,
+    pub visitor: String,
+    pub started: i64,
+    pub device: String,
+    pub first_touch: Option<serde_json::Value>,
+    pub last_touch: Option<serde_json::Value>,
+    pub touches: u32,
+}
+
+/// Writes that may be batched off the request path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    PageView(PageViewRow),
+    /// Upsert by id: the last write of a session wins (writes are applied in queue order).
+    Session(SessionRow),
+    /// Insert, or replace the row with the same id.
+    LeaseOpened(LeaseRow),
+    /// `last_seen` only moves forward.
+    LeaseRefreshed {
+        id: u64,
+        last_seen: i64,
+    },
+    /// `shared` is or-ed into the row: a lease once shared stays shared.
+    LeaseReleased {
+        id: u64,
+        at: i64,
+        shared: bool,
+    },
+}
+
+/// Which calls [`Store::calls`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallFilter {
+    /// Inclusive lower bound on `started_at`.
+    pub from: Option<i64>,
+    /// Exclusive upper bound on `started_at`.
+    pub to: Option<i64>,
+    pub site: Option<String>,
+    /// At most this many calls; `0` means no limit.
+    pub limit: usize,
+}
+
+/// The result of [`Store::insert_call`].
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per webhook, never held in bulk: boxing buys nothing
+pub enum Inserted {
+    New,
+    /// The CallSid was already stored (a retried webhook): the stored record, unchanged.
+    Duplicate(CallRecord),
+}
+
+/// Counters for `/metrics`. All are totals since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Writes accepted by [`Store::enqueue`].
+    pub enqueued: u64,
+    /// Writes refused by [`Store::enqueue`] (queue full, or store closed).
+    pub dropped: u64,
+    /// Batch transactions committed by the writer.
+    pub batches: u64,
+    /// Queued writes committed.
+    pub rows: u64,
+    /// Queued writes that failed (bad row, or a batch whose commit failed); each is logged.
+    pub failed: u64,
+    /// Writes waiting in the queue right now (approximate).
+    pub queued: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the store is closed")]
+    Closed,
+    #[error("a call with id {0:?} already exists (with another CallSid)")]
+    DuplicateId(String),
+    #[error("value out of range for column {0}")]
+    OutOfRange(&'static str),
+    #[error("database schema version {found} is newer than this build knows ({known}): refusing to open")]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("batched write failed: {0}")]
+    Batch(String),
+}
+
+/// Durable storage. Implementations are shared as `Arc<dyn Store>` across threads.
+pub trait Store: Send + Sync {
+    /// Durable before it returns (the webhook answers only after this): synchronous=FULL on
+    /// this path. A CallSid seen before returns [`Inserted::Duplicate`] with the stored record
+    /// and writes nothing; an `id` already used by another CallSid is
+    /// [`StoreError::DuplicateId`].
+    fn insert_call(&self, call: &CallRecord) -> Result<Inserted, StoreError>;
+    /// Status callback: final status, duration, recording URL; false when the CallSid is
+    /// unknown. `None` leaves the stored duration / recording URL as they are, and a late
+    /// non-final status (`ringing`, `in-progress`, ...) never replaces a final one.
+    fn update_call(
+        &self,
+        call_sid: &str,
+        status: &str,
+        duration_s: Option<u32>,
+        recording_url: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError>;
+    fn call_by_sid(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError>;
+    /// Newest first, started_at within [from, to).
+    fn calls(&self, f: &CallFilter) -> Result<Vec<CallRecord>, StoreError>;
+    /// How many calls this caller made to this site before `before`. Counts the literal
+    /// `caller`: skip `"anonymous"` callers before asking.
+    fn earlier_calls(&self, site: &str, caller: &str, before: i64) -> Result<u32, StoreError>;
+    /// Sets (or replaces) the call's outcome; false when the call id is unknown.
+    fn set_outcome(&self, id: &str, o: &Outcome) -> Result<bool, StoreError>;
+    /// Non-blocking: queues a write for the batching writer; false (and a counted drop) when
+    /// the queue is full or the store is closed.
+    fn enqueue(&self, w: Write) -> bool;
+    /// Waits until everything queued so far is committed (graceful shutdown, tests).
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Leases not released, for reinstating after a restart (committed writes only).
+    fn live_leases(&self) -> Result<Vec<LeaseRow>, StoreError>;
+    /// The highest lease id ever stored (0 when none): a restarted pool numbers new leases
+    /// above it, so that they do not overwrite released ones.
+    fn max_lease_id(&self) -> Result<u64, StoreError>;
+    /// Lease intervals of a number overlapping [from, to] (call attribution after a restart),
+    /// oldest first. A lease not yet released counts as open to the present.
+    fn leases_of_number(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
+    /// A session and its page views in time order (committed writes only).
+    fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
+    /// Counters for metrics: queued writes dropped, batches committed, rows written.
+    fn stats(&self) -> StoreStats;
+}

@@ -1,0 +1,1496 @@
+//! [`Store`] on an embedded SQLite file (`<data>/telswap.db`, WAL mode, bundled SQLite).
+//!
+//! # Connections and threads
+//!
+//! - **Call connection** (behind a `Mutex`, `synchronous=FULL`): `insert_call`, `update_call`,
+//!   `set_outcome`. In WAL mode FULL syncs the log on every commit, so a call is on disk when
+//!   the method returns and survives `kill -9` or a power cut. Also runs the migrations at open.
+//! - **Writer thread** (`telswap-store-writer`, its own connection, `synchronous=NORMAL`): takes
+//!   [`Write`]s from a bounded `sync_channel` ([`StoreOptions::queue_capacity`], 10,000) and
+//!   commits up to [`StoreOptions::batch_max`] (1,000) per transaction. A write that fails on
+//!   its own (a bad row) is logged, counted in [`StoreStats::failed`] and skipped; the rest of
+//!   its batch commits. NORMAL in WAL mode may lose the last batches on a power cut, never on a
+//!   process crash, and never corrupts the file.
+//! - **Readers**: a small pool of `query_only` connections (up to 4 kept idle, more opened on
+//!   demand), so reads never wait behind the writers (WAL: readers see the last commit).
+//!
+//! [`Store::flush`] sends a marker through the queue and waits for the batch holding it to
+//! commit. [`SqliteStore::close`] (also run on drop) refuses new work, lets the writer drain the
+//! queue, commit and exit, and joins it. After `close`, every method returns
+//! [`StoreError::Closed`] and `enqueue` returns false.
+//!
+//! # Schema
+//!
+//! Versioned migrations in [`MIGRATIONS`], applied in order inside one `IMMEDIATE` transaction
+//! and recorded in `schema_version`; reopening applies only the new ones, and a database newer
+//! than this build is refused ([`StoreError::SchemaTooNew`]). Never edit a shipped migration:
+//! append a new one. Touches are kept as JSON on `sessions` (`first_touch`, `last_touch`, and a
+//! count) rather than in a table: that is all a session row carries, and a call's attribution
+//! snapshot (JSON on `calls`) holds the full touch history the call was credited with. Batched
+//! tables have no foreign keys on purpose (a page view may be committed before its session);
+//! `outcomes.call_id` references `calls`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::types::{Type, Value};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    CallFilter, CallRecord, Inserted, LeaseRow, Outcome, PageViewRow, SessionRow, Store, StoreError, StoreStats, Write,
+};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "telswap.db";
+
+/// Schema migrations, in order; `MIGRATIONS[i]` brings the schema to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core: traffic, leases, calls.
+    r#"
+    CREATE TABLE visitors (
+        site       TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,          -- start of their first session (ms)
+        last_seen  INTEGER NOT NULL,          -- start of their latest session (ms)
+        PRIMARY KEY (site, id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        site        TEXT NOT NULL,
+        visitor     TEXT NOT NULL,
+        started     INTEGER NOT NULL,
+        device      TEXT NOT NULL,
+        first_touch TEXT,                     -- JSON
+        last_touch  TEXT,                     -- JSON
+        touches     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX idx_sessions_visitor ON sessions (site, visitor, started);
+
+    CREATE TABLE page_views (
+        id      INTEGER PRIMARY KEY,
+        site    TEXT NOT NULL,
+        visitor TEXT NOT NULL,
+        session TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    );
+    CREATE INDEX idx_page_views_session ON page_views (session, at);
+
+    CREATE TABLE leases (
+        id           INTEGER PRIMARY KEY,     -- chosen by the pool
+        site         TEXT NOT NULL,
+        pool         TEXT NOT NULL,
+        number       TEXT NOT NULL,
+        number_index INTEGER NOT NULL,
+        session      TEXT NOT NULL,
+        visitor      TEXT NOT NULL,
+        started      INTEGER NOT NULL,
+        last_seen    INTEGER NOT NULL,
+        released     INTEGER,
+        shared       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX idx_leases_number ON leases (site, number, started);
+    CREATE INDEX idx_leases_live ON leases (id) WHERE released IS NULL;
+
+    CREATE TABLE calls (
+        id               TEXT PRIMARY KEY,
+        call_sid         TEXT NOT NULL UNIQUE,
+        site             TEXT NOT NULL,
+        tracking_number  TEXT NOT NULL,
+        caller           TEXT NOT NULL,
+        started_at       INTEGER NOT NULL,
+        duration_s       INTEGER,
+        status           TEXT NOT NULL,
+        caller_city      TEXT,
+        caller_state     TEXT,
+        caller_country   TEXT,
+        returning_caller INTEGER NOT NULL,
+        earlier_calls    INTEGER NOT NULL,
+        confidence       TEXT NOT NULL,
+        attribution      TEXT NOT NULL,       -- JSON object
+        recording_url    TEXT
+    );
+    CREATE INDEX idx_calls_started ON calls (started_at);
+    CREATE INDEX idx_calls_site_started ON calls (site, started_at);
+    CREATE INDEX idx_calls_site_caller ON calls (site, caller, started_at);
+
+    CREATE TABLE outcomes (
+        call_id  TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
+        kind     TEXT NOT NULL,
+        value    REAL,
+        currency TEXT,
+        at       INTEGER NOT NULL
+    );
+    "#,
+    // 2: for later features: ad spend (ROI reports) and the webhook outbox.
+    r#"
+    CREATE TABLE spend (
+        site     TEXT NOT NULL,
+        day      TEXT NOT NULL,               -- YYYY-MM-DD, the site's day
+        channel  TEXT NOT NULL,
+        campaign TEXT NOT NULL DEFAULT '',
+        amount   REAL NOT NULL,
+        currency TEXT NOT NULL,
+        PRIMARY KEY (site, day, channel, campaign)
+    );
+
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        event           TEXT NOT NULL,
+        payload         TEXT NOT NULL,        -- JSON
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at    INTEGER
+    );
+    CREATE INDEX idx_outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
+    "#,
+];
+
+/// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Bound of the batched-write queue (default 10,000).
+    pub queue_capacity: usize,
+    /// Most writes committed in one transaction (default 1,000).
+    pub batch_max: usize,
+    /// How long a connection waits for another one's write lock (default 5 s).
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            queue_capacity: 10_000,
+            batch_max: 1_000,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Idle read connections kept for reuse.
+const READ_POOL_IDLE: usize = 4;
+
+/// Statuses after which a call does not change state any more.
+const FINAL_STATUSES: &str = "('completed', 'busy', 'failed', 'no-answer', 'canceled')";
+
+const CALL_SELECT: &str = "SELECT c.id, c.call_sid, c.site, c.tracking_number, c.caller, c.started_at, c.duration_s, \
+     c.status, c.caller_city, c.caller_state, c.caller_country, c.returning_caller, c.earlier_calls, c.confidence, \
+     c.attribution, c.recording_url, o.kind, o.value, o.currency, o.at \
+     FROM calls c LEFT JOIN outcomes o ON o.call_id = c.id";
+
+const LEASE_SELECT: &str = "SELECT id, site, pool, number, number_index, session, visitor, started, last_seen, \
+     released, shared FROM leases";
+
+enum Msg {
+    Write(Write),
+    Flush(SyncSender<Result<(), String>>),
+    Close,
+}
+
+#[derive(Default)]
+struct Counters {
+    enqueued: AtomicU64,
+    dropped: AtomicU64,
+    batches: AtomicU64,
+    rows: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
+pub struct SqliteStore {
+    path: PathBuf,
+    calls: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    queue: SyncSender<Msg>,
+    writer: Mutex<Option<JoinHandle<Option<String>>>>,
+    closed: AtomicBool,
+    counters: Arc<Counters>,
+    busy_timeout: Duration,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/telswap.db`, applies pending migrations and starts the
+    /// writer thread.
+    pub fn open(dir: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Arc<SqliteStore>, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(DB_FILE);
+        let mut calls = connect(&path, "FULL", options.busy_timeout)?;
+        let mode: String = calls.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            warn!(path = %path.display(), mode, "SQLite refused WAL mode; writes will block reads");
+        }
+        let version = migrate(&mut calls, MIGRATIONS)?;
+        let writer_conn = connect(&path, "NORMAL", options.busy_timeout)?;
+        let reader = open_reader(&path, options.busy_timeout)?;
+
+        let (queue, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let writer_counters = Arc::clone(&counters);
+        let batch_max = options.batch_max.max(1);
+        let writer = std::thread::Builder::new()
+            .name("telswap-store-writer".into())
+            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max))?;
+        info!(path = %path.display(), schema_version = version, "store opened");
+        Ok(Arc::new(SqliteStore {
+            path,
+            calls: Mutex::new(calls),
+            readers: Mutex::new(vec![reader]),
+            queue,
+            writer: Mutex::new(Some(writer)),
+            closed: AtomicBool::new(false),
+            counters,
+            busy_timeout: options.busy_timeout,
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuses new work, commits everything queued, stops and joins the writer thread.
+    /// Idempotent; also run on drop. Errors if a batch failed to commit since the last flush.
+    pub fn close(&self) -> Result<(), StoreError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // A full queue makes this wait for the writer to make room: that is the drain.
+        let _ = self.queue.send(Msg::Close);
+        let handle = lock(&self.writer).take();
+        let Some(handle) = handle else { return Ok(()) };
+        match handle.join() {
+            Ok(None) => {
+                info!(path = %self.path.display(), "store closed");
+                Ok(())
+            }
+            Ok(Some(failure)) => Err(StoreError::Batch(failure)),
+            Err(_) => Err(StoreError::Batch("the writer thread panicked".into())),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.check_open()?;
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => open_reader(&self.path, self.busy_timeout)?,
+        };
+        let result = f(&conn);
+        let mut pool = lock(&self.readers);
+        if pool.len() < READ_POOL_IDLE {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            error!(error = %e, "closing the store");
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_call(&self, call: &CallRecord) -> Result<Inserted, StoreError> {
+        self.check_open()?;
+        let attribution = serde_json::to_string(&call.attribution)?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT INTO calls (id, call_sid, site, tracking_number, caller, started_at, duration_s, status, \
+             caller_city, caller_state, caller_country, returning_caller, earlier_calls, confidence, attribution, \
+             recording_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             ON CONFLICT (call_sid) DO NOTHING",
+            params![
+                call.id,
+                call.call_sid,
+                call.site,
+                call.tracking_number,
+                call.caller,
+                call.started_at,
+                call.duration_s,
+                call.status,
+                call.caller_city,
+                call.caller_state,
+                call.caller_country,
+                call.returning_caller,
+                call.earlier_calls,
+                call.confidence,
+                attribution,
+                call.recording_url,
+            ],
+        );
+        match inserted {
+            Ok(0) => {
+                let existing = query_calls(
+                    &tx,
+                    &format!("{CALL_SELECT} WHERE c.call_sid = ?1"),
+                    &[Value::Text(call.call_sid.clone())],
+                )?;
+                return match existing.into_iter().next() {
+                    Some(existing) => {
+                        debug!(call_sid = %call.call_sid, "duplicate call webhook");
+                        Ok(Inserted::Duplicate(existing))
+                    }
+                    // Unreachable: the conflict says the row exists and we hold the write lock.
+                    None => Err(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows)),
+                };
+            }
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                return Err(StoreError::DuplicateId(call.id.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(o) = &call.outcome {
+            upsert_outcome(&tx, &call.id, o)?;
+        }
+        tx.commit()?;
+        Ok(Inserted::New)
+    }
+
+    fn update_call(
+        &self,
+        call_sid: &str,
+        status: &str,
+        duration_s: Option<u32>,
+        recording_url: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        let changed = conn.execute(
+            &format!(
+                "UPDATE calls SET \
+                 status = CASE WHEN status IN {FINAL_STATUSES} AND ?2 NOT IN {FINAL_STATUSES} THEN status ELSE ?2 END, \
+                 duration_s = COALESCE(?3, duration_s), \
+                 recording_url = COALESCE(?4, recording_url) \
+                 WHERE call_sid = ?1"
+            ),
+            params![call_sid, status, duration_s, recording_url],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        self.read(|conn| {
+            let found = query_calls(
+                conn,
+                &format!("{CALL_SELECT} WHERE c.id = ?1"),
+                &[Value::Text(id.to_owned())],
+            )?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn call_by_sid(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        self.read(|conn| {
+            let sql = format!("{CALL_SELECT} WHERE c.call_sid = ?1");
+            let found = query_calls(conn, &sql, &[Value::Text(call_sid.to_owned())])?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn calls(&self, f: &CallFilter) -> Result<Vec<CallRecord>, StoreError> {
+        let mut sql = format!("{CALL_SELECT} WHERE 1 = 1");
+        let mut args = Vec::new();
+        if let Some(from) = f.from {
+            args.push(Value::Integer(from));
+            sql.push_str(&format!(" AND c.started_at >= ?{}", args.len()));
+        }
+        if let Some(to) = f.to {
+            args.push(Value::Integer(to));
+            sql.push_str(&format!(" AND c.started_at < ?{}", args.len()));
+        }
+        if let Some(site) = &f.site {
+            args.push(Value::Text(site.clone()));
+            sql.push_str(&format!(" AND c.site = ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY c.started_at DESC, c.id DESC");
+        if f.limit > 0 {
+            args.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
+            sql.push_str(&format!(" LIMIT ?{}", args.len()));
+        }
+        self.read(|conn| query_calls(conn, &sql, &args))
+    }
+
+    fn earlier_calls(&self, site: &str, caller: &str, before: i64) -> Result<u32, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM calls WHERE site = ?1 AND caller = ?2 AND started_at < ?3")?
+                .query_row(params![site, caller, before], |r| r.get(0))?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn set_outcome(&self, id: &str, o: &Outcome) -> Result<bool, StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        Ok(upsert_outcome(&conn, id, o)? > 0)
+    }
+
+    fn enqueue(&self, w: Write) -> bool {
+        let refused = if self.closed.load(Ordering::Acquire) {
+            "closed"
+        } else {
+            match self.queue.try_send(Msg::Write(w)) {
+                Ok(()) => {
+                    self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(TrySendError::Full(_)) => "full",
+                Err(TrySendError::Disconnected(_)) => "closed",
+            }
+        };
+        let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        if dropped.is_multiple_of(1_000) {
+            warn!(
+                queue = refused,
+                dropped_total = dropped + 1,
+                "store queue refused a write (dropped)"
+            );
+        }
+        false
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        let (reply, done) = mpsc::sync_channel(1);
+        self.queue.send(Msg::Flush(reply)).map_err(|_| StoreError::Closed)?;
+        match done.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failure)) => Err(StoreError::Batch(failure)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    fn live_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!("{LEASE_SELECT} WHERE released IS NULL ORDER BY id"))?;
+            let rows = stmt.query_map([], lease_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn max_lease_id(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let max: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM leases", [], |r| r.get(0))?;
+            u64::try_from(max).map_err(|_| StoreError::OutOfRange("leases.id"))
+        })
+    }
+
+    fn leases_of_number(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{LEASE_SELECT} WHERE site = ?1 AND number = ?2 AND started <= ?4 \
+                 AND (released IS NULL OR released >= ?3) ORDER BY started, id"
+            ))?;
+            let rows = stmt
+                .query_map(params![site, number, from, to], lease_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError> {
+        self.read(|conn| {
+            // One read transaction: the session and its page views from the same snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let session = tx
+                .prepare_cached(
+                    "SELECT id, site, visitor, started, device, first_touch, last_touch, touches \
+                     FROM sessions WHERE id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok(SessionRow {
+                        id: r.get(0)?,
+                        site: r.get(1)?,
+                        visitor: r.get(2)?,
+                        started: r.get(3)?,
+                        device: r.get(4)?,
+                        first_touch: json_column(r, 5)?,
+                        last_touch: json_column(r, 6)?,
+                        touches: r.get(7)?,
+                    })
+                })
+                .optional()?;
+            let Some(session) = session else { return Ok(None) };
+            let views = tx
+                .prepare_cached(
+                    "SELECT site, visitor, session, path, at FROM page_views WHERE session = ?1 ORDER BY at, id",
+                )?
+                .query_map([id], |r| {
+                    Ok(PageViewRow {
+                        site: r.get(0)?,
+                        visitor: r.get(1)?,
+                        session: r.get(2)?,
+                        path: r.get(3)?,
+                        at: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((session, views)))
+        })
+    }
+
+    fn stats(&self) -> StoreStats {
+        let c = &self.counters;
+        let enqueued = c.enqueued.load(Ordering::Relaxed);
+        let rows = c.rows.load(Ordering::Relaxed);
+        let failed = c.failed.load(Ordering::Relaxed);
+        StoreStats {
+            enqueued,
+            dropped: c.dropped.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            rows,
+            failed,
+            queued: enqueued.saturating_sub(rows + failed),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a connection leaves no open transaction (it rolls back on drop).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn connect(path: &Path, synchronous: &str, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
+    ))?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = connect(path, "NORMAL", busy_timeout)?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+/// Brings the schema to `migrations.len()`; returns that version.
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<u32, StoreError> {
+    let known = u32::try_from(migrations.len()).map_err(|_| StoreError::OutOfRange("schema_version"))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let current: u32 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+    if current > known {
+        return Err(StoreError::SchemaTooNew { found: current, known });
+    }
+    for (version, sql) in (1..=known).zip(migrations).skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+            params![version, now_ms()],
+        )?;
+        info!(version, "applied schema migration");
+    }
+    tx.commit()?;
+    Ok(known)
+}
+
+fn query_calls(conn: &Connection, sql: &str, args: &[Value]) -> Result<Vec<CallRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), call_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn call_from_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    let attribution: String = r.get(14)?;
+    let attribution = serde_json::from_str(&attribution)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(14, Type::Text, Box::new(e)))?;
+    let outcome = match r.get::<_, Option<String>>(16)? {
+        Some(kind) => Some(Outcome {
+            kind,
+            value: r.get(17)?,
+            currency: r.get(18)?,
+            at: r.get(19)?,
+        }),
+        None => None,
+    };
+    Ok(CallRecord {
+        id: r.get(0)?,
+        call_sid: r.get(1)?,
+        site: r.get(2)?,
+        tracking_number: r.get(3)?,
+        caller: r.get(4)?,
+        started_at: r.get(5)?,
+        duration_s: r.get(6)?,
+        status: r.get(7)?,
+        caller_city: r.get(8)?,
+        caller_state: r.get(9)?,
+        caller_country: r.get(10)?,
+        returning_caller: r.get(11)?,
+        earlier_calls: r.get(12)?,
+        confidence: r.get(13)?,
+        attribution,
+        recording_url: r.get(15)?,
+        outcome,
+    })
+}
+
+fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRow> {
+    let id: i64 = r.get(0)?;
+    Ok(LeaseRow {
+        id: u64::try_from(id).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Integer, Box::new(e)))?,
+        site: r.get(1)?,
+        pool: r.get(2)?,
+        number: r.get(3)?,
+        number_index: r.get(4)?,
+        session: r.get(5)?,
+        visitor: r.get(6)?,
+        started: r.get(7)?,
+        last_seen: r.get(8)?,
+        released: r.get(9)?,
+        shared: r.get(10)?,
+    })
+}
+
+fn json_column(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+    match r.get::<_, Option<String>>(idx)? {
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))),
+        None => Ok(None),
+    }
+}
+
+fn json_text(v: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
+    Ok(v.map(serde_json::to_string).transpose()?)
+}
+
+fn lease_id(id: u64) -> Result<i64, StoreError> {
+    i64::try_from(id).map_err(|_| StoreError::OutOfRange("leases.id"))
+}
+
+/// Sets a call's outcome; returns 0 when the call does not exist.
+fn upsert_outcome(conn: &Connection, call_id: &str, o: &Outcome) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO outcomes (call_id, kind, value, currency, at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM calls WHERE id = ?1) \
+             ON CONFLICT (call_id) DO UPDATE SET \
+             kind = excluded.kind, value = excluded.value, currency = excluded.currency, at = excluded.at",
+        )?
+        .execute(params![call_id, o.kind, o.value, o.currency, o.at])?)
+}
+
+/// Applies one queued write inside the writer's transaction.
+fn apply(conn: &Connection, w: &Write) -> Result<(), StoreError> {
+    match w {
+        Write::PageView(v) => {
+            conn.prepare_cached(
+                "INSERT INTO page_views (site, visitor, session, path, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![v.site, v.visitor, v.session, v.path, v.at])?;
+        }
+        Write::Session(s) => {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, site, visitor, started, device, first_touch, last_touch, touches) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (id) DO UPDATE SET site = excluded.site, visitor = excluded.visitor, \
+                 started = excluded.started, device = excluded.device, first_touch = excluded.first_touch, \
+                 last_touch = excluded.last_touch, touches = excluded.touches",
+            )?
+            .execute(params![
+                s.id,
+                s.site,
+                s.visitor,
+                s.started,
+                s.device,
+                json_text(s.first_touch.as_ref())?,
+                json_text(s.last_touch.as_ref())?,
+                s.touches,
+            ])?;
+            conn.prepare_cached(
+                "INSERT INTO visitors (site, id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) \
+                 ON CONFLICT (site, id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen), \
+                 last_seen = max(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![s.site, s.visitor, s.started])?;
+        }
+        Write::LeaseOpened(l) => {
+            conn.prepare_cached(
+                "INSERT INTO leases (id, site, pool, number, number_index, session, visitor, started, last_seen, \
+                 released, shared) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (id) DO UPDATE SET site = excluded.site, pool = excluded.pool, number = excluded.number, \
+                 number_index = excluded.number_index, session = excluded.session, visitor = excluded.visitor, \
+                 started = excluded.started, last_seen = excluded.last_seen, released = excluded.released, \
+                 shared = excluded.shared",
+            )?
+            .execute(params![
+                lease_id(l.id)?,
+                l.site,
+                l.pool,
+                l.number,
+                l.number_index,
+                l.session,
+                l.visitor,
+                l.started,
+                l.last_seen,
+                l.released,
+                l.shared,
+            ])?;
+        }
+        Write::LeaseRefreshed { id, last_seen } => {
+            conn.prepare_cached("UPDATE leases SET last_seen = max(last_seen, ?2) WHERE id = ?1")?
+                .execute(params![lease_id(*id)?, last_seen])?;
+        }
+        Write::LeaseReleased { id, at, shared } => {
+            conn.prepare_cached(
+                "UPDATE leases SET released = COALESCE(released, ?2), shared = (shared OR ?3) WHERE id = ?1",
+            )?
+            .execute(params![lease_id(*id)?, at, shared])?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits `batch` in one transaction (emptying it). Bad rows are skipped and counted; an error
+/// here means the whole batch was lost.
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counters) -> Result<(), String> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let total = batch.len() as u64;
+    let result = (|| -> Result<(u64, u64), rusqlite::Error> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut ok, mut bad) = (0, 0);
+        for w in batch.iter() {
+            match apply(&tx, w) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    bad += 1;
+                    warn!(error = %e, write = ?w, "queued store write failed; skipped");
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((ok, bad))
+    })();
+    batch.clear();
+    match result {
+        Ok((ok, bad)) => {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.rows.fetch_add(ok, Ordering::Relaxed);
+            counters.failed.fetch_add(bad, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            counters.failed.fetch_add(total, Ordering::Relaxed);
+            error!(error = %e, writes = total, "store batch failed to commit; its writes are lost");
+            Err(format!("a batch of {total} writes failed to commit: {e}"))
+        }
+    }
+}
+
+/// The writer thread. Returns the failure not yet reported to a flush, if any.
+fn run_writer(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters, batch_max: usize) -> Option<String> {
+    let mut batch = Vec::with_capacity(batch_max);
+    let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
+    let mut failure: Option<String> = None;
+    let mut closing = false;
+    loop {
+        // Block for the first message (unless closing), then take what is already queued.
+        let first = if closing { rx.try_recv().ok() } else { rx.recv().ok() };
+        let Some(first) = first else { break };
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Write(w) => batch.push(w),
+                Msg::Flush(reply) => waiters.push(reply),
+                Msg::Close => closing = true,
+            }
+            if batch.len() >= batch_max {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = commit_batch(&mut conn, &mut batch, counters) {
+            failure = Some(e);
+        }
+        if !waiters.is_empty() {
+            let result = failure.take().map_or(Ok(()), Err);
+            for reply in waiters.drain(..) {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA optimize;") {
+        debug!(error = %e, "PRAGMA optimize at close");
+    }
+    failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Instant;
+
+    fn call(n: u32) -> CallRecord {
+        CallRecord {
+            id: format!("c_{n:04}"),
+            call_sid: format!("CA{n:032}"),
+            site: "example".into(),
+            tracking_number: "+15550101001".into(),
+            caller: "+15557770000".into(),
+            started_at: 1_700_000_000_000 + i64::from(n) * 1_000,
+            duration_s: None,
+            status: "ringing".into(),
+            caller_city: None,
+            caller_state: None,
+            caller_country: None,
+            returning_caller: false,
+            earlier_calls: 0,
+            confidence: "none".into(),
+            attribution: json!({}),
+            recording_url: None,
+            outcome: None,
+        }
+    }
+
+    fn full_call() -> CallRecord {
+        CallRecord {
+            id: "c_full".into(),
+            call_sid: "CAfull".into(),
+            site: "acme".into(),
+            tracking_number: "+15550101002".into(),
+            caller: "+15551234567".into(),
+            started_at: 1_712_345_678_901,
+            duration_s: Some(185),
+            status: "completed".into(),
+            caller_city: Some("Springfield".into()),
+            caller_state: Some("IL".into()),
+            caller_country: Some("US".into()),
+            returning_caller: true,
+            earlier_calls: 3,
+            confidence: "exact".into(),
+            attribution: json!({
+                "channel": "paid_search", "source": "google", "medium": "cpc", "campaign": "spring",
+                "gclid": "Cj0KCQ", "landing_page": "/offers?x=1", "device": "mobile",
+                "params": {"utm_id": "42"}, "pages": [{"path": "/", "at": 1_712_345_600_000_i64}],
+                "touches": [{"channel": "paid_search"}], "unicode": "café ☎"
+            }),
+            recording_url: Some("https://api.example/rec/RE1".into()),
+            outcome: Some(Outcome {
+                kind: "sale".into(),
+                value: Some(120.5),
+                currency: Some("USD".into()),
+                at: 42,
+            }),
+        }
+    }
+
+    fn lease(id: u64, number: &str, started: i64) -> LeaseRow {
+        LeaseRow {
+            id,
+            site: "example".into(),
+            pool: "google-ads".into(),
+            number: number.into(),
+            number_index: 1,
+            session: format!("s{id}"),
+            visitor: format!("v{id}"),
+            started,
+            last_seen: started,
+            released: None,
+            shared: false,
+        }
+    }
+
+    fn count(store: &SqliteStore, table: &str) -> i64 {
+        store
+            .read(|c| Ok(c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[test]
+    fn insert_and_fetch_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let full = full_call();
+        let bare = call(1);
+        assert_eq!(store.insert_call(&full).unwrap(), Inserted::New);
+        assert_eq!(store.insert_call(&bare).unwrap(), Inserted::New);
+        assert_eq!(store.call("c_full").unwrap().as_ref(), Some(&full));
+        assert_eq!(store.call_by_sid("CAfull").unwrap().as_ref(), Some(&full));
+        assert_eq!(store.call(&bare.id).unwrap().as_ref(), Some(&bare));
+        assert_eq!(store.call("nope").unwrap(), None);
+        assert_eq!(store.call_by_sid("nope").unwrap(), None);
+        // The JSON shape the admin API serves is the record's own.
+        let v = serde_json::to_value(&full).unwrap();
+        assert_eq!(v["attribution"]["pages"][0]["path"], "/");
+        assert_eq!(v["outcome"]["value"], 120.5);
+    }
+
+    #[test]
+    fn duplicate_call_sid_returns_the_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let first = call(1);
+        let mut retry = call(1);
+        retry.id = "c_other".into();
+        retry.status = "in-progress".into();
+        assert_eq!(store.insert_call(&first).unwrap(), Inserted::New);
+        assert_eq!(store.insert_call(&retry).unwrap(), Inserted::Duplicate(first.clone()));
+        assert_eq!(count(&store, "calls"), 1);
+        assert_eq!(store.call("c_other").unwrap(), None);
+
+        // Same id, another CallSid: an error, not a silent overwrite.
+        let mut clash = call(2);
+        clash.id = first.id.clone();
+        assert!(matches!(store.insert_call(&clash), Err(StoreError::DuplicateId(id)) if id == first.id));
+        assert_eq!(count(&store, "calls"), 1);
+    }
+
+    #[test]
+    fn concurrent_duplicate_webhooks_store_one_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let results: Vec<Inserted> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let mut c = call(7);
+                        c.id = format!("c_try{i}");
+                        store.insert_call(&c).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| **r == Inserted::New).count(), 1);
+        assert_eq!(count(&store, "calls"), 1);
+    }
+
+    #[test]
+    fn update_call_sets_final_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.insert_call(&call(1)).unwrap();
+        assert!(!store.update_call("CAunknown", "completed", Some(3), None).unwrap());
+        assert!(store.update_call(&call(1).call_sid, "in-progress", None, None).unwrap());
+        assert_eq!(store.call("c_0001").unwrap().unwrap().status, "in-progress");
+        assert!(
+            store
+                .update_call(&call(1).call_sid, "completed", Some(61), Some("https://rec/1"))
+                .unwrap()
+        );
+        let c = store.call("c_0001").unwrap().unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.duration_s, c.recording_url.as_deref()),
+            ("completed", Some(61), Some("https://rec/1"))
+        );
+        // A late, out-of-order callback neither reverts the status nor erases what is known.
+        assert!(store.update_call(&call(1).call_sid, "ringing", None, None).unwrap());
+        let c = store.call("c_0001").unwrap().unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.duration_s, c.recording_url.as_deref()),
+            ("completed", Some(61), Some("https://rec/1"))
+        );
+    }
+
+    #[test]
+    fn calls_filter_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for n in 0..10 {
+            let mut c = call(n);
+            c.site = if n % 2 == 0 { "even".into() } else { "odd".into() };
+            store.insert_call(&c).unwrap();
+        }
+        let ids = |f: CallFilter| store.calls(&f).unwrap().into_iter().map(|c| c.id).collect::<Vec<_>>();
+        let all = ids(CallFilter::default());
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0], "c_0009");
+        assert_eq!(all[9], "c_0000");
+        let t = |n: i64| 1_700_000_000_000 + n * 1_000;
+        // [from, to): 3 included, 6 excluded.
+        assert_eq!(
+            ids(CallFilter {
+                from: Some(t(3)),
+                to: Some(t(6)),
+                ..Default::default()
+            }),
+            ["c_0005", "c_0004", "c_0003"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                from: Some(t(3)),
+                site: Some("odd".into()),
+                ..Default::default()
+            }),
+            ["c_0009", "c_0007", "c_0005", "c_0003"]
+        );
+        assert_eq!(
+            ids(CallFilter {
+                to: Some(t(5)),
+                site: Some("even".into()),
+                limit: 2,
+                ..Default::default()
+            }),
+            ["c_0004", "c_0002"]
+        );
+        assert!(
+            ids(CallFilter {
+                site: Some("none".into()),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn earlier_calls_counts_this_callers_calls_to_this_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for n in 0..5 {
+            store.insert_call(&call(n)).unwrap();
+        }
+        let mut other_site = call(10);
+        other_site.site = "other".into();
+        store.insert_call(&other_site).unwrap();
+        let mut other_caller = call(11);
+        other_caller.caller = "+15550000000".into();
+        store.insert_call(&other_caller).unwrap();
+        let t3 = call(3).started_at;
+        assert_eq!(store.earlier_calls("example", "+15557770000", t3).unwrap(), 3);
+        assert_eq!(store.earlier_calls("example", "+15557770000", i64::MAX).unwrap(), 5);
+        assert_eq!(store.earlier_calls("example", "+15550000000", i64::MAX).unwrap(), 1);
+        assert_eq!(store.earlier_calls("other", "+15557770000", i64::MAX).unwrap(), 1);
+        assert_eq!(store.earlier_calls("example", "+19999999999", i64::MAX).unwrap(), 0);
+    }
+
+    #[test]
+    fn set_outcome_sets_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.insert_call(&call(1)).unwrap();
+        let sale = Outcome {
+            kind: "sale".into(),
+            value: Some(99.0),
+            currency: Some("EUR".into()),
+            at: 5,
+        };
+        assert!(!store.set_outcome("c_missing", &sale).unwrap());
+        assert!(store.set_outcome("c_0001", &sale).unwrap());
+        assert_eq!(store.call("c_0001").unwrap().unwrap().outcome, Some(sale));
+        let lead = Outcome {
+            kind: "lead".into(),
+            value: None,
+            currency: None,
+            at: 6,
+        };
+        assert!(store.set_outcome("c_0001", &lead).unwrap());
+        assert_eq!(store.call("c_0001").unwrap().unwrap().outcome, Some(lead));
+        assert_eq!(count(&store, "outcomes"), 1);
+    }
+
+    #[test]
+    fn ten_thousand_page_views_then_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let session = SessionRow {
+            id: "s1".into(),
+            site: "example".into(),
+            visitor: "v1".into(),
+            started: 1_000,
+            device: "desktop".into(),
+            first_touch: Some(json!({"channel": "paid_search", "gclid": "abc"})),
+            last_touch: None,
+            touches: 1,
+        };
+        assert!(store.enqueue(Write::Session(session.clone())));
+        for i in 0..10_000 {
+            let view = PageViewRow {
+                site: "example".into(),
+                visitor: "v1".into(),
+                session: "s1".into(),
+                path: format!("/p/{i}"),
+                at: 1_000 + i,
+            };
+            assert!(store.enqueue(Write::PageView(view)), "queue refused write {i}");
+        }
+        store.flush().unwrap();
+        let (got, views) = store.session("s1").unwrap().unwrap();
+        assert_eq!(got, session);
+        assert_eq!(views.len(), 10_000);
+        assert_eq!(views[0].path, "/p/0");
+        assert_eq!(views[9_999].path, "/p/9999");
+        let stats = store.stats();
+        assert_eq!(
+            (stats.enqueued, stats.rows, stats.dropped, stats.failed, stats.queued),
+            (10_001, 10_001, 0, 0, 0)
+        );
+        assert!(stats.batches >= 11, "at most 1,000 writes a batch: {stats:?}");
+
+        // Upsert by id: the later row wins.
+        let later = SessionRow {
+            last_touch: Some(json!({"channel": "email"})),
+            touches: 2,
+            ..session
+        };
+        store.enqueue(Write::Session(later.clone()));
+        store.flush().unwrap();
+        assert_eq!(store.session("s1").unwrap().unwrap().0, later);
+        assert_eq!(count(&store, "visitors"), 1);
+        assert_eq!(store.session("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            queue_capacity: 2,
+            batch_max: 5,
+            ..Default::default()
+        };
+        let store = SqliteStore::open_with(dir.path(), options).unwrap();
+        // Hold the write lock so the writer stalls on its first batch and the queue fills.
+        let mut blocker = Connection::open(store.path()).unwrap();
+        let hold = blocker
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let accepted = (0..100)
+            .filter(|i| store.enqueue(Write::LeaseRefreshed { id: *i, last_seen: 0 }))
+            .count();
+        hold.commit().unwrap();
+        store.flush().unwrap();
+        let stats = store.stats();
+        assert!(accepted <= 5 + 2 + 1, "accepted {accepted}");
+        assert_eq!(stats.dropped, 100 - accepted as u64);
+        assert_eq!(stats.rows, accepted as u64);
+    }
+
+    #[test]
+    fn leases_live_and_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.max_lease_id().unwrap(), 0);
+        // Number A: [100, 200] released, [300, open); number B: [150, open).
+        store.enqueue(Write::LeaseOpened(lease(1, "A", 100)));
+        store.enqueue(Write::LeaseOpened(lease(2, "B", 150)));
+        store.enqueue(Write::LeaseOpened(lease(3, "A", 300)));
+        store.enqueue(Write::LeaseRefreshed { id: 1, last_seen: 180 });
+        store.enqueue(Write::LeaseRefreshed { id: 1, last_seen: 170 }); // never backwards
+        store.enqueue(Write::LeaseReleased {
+            id: 1,
+            at: 200,
+            shared: true,
+        });
+        store.enqueue(Write::LeaseRefreshed { id: 3, last_seen: 350 });
+        store.flush().unwrap();
+
+        let live = store.live_leases().unwrap();
+        assert_eq!(live.iter().map(|l| l.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            live[1],
+            LeaseRow {
+                last_seen: 350,
+                ..lease(3, "A", 300)
+            }
+        );
+        assert_eq!(store.max_lease_id().unwrap(), 3);
+
+        let window = |from, to| {
+            store
+                .leases_of_number("example", "A", from, to)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.id)
+                .collect::<Vec<_>>()
+        };
+        let released = store.leases_of_number("example", "A", 0, 1_000).unwrap();
+        assert_eq!(
+            released[0],
+            LeaseRow {
+                last_seen: 180,
+                released: Some(200),
+                shared: true,
+                ..lease(1, "A", 100)
+            }
+        );
+        assert_eq!(window(0, 1_000), [1, 3]);
+        assert_eq!(window(0, 99), Vec::<u64>::new());
+        assert_eq!(window(0, 100), [1]); // closed interval: touching counts
+        assert_eq!(window(200, 250), [1]);
+        assert_eq!(window(201, 299), Vec::<u64>::new());
+        assert_eq!(window(250, 300), [3]);
+        assert_eq!(window(10_000, 20_000), [3]); // unreleased: open to the present
+        assert!(store.leases_of_number("other", "A", 0, 1_000).unwrap().is_empty());
+        assert_eq!(store.leases_of_number("example", "B", 0, 1_000).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reopen_keeps_everything_and_does_not_rerun_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let versions = |store: &SqliteStore| {
+            store
+                .read(|c| {
+                    let mut stmt = c.prepare("SELECT version, applied_at FROM schema_version ORDER BY version")?;
+                    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?)))?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .unwrap()
+        };
+        let before = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store.insert_call(&full_call()).unwrap();
+            store.enqueue(Write::LeaseOpened(lease(9, "A", 1)));
+            store.enqueue(Write::PageView(PageViewRow {
+                site: "example".into(),
+                visitor: "v".into(),
+                session: "s".into(),
+                path: "/".into(),
+                at: 1,
+            }));
+            store.enqueue(Write::Session(SessionRow {
+                id: "s".into(),
+                site: "example".into(),
+                visitor: "v".into(),
+                started: 1,
+                device: "mobile".into(),
+                first_touch: None,
+                last_touch: None,
+                touches: 0,
+            }));
+            versions(&store)
+            // Dropped here without flush: close drains the queue.
+        };
+        assert_eq!(before.len(), MIGRATIONS.len());
+        std::thread::sleep(Duration::from_millis(5));
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(versions(&store), before);
+        assert_eq!(store.call("c_full").unwrap(), Some(full_call()));
+        assert_eq!(store.live_leases().unwrap(), [lease(9, "A", 1)]);
+        assert_eq!(store.session("s").unwrap().unwrap().1.len(), 1);
+    }
+
+    #[test]
+    fn pending_migrations_apply_to_an_old_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            assert_eq!(migrate(&mut conn, &MIGRATIONS[..1]).unwrap(), 1);
+            conn.execute(
+                "INSERT INTO calls (id, call_sid, site, tracking_number, caller, started_at, status, \
+                 returning_caller, earlier_calls, confidence, attribution) \
+                 VALUES ('c_old', 'CAold', 'example', '+1555', '+1666', 5, 'completed', 0, 0, 'none', '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.call("c_old").unwrap().unwrap().call_sid, "CAold");
+        assert_eq!(count(&store, "spend"), 0);
+        assert_eq!(count(&store, "outbox"), 0);
+        assert_eq!(count(&store, "schema_version"), MIGRATIONS.len() as i64);
+        drop(store);
+
+        // A migration appended later applies to today's database and keeps its data...
+        let mut future = MIGRATIONS.to_vec();
+        future.push("ALTER TABLE calls ADD COLUMN notes TEXT;");
+        let mut conn = Connection::open(&path).unwrap();
+        assert_eq!(migrate(&mut conn, &future).unwrap(), future.len() as u32);
+        let notes: Option<String> = conn
+            .query_row("SELECT notes FROM calls WHERE id = 'c_old'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(notes, None);
+        drop(conn);
+        // ...and this build refuses the newer database rather than misread it.
+        assert!(matches!(
+            SqliteStore::open(dir.path()),
+            Err(StoreError::SchemaTooNew { found: 3, known: 2 })
+        ));
+    }
+
+    #[test]
+    fn closed_store_refuses_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.enqueue(Write::LeaseOpened(lease(1, "A", 1)));
+        store.close().unwrap();
+        store.close().unwrap();
+        assert!(!store.enqueue(Write::LeaseRefreshed { id: 1, last_seen: 2 }));
+        assert!(matches!(store.flush(), Err(StoreError::Closed)));
+        assert!(matches!(store.insert_call(&call(1)), Err(StoreError::Closed)));
+        assert!(matches!(store.live_leases(), Err(StoreError::Closed)));
+        assert_eq!(store.stats().dropped, 1);
+        drop(store);
+        assert_eq!(SqliteStore::open(dir.path()).unwrap().live_leases().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn calls_survive_a_crash_without_drop_or_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for n in 0..50 {
+            store.insert_call(&call(n)).unwrap();
+        }
+        store
+            .set_outcome(
+                "c_0007",
+                &Outcome {
+                    kind: "sale".into(),
+                    value: None,
+                    currency: None,
+                    at: 1,
+                },
+            )
+            .unwrap();
+        std::mem::forget(store);
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        let calls = reopened.calls(&CallFilter::default()).unwrap();
+        assert_eq!(calls.len(), 50);
+        for n in (0..50).filter(|n| *n != 7) {
+            assert_eq!(reopened.call(&call(n).id).unwrap(), Some(call(n)));
+        }
+        assert_eq!(reopened.call("c_0007").unwrap().unwrap().outcome.unwrap().kind, "sale");
+    }
+
+    const CRASH_DIR_ENV: &str = "TELSWAP_STORE_CRASH_CHILD_DIR";
+
+    /// Helper for `calls_survive_kill_9`: run as a child process, killed mid-flight.
+    #[test]
+    #[ignore = "helper process of calls_survive_kill_9"]
+    fn crash_child() {
+        let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
+            return;
+        };
+        let store = SqliteStore::open(Path::new(&dir)).unwrap();
+        for n in 0..20 {
+            store.insert_call(&call(n)).unwrap();
+        }
+        println!("telswap-store: inserted");
+        std::thread::sleep(Duration::from_secs(60));
+    }
+
+    #[test]
+    fn calls_survive_kill_9() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("{module}::crash_child"),
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = Vec::new();
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            if line.contains("telswap-store: inserted") {
+                break;
+            }
+            seen.push(line);
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let n = store.calls(&CallFilter::default()).unwrap().len();
+        assert_eq!(n, 20, "child said: {seen:?}");
+    }
+
+    /// `cargo test --release -- --ignored --nocapture throughput`
+    #[test]
+    #[ignore = "measurement; run in release with --nocapture"]
+    fn throughput() {
+        const N: usize = 200_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let start = Instant::now();
+        for i in 0..N {
+            let mut w = Write::PageView(PageViewRow {
+                site: "example".into(),
+                visitor: format!("v{}", i % 5_000),
+                session: format!("s{}", i % 20_000),
+                path: format!("/products/item-{i}?utm_source=google"),
+                at: 1_700_000_000_000 + i as i64,
+            });
+            // Measure sustained throughput: wait for room instead of dropping.
+            loop {
+                match store.queue.try_send(Msg::Write(w)) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(Msg::Write(back))) => {
+                        w = back;
+                        std::thread::yield_now();
+                    }
+                    Err(_) => panic!("writer gone"),
+                }
+            }
+            store.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        }
+        store.flush().unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let stats = store.stats();
+        assert_eq!(stats.rows, N as u64);
+        println!(
+            "page views: {N} writes in {secs:.2} s = {:.0} writes/s ({} batches)",
+            N as f64 / secs,
+            stats.batches
+        );
+
+        let start = Instant::now();
+        for n in 0..200 {
+            store.insert_call(&call(n)).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "insert_call (synchronous=FULL): 200 in {secs:.2} s = {:.0} calls/s",
+            200.0 / secs
+        );
+    }
+}

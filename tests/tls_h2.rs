@@ -1,0 +1,354 @@
+//! The HTTPS listener: certificates chosen by SNI, HTTP/2 and HTTP/1.1 by ALPN, each host routed
+//! to its own site and origin and rewritten like plain HTTP.
+//!
+//! A throwaway CA (rcgen) signs leaf certificates for `a.test` and `b.test`, written as
+//! `<host>.crt` + `<host>.key` into a temporary `--certs` directory; the test clients trust only
+//! that CA (rustls with ring).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Request, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use common::*;
+
+const TRACKING_A: &str = "+1 555-010-2001";
+const TRACKING_B: &str = "+1 555-010-2002";
+
+fn page(site: &str) -> String {
+    format!("<html><body><h1>Site {site}</h1><p>Call (555) 010-0000</p></body></html>")
+}
+
+fn rewritten(site: &str, last4: &str) -> String {
+    format!("<html><body><h1>Site {site}</h1><p>Call (555) 010-{last4}</p></body></html>")
+}
+
+/// A temporary `--certs` directory with a leaf certificate per host, and the CA that signed them.
+fn make_certs(hosts: &[&str]) -> (tempfile::TempDir, CertificateDer<'static>) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "telswap test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA cert");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for host in hosts {
+        let mut params = CertificateParams::new(vec![host.to_string()]).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, *host);
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &ca).expect("leaf cert");
+        std::fs::write(dir.path().join(format!("{host}.crt")), cert.pem()).expect("write crt");
+        std::fs::write(dir.path().join(format!("{host}.key")), key.serialize_pem()).expect("write key");
+    }
+    (dir, ca.der().clone())
+}
+
+fn client_config(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("trust the test CA");
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+async fn connect(addr: SocketAddr, sni: &str, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).expect("server name");
+    TlsConnector::from(cfg).connect(name, tcp).await
+}
+
+/// Two sites behind one HTTPS listener, each with its own origin and tracking number.
+struct TwoSites {
+    https: SocketAddr,
+    origin_a: Origin,
+    origin_b: Origin,
+    ca: CertificateDer<'static>,
+    _running: telswap::proxy::server::Running,
+    _certs: tempfile::TempDir,
+}
+
+async fn two_sites() -> TwoSites {
+    let (certs, ca) = make_certs(&["a.test", "b.test"]);
+    let origin_a = Origin::start(vec![("/", Route::html(&page("A")))]).await;
+    let origin_b = Origin::start(vec![("/", Route::html(&page("B")))]).await;
+    let a = site_rules(&["a.test"], &origin_a.url(), "", TRACKING_A);
+    let b = site_rules(&["b.test"], &origin_b.url(), "", TRACKING_B);
+    let running = start_proxy_with(&[("a", a), ("b", b)], Some(certs.path())).await;
+    TwoSites {
+        https: running.https.expect("the HTTPS listener is up"),
+        origin_a,
+        origin_b,
+        ca,
+        _running: running,
+        _certs: certs,
+    }
+}
+
+/// One tracked GET over a fresh HTTP/2 connection with SNI `sni` and `:authority` `authority`.
+async fn h2_get(env: &TwoSites, sni: &str, authority: &str) -> (Version, StatusCode, String) {
+    tokio::time::timeout(DEADLINE, async {
+        let tls = connect(env.https, sni, client_config(&env.ca, &[b"h2", b"http/1.1"]))
+            .await
+            .expect("TLS handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()), "ALPN chose h2");
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("HTTP/2 handshake");
+        tokio::spawn(conn);
+        let req = Request::get(format!("https://{authority}/?{TRACKED_QUERY}"))
+            .version(Version::HTTP_2)
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("HTTP/2 response");
+        let (version, status) = (resp.version(), resp.status());
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (version, status, String::from_utf8(body.to_vec()).expect("UTF-8"))
+    })
+    .await
+    .expect("answered within the deadline")
+}
+
+#[tokio::test]
+async fn h2_routes_each_sni_host_to_its_own_site_and_rewrites() {
+    let env = two_sites().await;
+
+    let (version, status, body) = h2_get(&env, "a.test", "a.test").await;
+    assert_eq!(version, Version::HTTP_2);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, rewritten("A", "2001"));
+    let seen = env.origin_a.only_request();
+    assert_eq!(seen.header("host"), Some("a.test"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("a.test"));
+    assert!(
+        seen.header("via").is_some_and(|v| v.contains("2 telswap")),
+        "{:?}",
+        seen.header("via")
+    );
+    assert_eq!(env.origin_b.connections(), 0, "a.test's request went to b's origin");
+
+    let (version, status, body) = h2_get(&env, "b.test", "b.test").await;
+    assert_eq!(version, Version::HTTP_2);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, rewritten("B", "2002"));
+    assert_eq!(env.origin_b.only_request().header("host"), Some("b.test"));
+    assert_eq!(env.origin_a.requests().len(), 1, "b.test's request went to a's origin");
+}
+
+#[tokio::test]
+async fn h2_serves_concurrent_streams_on_one_connection() {
+    let env = two_sites().await;
+    let tls = connect(env.https, "a.test", client_config(&env.ca, &[b"h2"]))
+        .await
+        .expect("TLS handshake");
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for i in 0..8 {
+        let mut send = send.clone();
+        streams.push(tokio::spawn(async move {
+            let req = Request::get(format!("https://a.test/?{TRACKED_QUERY}&n={i}"))
+                .version(Version::HTTP_2)
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            let resp = send.send_request(req).await.expect("response");
+            assert_eq!(resp.version(), Version::HTTP_2);
+            resp.into_body().collect().await.expect("body").to_bytes()
+        }));
+    }
+    for s in streams {
+        let body = tokio::time::timeout(DEADLINE, s)
+            .await
+            .expect("deadline")
+            .expect("stream task");
+        assert_eq!(body, rewritten("A", "2001").as_bytes());
+    }
+    assert_eq!(env.origin_a.requests().len(), 8);
+}
+
+/// An HTTP/2 connection to the HTTPS listener with SNI `sni`.
+async fn h2_connect(env: &TwoSites, sni: &str) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let tls = connect(env.https, sni, client_config(&env.ca, &[b"h2"]))
+        .await
+        .expect("TLS handshake");
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
+#[tokio::test]
+async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_header() {
+    // Browsers send each cookie as its own `cookie` field over HTTP/2; an HTTP/1.1 origin must get
+    // them joined with "; " (RFC 9113 §8.2.3), or many frameworks see only the first cookie.
+    let env = two_sites().await;
+    let mut send = h2_connect(&env, "a.test").await;
+    let req = Request::get("https://a.test/")
+        .version(Version::HTTP_2)
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .expect("deadline")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = env.origin_a.only_request();
+    let cookies: Vec<&str> = seen
+        .headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2; c=3"]);
+}
+
+#[tokio::test]
+async fn h2_request_for_a_host_not_served_is_421() {
+    let env = two_sites().await;
+    let mut send = h2_connect(&env, "a.test").await;
+    let req = Request::get("https://c.test/")
+        .version(Version::HTTP_2)
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .expect("deadline")
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(env.origin_a.connections() + env.origin_b.connections(), 0);
+}
+
+#[tokio::test]
+async fn http1_over_tls_is_chosen_by_alpn_and_works() {
+    let env = two_sites().await;
+    for alpn in [&[b"http/1.1".as_slice()][..], &[]] {
+        let tls = connect(env.https, "b.test", client_config(&env.ca, alpn))
+            .await
+            .expect("TLS handshake");
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_ne!(negotiated.as_deref(), Some(b"h2".as_slice()), "h2 was not offered");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .expect("HTTP/1.1 handshake");
+        tokio::spawn(conn);
+        let req = Request::get(format!("/?{TRACKED_QUERY}"))
+            .header("host", "b.test")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+            .await
+            .expect("deadline")
+            .expect("response");
+        assert_eq!(resp.version(), Version::HTTP_11);
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, rewritten("B", "2002").as_bytes());
+    }
+    let seen = env.origin_b.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.header("x-forwarded-proto") == Some("https")));
+    assert_eq!(env.origin_a.connections(), 0);
+}
+
+/// A client that accepts any certificate for any name: it fails a handshake only when the server
+/// refuses one, so a server falling back to some other host's certificate would be caught.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn accept_any_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn sni_without_a_certificate_fails_the_handshake() {
+    let env = two_sites().await;
+    for (who, cfg) in [
+        (
+            "a client trusting the test CA",
+            client_config(&env.ca, &[b"h2", b"http/1.1"]),
+        ),
+        ("a client accepting any certificate", accept_any_config()),
+    ] {
+        for sni in ["c.test", "x.a.test"] {
+            let result = tokio::time::timeout(DEADLINE, connect(env.https, sni, cfg.clone()))
+                .await
+                .expect("the handshake ended within the deadline");
+            assert!(
+                result.is_err(),
+                "{who}: the server set up TLS for {sni}, which has no certificate"
+            );
+        }
+    }
+    // The same permissive client does get through for a host with a certificate, so the refusal
+    // above is the server's; and the listener stays healthy.
+    assert!(connect(env.https, "b.test", accept_any_config()).await.is_ok());
+    let (_, status, _) = h2_get(&env, "a.test", "a.test").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(env.origin_b.connections(), 0);
+}

@@ -1,0 +1,969 @@
+//! Transparency: everything the proxy is not meant to change reaches the other side unchanged
+//! (bodies, codings, charsets, statuses, request bodies, upgrades), the one thing it is meant to
+//! change (the phone number, for a tracked visitor) changes with headers that stay truthful, and
+//! what must never cross (hop-by-hop headers, reserved paths, internals in error pages) does not.
+//!
+//! Every test runs a real origin and the proxy on loopback ephemeral ports (see `common`).
+
+mod common;
+
+use common::*;
+
+/// A page with the site's number in three shapes (text, `tel:` link, international).
+const PAGE: &str = "<!doctype html>\n<html><head><title>Acme Plumbing</title></head>\n<body>\n\
+    <p>Call us: (555) 010-0000</p>\n<a href=\"tel:+15550100000\">+1 555-010-0000</a>\n\
+    <footer>Order 5550100000123, since 1999</footer>\n</body></html>\n";
+
+/// [`PAGE`] as a tracked (organic search) visitor sees it: the same shapes, the pool's number.
+/// The longer digit run in the footer merely contains the number and stays.
+const REWRITTEN: &str = "<!doctype html>\n<html><head><title>Acme Plumbing</title></head>\n<body>\n\
+    <p>Call us: (555) 010-2001</p>\n<a href=\"tel:+15550102001\">+1 555-010-2001</a>\n\
+    <footer>Order 5550100000123, since 1999</footer>\n</body></html>\n";
+
+const HTML: (&str, &str) = ("content-type", "text/html; charset=utf-8");
+
+/// Anything in error pages that would tell a visitor about the proxy's internals or the origin.
+fn assert_reveals_nothing(resp: &RawResponse, origin: std::net::SocketAddr) {
+    let wire = String::from_utf8_lossy(&resp.wire).to_ascii_lowercase();
+    let body = resp.text().to_ascii_lowercase();
+    for secret in [
+        "hyper",
+        "127.0.0.1",
+        "refused",
+        "timed out",
+        "tcp",
+        "os error",
+        "error trying",
+        "client error",
+    ] {
+        assert!(!wire.contains(secret), "the response mentions {secret:?}:\n{wire}");
+    }
+    assert!(
+        !body.contains(&origin.port().to_string()),
+        "the body mentions the upstream port:\n{body}"
+    );
+}
+
+#[tokio::test]
+async fn harness_websocket_accept_matches_rfc_6455_example() {
+    // RFC 6455 §1.3: the sample nonce and its accept value; also pins the hand-rolled SHA-1.
+    assert_eq!(
+        websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    assert_eq!(
+        base64(&sha1(b"abc")),
+        base64(&[
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50, 0xc2, 0x6c, 0x9c, 0xd0,
+            0xd8, 0x9d
+        ])
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies that must not change
+
+#[tokio::test]
+async fn non_html_passes_byte_for_byte_with_its_length_and_etag() {
+    let json = br#"{"phone":"+1 555-010-0000","tel":"5550100000"}"#.to_vec();
+    // An "image" whose bytes include the number's digits and every byte value.
+    let mut png = b"\x89PNG\r\n\x1a\n 555-010-0000 (555) 010-0000 ".to_vec();
+    png.extend((0..=255u8).cycle().take(4096));
+    let css = b"a[href=\"tel:+15550100000\"]::after { content: \"(555) 010-0000\"; }\n".to_vec();
+    let origin = Origin::start(vec![
+        (
+            "/data.json",
+            Route::page(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("etag", "\"j1\""),
+                    ("cache-control", "public, max-age=60"),
+                ],
+                json.clone(),
+            ),
+        ),
+        (
+            "/logo.png",
+            Route::page(200, &[("content-type", "image/png"), ("etag", "\"p1\"")], png.clone()),
+        ),
+        (
+            "/site.css",
+            Route::page(200, &[("content-type", "text/css"), ("etag", "\"c1\"")], css.clone()),
+        ),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for (path, body, etag) in [
+        ("/data.json", &json, "\"j1\""),
+        ("/logo.png", &png, "\"p1\""),
+        ("/site.css", &css, "\"c1\""),
+    ] {
+        let resp = get(proxy.http, "site.test", &tracked(path)).await;
+        assert_eq!(resp.status, 200, "{path}");
+        assert_eq!(&resp.body, body, "{path}: body changed");
+        assert_eq!(
+            resp.header("content-length"),
+            Some(body.len().to_string().as_str()),
+            "{path}"
+        );
+        assert_eq!(resp.header("transfer-encoding"), None, "{path}");
+        assert_eq!(resp.header("etag"), Some(etag), "{path}");
+    }
+    let resp = get(proxy.http, "site.test", &tracked("/data.json")).await;
+    assert_eq!(
+        resp.header("cache-control"),
+        Some("public, max-age=60"),
+        "non-HTML cache policy is the origin's"
+    );
+}
+
+#[tokio::test]
+async fn html_without_the_number_is_byte_identical_for_a_tracked_visitor() {
+    // Odd but valid markup lol_html must not normalise: upper-case tags, unquoted and
+    // single-quoted attributes, entities, comments, CDATA-ish script text, stray whitespace,
+    // other phone numbers and digit runs.
+    let page = "<!DOCTYPE html>\r\n<HTML lang=en><HEAD><META charset=utf-8>\r\n\
+        <TITLE>Caf&eacute; &amp; co</TITLE>\n<script>var s = '<p>' + 5550100001 + \"</p>\";</script>\n\
+        <style>p > a { color: red }</style></HEAD>\n<BODY class='x'   id=main>\n\
+        <!-- call (555) 010-9999 -->\n<p>Call +1 555-010-9999 or 555.010.1234 &nbsp; &#x41;&#65;</p>\n\
+        <a href=\"tel:+15550109999\" data-x = 'y'>Other line</a><br/><img src=a.png alt=\"\">\n\
+        <p>Ünïcödé ✓ 5550100000123</p>\n</BODY></HTML>";
+    let origin = Origin::start(vec![("/", Route::html(page))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), page);
+}
+
+#[tokio::test]
+async fn numbers_only_in_excluded_elements_leave_the_page_byte_identical() {
+    let page = "<html><body>\n<div data-telswap-ignore>Head office: (555) 010-0000 \
+        <a href=\"tel:+15550100000\" title=\"+1 555-010-0000\">555-010-0000</a>\
+        <span><b>5550100000</b></span></div>\n\
+        <p data-telswap-ignore=\"\">+1&nbsp;555&#8209;010&#8209;0000</p>\n<p>No number here.</p>\n</body></html>";
+    let origin = Origin::start(vec![("/", Route::html(page))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), r#"exclude = ["[data-telswap-ignore]"]"#)).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), page);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rewrite and the headers that must follow it
+
+#[tokio::test]
+async fn tracked_html_is_rewritten_private_without_length_or_strong_etag() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[
+                HTML,
+                ("cache-control", "public, max-age=60"),
+                ("etag", "\"v1\""),
+                ("accept-ranges", "bytes"),
+            ],
+            PAGE,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), REWRITTEN);
+    assert_eq!(resp.header("cache-control"), Some("private, max-age=60"));
+    assert!(!resp.has("content-length"), "a rewritten body has no known length");
+    assert!(!resp.has("etag"), "a strong ETag no longer describes the bytes");
+    assert!(
+        !resp.has("accept-ranges"),
+        "byte ranges of the original do not address the rewrite"
+    );
+    assert_eq!(resp.header("content-type"), Some("text/html; charset=utf-8"));
+}
+
+#[tokio::test]
+async fn weak_etag_survives_rewriting() {
+    let origin = Origin::start(vec![("/", Route::page(200, &[HTML, ("etag", "W/\"v1\"")], PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.text(), REWRITTEN);
+    assert_eq!(resp.header("etag"), Some("W/\"v1\""));
+}
+
+#[tokio::test]
+async fn untracked_visitor_sees_the_page_unchanged_but_private() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[HTML, ("cache-control", "public, max-age=60"), ("etag", "\"v1\"")],
+            PAGE,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), PAGE);
+    assert_eq!(resp.header("content-length"), Some(PAGE.len().to_string().as_str()));
+    assert_eq!(resp.header("etag"), Some("\"v1\""));
+    // The next visitor on the same URL may be tracked: shared caches must not keep it.
+    assert_eq!(resp.header("cache-control"), Some("private, max-age=60"));
+}
+
+#[tokio::test]
+async fn numbers_split_across_network_reads_are_still_rewritten() {
+    // ~400 KB: many origin reads and decoder outputs, so some numbers straddle chunk edges.
+    let para = "<p>Ring (555) 010-0000 today, or tel <a href=\"tel:5550100000\">here</a>.</p>\n";
+    let page = format!("<html><body>\n{}</body></html>", para.repeat(5000));
+    let want = page
+        .replace("(555) 010-0000", "(555) 010-2001")
+        .replace("tel:5550100000", "tel:5550102001");
+    let gz = encode("gzip", page.as_bytes()).await;
+    let origin = Origin::start(vec![
+        ("/plain", Route::page(200, &[HTML], page.clone())),
+        ("/gz", Route::page(200, &[HTML, ("content-encoding", "gzip")], gz)),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/plain")).await;
+    assert!(resp.text() == want, "plain page not rewritten everywhere");
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/gz"),
+        &[("Accept-Encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.header("content-encoding"), Some("gzip"));
+    assert!(
+        decode("gzip", &resp.body).await == want.as_bytes(),
+        "gzip page not rewritten everywhere"
+    );
+}
+
+async fn compressed_html_is_rewritten_in_the_origins_coding(coding: &str) {
+    let encoded = encode(coding, PAGE.as_bytes()).await;
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[
+                HTML,
+                ("content-encoding", coding),
+                ("vary", "Accept-Encoding"),
+                ("etag", "\"z\""),
+            ],
+            encoded,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let accept = "gzip, br, zstd, deflate";
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/"),
+        &[("Accept-Encoding", accept)],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-encoding"), Some(coding));
+    assert_eq!(resp.header("vary"), Some("Accept-Encoding"));
+    assert!(!resp.has("content-length") && !resp.has("etag"));
+    let body = decode(coding, &resp.body).await;
+    assert_eq!(String::from_utf8(body).expect("UTF-8"), REWRITTEN, "{coding}");
+    assert_eq!(origin.only_request().header("accept-encoding"), Some(accept));
+}
+
+#[tokio::test]
+async fn gzip_html_is_rewritten_and_stays_gzip() {
+    compressed_html_is_rewritten_in_the_origins_coding("gzip").await;
+}
+
+#[tokio::test]
+async fn brotli_html_is_rewritten_and_stays_brotli() {
+    compressed_html_is_rewritten_in_the_origins_coding("br").await;
+}
+
+#[tokio::test]
+async fn deflate_html_is_rewritten_and_stays_deflate() {
+    compressed_html_is_rewritten_in_the_origins_coding("deflate").await;
+}
+
+#[tokio::test]
+async fn zstd_html_is_rewritten_and_stays_zstd() {
+    compressed_html_is_rewritten_in_the_origins_coding("zstd").await;
+}
+
+/// A windows-1252 page: é, ü, €, “ ” and © are single non-ASCII bytes, and the number is
+/// written with no-break spaces (0xA0).
+const CP1252_BODY: &[u8] = b"<html><head><title>Caf\xe9 M\xfcller</title></head><body>\n\
+    <p>R\xe9servez au 555\xa0010\xa00000 \x80 \x93cit\xe9\x94 \xa9 2024</p>\n</body></html>\n";
+const CP1252_REWRITTEN: &[u8] = b"<html><head><title>Caf\xe9 M\xfcller</title></head><body>\n\
+    <p>R\xe9servez au 555\xa0010\xa02001 \x80 \x93cit\xe9\x94 \xa9 2024</p>\n</body></html>\n";
+
+#[tokio::test]
+async fn windows_1252_page_is_rewritten_and_its_other_bytes_unchanged() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(200, &[("content-type", "text/html; charset=windows-1252")], CP1252_BODY),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-type"), Some("text/html; charset=windows-1252"));
+    assert_eq!(
+        resp.body,
+        CP1252_REWRITTEN,
+        "got {:?}",
+        String::from_utf8_lossy(&resp.body)
+    );
+}
+
+#[tokio::test]
+async fn windows_1252_declared_in_meta_is_rewritten_and_its_other_bytes_unchanged() {
+    let body = [b"<meta charset=\"windows-1252\">".as_slice(), CP1252_BODY].concat();
+    let want = [b"<meta charset=\"windows-1252\">".as_slice(), CP1252_REWRITTEN].concat();
+    let origin = Origin::start(vec![("/", Route::page(200, &[("content-type", "text/html")], body))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, want, "got {:?}", String::from_utf8_lossy(&resp.body));
+}
+
+/// Until the head and the start of the body (de-chunked, decoded with `coding`) contain `want`.
+async fn read_until_body_contains(s: &mut tokio::net::TcpStream, coding: Option<&str>, want: &str) -> String {
+    let mut wire = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            assert!(
+                read_more(s, &mut wire).await,
+                "closed early: {:?}",
+                String::from_utf8_lossy(&wire)
+            );
+            let Some(end) = find(&wire, b"\r\n\r\n") else { continue };
+            let (data, _) = dechunk_prefix(&wire[end + 4..]);
+            let text = match coding {
+                Some(c) => decode_prefix(c, &data).await,
+                None => data,
+            };
+            let text = String::from_utf8_lossy(&text).into_owned();
+            if text.contains(want) {
+                return text;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{want:?} did not arrive while the origin held the rest of the page; got {:?}",
+            String::from_utf8_lossy(&wire)
+        )
+    })
+}
+
+const FIRST_PART: &str = "<html><body><p>Call (555) 010-0000</p>\n<p>The rest of the page is still on its way";
+
+#[tokio::test]
+async fn rewritten_page_streams_before_the_origin_finishes() {
+    let origin = Origin::start(vec![("/", Route::stream_then_hang(&[HTML], vec![FIRST_PART.into()]))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let mut s = open(proxy.http, &request_head("GET", "site.test", &tracked("/"), &[])).await;
+    let got = read_until_body_contains(&mut s, None, "<p>Call (555) 010-2001</p>").await;
+    assert!(!got.contains("010-0000"), "{got}");
+    let mut s = open(proxy.http, &request_head("GET", "site.test", "/", &[])).await;
+    read_until_body_contains(&mut s, None, "<p>Call (555) 010-0000</p>").await;
+}
+
+#[tokio::test]
+async fn compressed_rewritten_page_streams_before_the_origin_finishes() {
+    for coding in ["gzip", "br", "deflate", "zstd"] {
+        let first = encode_flushed_prefix(coding, FIRST_PART.as_bytes()).await;
+        let origin = Origin::start(vec![(
+            "/",
+            Route::stream_then_hang(&[HTML, ("content-encoding", coding)], vec![first.into()]),
+        )])
+        .await;
+        let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+        let req = request_head("GET", "site.test", &tracked("/"), &[("Accept-Encoding", coding)]);
+        let mut s = open(proxy.http, &req).await;
+        read_until_body_contains(&mut s, Some(coding), "<p>Call (555) 010-2001</p>").await;
+    }
+}
+
+/// Whether a response off the wire is complete by its own framing.
+fn framed_complete(wire: &[u8]) -> bool {
+    let end = find(wire, b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&wire[..end]).to_ascii_lowercase();
+    let body = &wire[end + 4..];
+    if head.contains("\r\ntransfer-encoding: chunked") {
+        return dechunk_prefix(body).1;
+    }
+    match head.split("\r\ncontent-length: ").nth(1) {
+        Some(rest) => rest.split("\r\n").next().unwrap().trim().parse::<usize>().unwrap() == body.len(),
+        // Delimited by close: a cut is indistinguishable from the end, which must not happen here.
+        None => true,
+    }
+}
+
+#[tokio::test]
+async fn origin_cut_short_is_never_presented_as_complete() {
+    // The origin sends the head and the first paragraph, then closes before the framing says the
+    // body ends: with a Content-Length, and with chunks but no last chunk.
+    let first = &PAGE[..PAGE.find("</p>").unwrap()];
+    let by_length =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 5000\r\n\r\n{first}");
+    let by_chunks = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+        first.len()
+    );
+    for (what, response) in [("Content-Length", by_length), ("chunked", by_chunks)] {
+        let origin = raw_origin(response.into_bytes()).await;
+        let proxy = start_proxy(default_site(&format!("http://{origin}"), "")).await;
+        for target in ["/".to_string(), tracked("/")] {
+            let wire = exchange_wire(proxy.http, &request_head("GET", "site.test", &target, &[])).await;
+            assert!(
+                wire.starts_with(b"HTTP/1.1 200") && !framed_complete(&wire),
+                "{what} {target}: a truncated page was framed as complete: {:?}",
+                String::from_utf8_lossy(&wire)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statuses the proxy owns, and what they must not reveal
+
+#[tokio::test]
+async fn unknown_host_is_421_and_never_reaches_an_origin() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for host in ["evil.test", "site.test.evil.test", "127.0.0.1"] {
+        let resp = get(proxy.http, host, &tracked("/")).await;
+        assert_eq!(resp.status, 421, "{host}");
+        assert_reveals_nothing(&resp, origin.addr);
+        assert!(!resp.text().contains(host), "the 421 page echoes the host {host}");
+    }
+    assert_eq!(origin.connections(), 0, "a misdirected request reached the origin");
+    // Served hosts still work on the same proxy (port and case ignored).
+    let resp = get(proxy.http, "SITE.test:8080", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(origin.connections(), 1);
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_without_internal_details() {
+    // A bound but not listening socket: connecting is refused, and no other test can take the port.
+    let hold = tokio::net::TcpSocket::new_v4().expect("socket");
+    hold.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let dead = hold.local_addr().expect("addr");
+    let proxy = start_proxy(default_site(&format!("http://{dead}"), r#"connect_timeout = "2s""#)).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 502);
+    assert_reveals_nothing(&resp, dead);
+    drop(hold);
+}
+
+#[tokio::test]
+async fn upstream_silent_past_response_timeout_is_504_without_internal_details() {
+    let origin = Origin::start(vec![("/slow", Route::Hang)]).await;
+    let proxy = start_proxy(default_site(&origin.url(), r#"response_timeout = "300ms""#)).await;
+
+    let resp = get(proxy.http, "site.test", &tracked("/slow")).await;
+    assert_eq!(resp.status, 504);
+    assert_reveals_nothing(&resp, origin.addr);
+    assert_eq!(origin.requests().len(), 1, "the request did reach the origin");
+}
+
+#[tokio::test]
+async fn reserved_telswap_paths_are_answered_by_the_proxy_and_never_forwarded() {
+    let origin = Origin::start(vec![("/_telswap/anything", Route::html("from the origin"))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "site.test", "/_telswap/anything").await;
+    assert_eq!(resp.status, 404);
+    assert!(!resp.text().contains("from the origin"));
+    let post = [
+        request_head(
+            "POST",
+            "site.test",
+            "/_telswap/anything?x=1",
+            &[("Content-Length", "3")],
+        ),
+        b"a=b".to_vec(),
+    ]
+    .concat();
+    let resp = exchange(proxy.http, &post).await;
+    assert_eq!(resp.status, 404);
+    assert_eq!(origin.connections(), 0, "a reserved path reached the origin");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditional, partial and HEAD requests
+
+#[tokio::test]
+async fn head_of_an_html_page_has_get_headers_and_no_body() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[HTML, ("cache-control", "public, max-age=60"), ("etag", "W/\"v1\"")],
+            PAGE,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for target in [tracked("/"), "/".to_string()] {
+        let get = send(proxy.http, "GET", "site.test", &target, &[]).await;
+        let head = send(proxy.http, "HEAD", "site.test", &target, &[]).await;
+        assert_eq!(head.status, get.status, "{target}");
+        assert!(head.body.is_empty(), "{target}: HEAD carried a body");
+        for name in ["content-type", "cache-control", "etag", "via", "content-length"] {
+            assert_eq!(
+                head.header(name),
+                get.header(name),
+                "{target}: {name} differs between HEAD and GET"
+            );
+        }
+    }
+    let methods: Vec<_> = origin.requests().iter().map(|s| s.method.to_string()).collect();
+    assert_eq!(
+        methods,
+        ["GET", "HEAD", "GET", "HEAD"],
+        "HEAD must reach the origin as HEAD"
+    );
+}
+
+#[tokio::test]
+async fn not_modified_passes_through() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(200, &[HTML, ("cache-control", "max-age=60"), ("etag", "\"v1\"")], PAGE),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/"),
+        &[("If-None-Match", "\"v1\"")],
+    )
+    .await;
+    assert_eq!(resp.status, 304);
+    assert!(resp.body.is_empty());
+    assert_eq!(resp.header("etag"), Some("\"v1\""));
+    assert_eq!(origin.only_request().header("if-none-match"), Some("\"v1\""));
+}
+
+#[tokio::test]
+async fn range_request_gets_the_origins_206_untouched() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(200, &[HTML, ("etag", "\"v1\""), ("accept-ranges", "bytes")], PAGE),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    // The range covers the first number: it is a slice of the original, so it stays the original.
+    let start = PAGE.find("(555)").unwrap() - 5;
+    let end = start + 60;
+    let range = format!("bytes={start}-{end}");
+    let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &[("Range", &range)]).await;
+    assert_eq!(resp.status, 206);
+    assert_eq!(resp.body, &PAGE.as_bytes()[start..=end]);
+    assert_eq!(
+        resp.header("content-range").unwrap(),
+        format!("bytes {start}-{end}/{}", PAGE.len())
+    );
+    assert_eq!(resp.header("content-length"), Some("61"));
+    assert_eq!(resp.header("etag"), Some("\"v1\""));
+    assert_eq!(origin.only_request().header("range"), Some(range.as_str()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the origin sees
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_never_reach_the_origin() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        "/",
+        &[
+            ("Connection", "close, X-Foo"),
+            ("X-Foo", "connection-scoped secret"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Trailer", "X-Checksum"),
+            ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-End-To-End", "kept"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.only_request();
+    for name in [
+        "x-foo",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "proxy-connection",
+    ] {
+        assert!(
+            seen.header(name).is_none(),
+            "{name} reached the origin: {:?}",
+            seen.headers
+        );
+    }
+    let conn = seen.header("connection").unwrap_or("").to_ascii_lowercase();
+    assert!(
+        !conn.contains("x-foo") && !conn.contains("close"),
+        "Connection reached the origin: {conn}"
+    );
+    assert_eq!(seen.header("x-end-to-end"), Some("kept"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_never_reach_the_visitor() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[
+                HTML,
+                ("connection", "x-bar"),
+                ("x-bar", "origin-hop secret"),
+                ("keep-alive", "timeout=9"),
+                ("x-kept", "1"),
+            ],
+            PAGE,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for target in ["/".to_string(), tracked("/")] {
+        let resp = get(proxy.http, "site.test", &target).await;
+        assert_eq!(resp.status, 200);
+        assert!(!resp.has("x-bar"), "{target}: {:?}", resp.headers);
+        assert_ne!(resp.header("keep-alive"), Some("timeout=9"), "{target}");
+        assert_eq!(resp.header("x-kept"), Some("1"));
+        assert!(
+            resp.header("via").is_some_and(|v| v.contains("telswap")),
+            "{target}: Via"
+        );
+    }
+}
+
+#[tokio::test]
+async fn repeated_end_to_end_headers_pass_intact() {
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(
+            200,
+            &[
+                HTML,
+                ("set-cookie", "a=1; Path=/"),
+                ("set-cookie", "b=2; HttpOnly"),
+                ("link", "</a.css>; rel=preload"),
+            ],
+            PAGE,
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for target in ["/".to_string(), tracked("/")] {
+        let resp = get(proxy.http, "site.test", &target).await;
+        let origin_cookies: Vec<&str> = resp
+            .all("set-cookie")
+            .into_iter()
+            .filter(|c| !c.starts_with("tsw="))
+            .collect();
+        assert_eq!(origin_cookies, ["a=1; Path=/", "b=2; HttpOnly"], "{target}");
+        assert_eq!(resp.all("link"), ["</a.css>; rel=preload"], "{target}");
+    }
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        "/",
+        &[("Accept-Language", "fr"), ("Accept-Language", "en;q=0.5")],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let langs: Vec<_> = origin.requests()[2]
+        .headers
+        .get_all("accept-language")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(langs, ["fr", "en;q=0.5"]);
+}
+
+#[tokio::test]
+async fn origin_sees_the_visitors_host_and_forwarding_headers() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = get(proxy.http, "other.test", "/?q=1").await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.only_request();
+    assert_eq!(seen.target, "/?q=1");
+    assert_eq!(seen.header("host"), Some("other.test"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("other.test"));
+    assert!(
+        seen.header("via").is_some_and(|v| v.contains("telswap")),
+        "Via: {:?}",
+        seen.header("via")
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        "/",
+        &[
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "bank.example"),
+            ("Via", "1.1 corp-proxy"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.only_request();
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-proto"),
+        Some("http"),
+        "the visitor cannot claim HTTPS"
+    );
+    assert_eq!(seen.header("x-forwarded-host"), Some("site.test"));
+    assert_eq!(seen.header("via"), Some("1.1 corp-proxy, 1.1 telswap"));
+}
+
+fn megabyte() -> Vec<u8> {
+    (0..1024 * 1024u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn request_body_of_1mb_reaches_the_origin_intact() {
+    let origin = Origin::start(vec![(
+        "/upload",
+        Route::page(200, &[("content-type", "text/plain")], "ok"),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let body = megabyte();
+    let len = body.len().to_string();
+    let req = [
+        request_head(
+            "POST",
+            "site.test",
+            "/upload",
+            &[("Content-Type", "application/octet-stream"), ("Content-Length", &len)],
+        ),
+        body.clone(),
+    ]
+    .concat();
+    let resp = exchange(proxy.http, &req).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "ok");
+    let seen = origin.only_request();
+    assert_eq!(seen.method, "POST");
+    assert!(
+        seen.body == body,
+        "the origin got {} bytes, not the 1 MiB sent",
+        seen.body.len()
+    );
+}
+
+#[tokio::test]
+async fn chunked_request_body_reaches_the_origin_intact() {
+    let origin = Origin::start(vec![(
+        "/upload",
+        Route::page(200, &[("content-type", "text/plain")], "ok"),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let body = megabyte();
+    let mut req = request_head("POST", "site.test", "/upload", &[("Transfer-Encoding", "chunked")]);
+    for chunk in body.chunks(100_000) {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let resp = exchange(proxy.http, &req).await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.only_request();
+    assert!(
+        seen.body == body,
+        "the origin got {} bytes, not the 1 MiB sent",
+        seen.body.len()
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_upload_reaches_the_origin() {
+    use tokio::io::AsyncWriteExt;
+
+    let origin = Origin::start(vec![(
+        "/upload",
+        Route::page(200, &[("content-type", "text/plain")], "ok"),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    // What curl does for large uploads: send the head, wait for `100 Continue`, then the body.
+    let body = megabyte();
+    let len = body.len().to_string();
+    let head = request_head(
+        "POST",
+        "site.test",
+        "/upload",
+        &[("Content-Length", &len), ("Expect", "100-continue")],
+    );
+    let mut s = open(proxy.http, &head).await;
+    let mut wire = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        while find(&wire, b"\r\n\r\n").is_none() {
+            assert!(read_more(&mut s, &mut wire).await, "closed before 100 Continue");
+        }
+    })
+    .await
+    .expect("100 Continue within the deadline");
+    let end = find(&wire, b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        wire.starts_with(b"HTTP/1.1 100"),
+        "{:?}",
+        String::from_utf8_lossy(&wire)
+    );
+    s.write_all(&body).await.expect("send the body");
+    let mut rest = wire.split_off(end);
+    tokio::time::timeout(DEADLINE, async { while read_more(&mut s, &mut rest).await {} })
+        .await
+        .expect("final response within the deadline");
+    let resp = parse_response(rest, false);
+    assert_eq!(resp.status, 200);
+    assert!(
+        origin.only_request().body == body,
+        "the origin did not get the 1 MiB body intact"
+    );
+}
+
+#[tokio::test]
+async fn request_headers_over_64k_get_431() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let big = "a".repeat(70 * 1024);
+    let resp = send(proxy.http, "GET", "site.test", "/", &[("X-Big", &big)]).await;
+    assert_eq!(resp.status, 431);
+    assert_eq!(origin.connections(), 0);
+    // Well under the limit still passes.
+    let ok = "a".repeat(16 * 1024);
+    let resp = send(proxy.http, "GET", "site.test", "/", &[("Cookie", &format!("c={ok}"))]).await;
+    assert_eq!(resp.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades
+
+#[tokio::test]
+async fn websocket_upgrade_is_relayed_and_tunnels_bytes_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = Origin::start(vec![("/ws", Route::WebSocketEcho)]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let req = request_head(
+        "GET",
+        "site.test",
+        "/ws",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", key),
+        ],
+    );
+    tokio::time::timeout(DEADLINE, async {
+        let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+        s.write_all(&req).await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "closed during the handshake: {head:?}"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+        let accept = format!("\r\nsec-websocket-accept: {}\r\n", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=").to_ascii_lowercase();
+        assert!(head.contains(&accept), "{head}");
+
+        for msg in [
+            b"\x81\x05hello".as_slice(),
+            &[0u8, 1, 2, 255, 254, 13, 10, 13, 10],
+            &[b'x'; 20_000],
+        ] {
+            s.write_all(msg).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back).await.unwrap();
+            assert!(back == msg, "the tunnel changed the bytes");
+        }
+    })
+    .await
+    .expect("the tunnel answered within the deadline");
+
+    let seen = origin.only_request();
+    assert_eq!(seen.header("upgrade"), Some("websocket"));
+    assert_eq!(seen.header("sec-websocket-key"), Some(key));
+    assert_eq!(seen.header("host"), Some("site.test"));
+}
