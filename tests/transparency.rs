@@ -557,8 +557,16 @@ async fn head_of_an_html_page_has_get_headers_and_no_body() {
 #[tokio::test]
 async fn not_modified_passes_through() {
     let origin = Origin::start(vec![(
-        "/",
-        Route::page(200, &[HTML, ("cache-control", "max-age=60"), ("etag", "\"v1\"")], PAGE),
+        "/site.css",
+        Route::page(
+            200,
+            &[
+                ("content-type", "text/css"),
+                ("cache-control", "max-age=60"),
+                ("etag", "\"v1\""),
+            ],
+            PAGE,
+        ),
     )])
     .await;
     let proxy = start_proxy(default_site(&origin.url(), "")).await;
@@ -567,14 +575,40 @@ async fn not_modified_passes_through() {
         proxy.http,
         "GET",
         "site.test",
-        &tracked("/"),
-        &[("If-None-Match", "\"v1\"")],
+        &tracked("/site.css"),
+        &[("If-None-Match", "\"v1\""), ("Accept", "text/css")],
     )
     .await;
     assert_eq!(resp.status, 304);
     assert!(resp.body.is_empty());
     assert_eq!(resp.header("etag"), Some("\"v1\""));
     assert_eq!(origin.only_request().header("if-none-match"), Some("\"v1\""));
+}
+
+#[tokio::test]
+async fn page_views_on_a_dni_site_are_never_revalidated() {
+    // A 304 would show whatever number the browser's cached copy had, not this visitor's.
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(200, &[HTML, ("cache-control", "max-age=60"), ("etag", "\"v1\"")], PAGE),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/"),
+        &[
+            ("If-None-Match", "\"v1\""),
+            ("If-Modified-Since", "Sat, 28 Nov 2026 00:00:00 GMT"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.only_request();
+    assert_eq!(seen.header("if-none-match"), None);
+    assert_eq!(seen.header("if-modified-since"), None);
 }
 
 #[tokio::test]

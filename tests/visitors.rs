@@ -31,9 +31,17 @@ async fn origin() -> std::net::SocketAddr {
                     } else {
                         "text/html"
                     };
+                    let status = if req.headers().contains_key("if-none-match") {
+                        304
+                    } else {
+                        200
+                    };
                     Ok::<_, Infallible>(
                         hyper::Response::builder()
+                            .status(status)
                             .header("content-type", ct)
+                            .header("cache-control", "public, max-age=600")
+                            .header("etag", "\"v1\"")
                             .body(Full::new(Bytes::from(PAGE)))
                             .unwrap(),
                     )
@@ -269,4 +277,28 @@ async fn consent_cookie_mode() {
     };
     let (n, set) = yes.get(&h, "/?utm_source=google&utm_medium=organic", None).await;
     assert_eq!((n.as_str(), set), ("555-010-2001", true));
+}
+
+#[tokio::test]
+async fn pages_that_set_the_cookie_are_private_and_never_revalidated_into_a_stale_number() {
+    let h = harness("").await;
+    // Any page view that carries a visitor cookie is private, whatever the origin said.
+    let req = hyper::Request::get(format!("{}/plain", h.base))
+        .header("host", "site.test")
+        .header("if-none-match", "\"v1\"")
+        .body(Empty::new())
+        .unwrap();
+    let resp = h.client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200, "a page view is never answered 304 on a DNI site");
+    assert!(resp.headers().contains_key("set-cookie"));
+    assert_eq!(resp.headers()["cache-control"], "private, max-age=600");
+    // Assets keep their validators and shared caching.
+    let req = hyper::Request::get(format!("{}/logo.png", h.base))
+        .header("host", "site.test")
+        .header("if-none-match", "\"v1\"")
+        .body(Empty::new())
+        .unwrap();
+    let resp = h.client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 304);
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=600");
 }

@@ -157,6 +157,12 @@ impl Proxy {
         }
 
         let visitor = self.visitor(&site, &req, conn);
+        if !site.pools.is_empty() && is_page_view(&req) {
+            // A page on a DNI site is never revalidated: a 304 would bring back whatever number
+            // the browser's cached copy showed, not the one this visitor holds now.
+            req.headers_mut().remove(header::IF_NONE_MATCH);
+            req.headers_mut().remove(header::IF_MODIFIED_SINCE);
+        }
 
         let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -208,6 +214,10 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         let body = body.map_err(BoxError::from).boxed();
         let body = self.response_filter(&site, &visitor.choice, is_head, &mut parts, body);
+        if visitor.set_cookie.is_some() {
+            // A response carrying one visitor's identity must never be stored by a shared cache.
+            headers::make_private(&mut parts.headers);
+        }
         if let Some(cookie) = visitor.set_cookie
             && let Ok(v) = HeaderValue::from_str(&cookie)
         {
