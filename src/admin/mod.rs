@@ -401,6 +401,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 pub fn call_json(c: &CallRecord) -> Value {
     json!({
         "id": c.id,
+        "call_sid": c.call_sid,
         "site": c.site,
         "tracking_number": c.tracking_number,
         "caller": c.caller,

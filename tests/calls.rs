@@ -1,0 +1,713 @@
+//! Inbound calls end to end: a visitor's journey through the proxy, the provider's signed
+//! webhook, the forwarding answer, and the call as the admin API reports it.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ring::signature::KeyPair;
+use serde_json::Value;
+use telswap::app::{App, AppConfig};
+use telswap::calls::signature::twilio_signature;
+use telswap::clock::{Clock, ManualClock};
+use telswap::proxy::server::ServeConfig;
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "test-auth-token";
+const ADMIN: &str = "admin-secret-token";
+const PAGE: &str = "<html><body><p>Call <b>555-010-0000</b></p></body></html>";
+
+async fn origin() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "text/html")
+                            .body(Full::new(Bytes::from(PAGE)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn rules(origin: std::net::SocketAddr, dialect: &str, exhausted: &str, size: usize) -> String {
+    let numbers: Vec<String> = (1..=size).map(|i| format!("\"+1 555-010-100{i}\"")).collect();
+    format!(
+        r#"hosts = ["site.test"]
+upstream = "http://{origin}"
+numbers = ["+1 555-010-0000"]
+
+[telephony]
+dialect = "{dialect}"
+auth_token_env = "TEST_TOKEN"
+public_key_env = "TEST_TELNYX_KEY"
+forward_to = "+1 555-010-0077"
+record = true
+whisper = true
+
+[[pool]]
+name = "ads"
+mode = "session"
+when.channel = ["paid_search"]
+numbers = [{}]
+idle_timeout = "30m"
+match_window = "2h"
+exhausted = "{exhausted}"
+overflow = "+1 555-010-1999"
+
+[[pool]]
+name = "organic"
+mode = "source"
+when.channel = ["organic_search"]
+numbers = ["+1 555-010-2001"]
+
+[[offline]]
+number = "+1 555-010-3001"
+campaign = "radio-spring"
+"#,
+        numbers.join(", ")
+    )
+}
+
+struct Env {
+    app: App,
+    clock: Arc<ManualClock>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+async fn start(text: &str, data: &Path, clock: Arc<ManualClock>, telnyx_key: Option<String>) -> Env {
+    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), text.to_string())]).unwrap();
+    let secrets: telswap::calls::Secrets = Arc::new(move |name: &str| match name {
+        "TEST_TOKEN" => Some(TOKEN.to_string()),
+        "TEST_TELNYX_KEY" => telnyx_key.clone(),
+        _ => None,
+    });
+    let app = App::start(
+        set,
+        AppConfig {
+            serve: ServeConfig {
+                rules: "rules".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                tls_listen: None,
+                certs: "certs".into(),
+            },
+            admin: Some("127.0.0.1:0".parse().unwrap()),
+            admin_token: Some(ADMIN.into()),
+            data: data.to_path_buf(),
+            secrets,
+            clock: Some(clock.clone() as Arc<dyn Clock>),
+        },
+    )
+    .await
+    .unwrap();
+    Env {
+        app,
+        clock,
+        client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+impl Env {
+    fn base(&self) -> String {
+        format!("http://{}", self.app.running.http)
+    }
+
+    /// A page view; returns the number shown and the cookie to keep.
+    async fn visit(&self, path: &str, cookie: Option<&str>) -> (String, Option<String>) {
+        let mut req = hyper::Request::get(format!("{}{path}", self.base()))
+            .header("host", "site.test")
+            .header("accept", "text/html")
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148",
+            );
+        if let Some(c) = cookie {
+            req = req
+                .header("cookie", format!("tsw={c}"))
+                .header("referer", "http://site.test/");
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        let set = resp.headers().get_all("set-cookie").iter().find_map(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("tsw=")
+                .map(|r| r.split(';').next().unwrap().to_string())
+        });
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let at = body.find("<b>").unwrap() + 3;
+        (body[at..at + 12].to_string(), set.or(cookie.map(str::to_string)))
+    }
+
+    /// POSTs a provider webhook; `sign` decides the signature headers.
+    async fn hook(&self, path: &str, params: &[(&str, &str)], sign: Sign<'_>) -> (u16, String) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let mut req = hyper::Request::post(format!("{}{path}", self.base()))
+            .header("host", "site.test")
+            .header("content-type", "application/x-www-form-urlencoded");
+        let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match sign {
+            Sign::Twilio(token) => {
+                let sig = twilio_signature(token, &format!("http://site.test{path}"), &owned);
+                req = req.header("x-twilio-signature", sig);
+            }
+            Sign::Header(name, value) => req = req.header(name, value),
+            Sign::Telnyx(kp, ts) => {
+                use base64::Engine;
+                let msg = [ts.to_string().as_bytes(), b"|", body.as_bytes()].concat();
+                let sig = base64::engine::general_purpose::STANDARD.encode(kp.sign(&msg).as_ref());
+                req = req
+                    .header("telnyx-signature-ed25519", sig)
+                    .header("telnyx-timestamp", ts.to_string());
+            }
+            Sign::None => {}
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn admin(&self, path: &str) -> (u16, Value) {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let req = hyper::Request::get(format!("http://{}{path}", self.app.admin.unwrap()))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Empty::new())
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn calls(&self) -> Vec<Value> {
+        self.admin("/api/calls").await.1["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+enum Sign<'a> {
+    Twilio(&'a str),
+    Header(&'static str, &'a str),
+    Telnyx(&'a ring::signature::Ed25519KeyPair, i64),
+    None,
+}
+
+fn call_params<'a>(sid: &'a str, to: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CallSid", sid),
+        ("AccountSid", "AC123"),
+        ("From", "+14155550123"),
+        ("To", to),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("FromCity", "SAN FRANCISCO"),
+        ("FromState", "CA"),
+        ("FromCountry", "US"),
+    ]
+}
+
+const LANDING: &str =
+    "/?utm_source=google&utm_medium=cpc&utm_campaign=spring&utm_term=emergency+plumber&gclid=Cj0KCQiAtest";
+
+#[tokio::test]
+async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let clock = ManualClock::new(now_ms());
+    let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
+    let (n, cookie) = env.visit(LANDING, None).await;
+    assert_eq!(n, "555-010-1001");
+    for page in ["/services", "/pricing", "/contact"] {
+        clock.advance(Duration::from_secs(60));
+        let (m, _) = env.visit(page, cookie.as_deref()).await;
+        assert_eq!(m, n, "the number stays with the visitor on {page}");
+    }
+    clock.advance(Duration::from_secs(30));
+    let (status, twiml) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CA0001", "+15550101001"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{twiml}");
+    assert!(
+        twiml.contains("<Number url=\"http://site.test/_telswap/whisper?call="),
+        "{twiml}"
+    );
+    assert!(twiml.contains(">+15550100077</Number>"), "dials forward_to: {twiml}");
+    assert!(twiml.contains("callerId=\"+14155550123\""), "{twiml}");
+    assert!(twiml.contains("record=\"record-from-answer\""), "{twiml}");
+    assert!(twiml.contains("action=\"http://site.test/_telswap/status\""), "{twiml}");
+
+    let calls = env.calls().await;
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(c["confidence"], "exact");
+    assert_eq!(c["tracking_number"], "+15550101001");
+    assert_eq!(c["caller"], "+14155550123");
+    assert_eq!(
+        (c["caller_city"].as_str(), c["caller_state"].as_str()),
+        (Some("SAN FRANCISCO"), Some("CA"))
+    );
+    assert_eq!(c["returning_caller"], false);
+    let a = &c["attribution"];
+    assert_eq!(a["channel"], "paid_search");
+    assert_eq!(a["source"], "google");
+    assert_eq!(a["medium"], "cpc");
+    assert_eq!(a["campaign"], "spring");
+    assert_eq!(a["term"], "emergency plumber");
+    assert_eq!(a["gclid"], "Cj0KCQiAtest");
+    assert_eq!(a["device"], "mobile");
+    assert_eq!(a["landing_page"], LANDING);
+    let pages: Vec<&str> = a["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, [LANDING, "/services", "/pricing", "/contact"]);
+
+    // The whisper tells the business where the call came from.
+    let id = c["id"].as_str().unwrap();
+    let (status, say) = env
+        .hook(
+            &format!("/_telswap/whisper?call={id}"),
+            &[("CallSid", "CA0001")],
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        say.contains("<Say>Call from paid search, campaign spring.</Say>"),
+        "{say}"
+    );
+
+    // The status callback completes the call; a second call from the same caller is returning.
+    let (status, _) = env
+        .hook(
+            "/_telswap/status",
+            &[
+                ("CallSid", "CA0001"),
+                ("CallStatus", "completed"),
+                ("DialCallStatus", "completed"),
+                ("DialCallDuration", "95"),
+                ("RecordingUrl", "https://api.example/rec/1"),
+            ],
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, one) = env.admin(&format!("/api/calls/{id}")).await;
+    assert_eq!(
+        (one["status"].as_str(), one["duration_s"].as_u64()),
+        (Some("completed"), Some(95))
+    );
+    assert_eq!(one["recording_url"], "https://api.example/rec/1");
+    clock.advance(Duration::from_secs(600));
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CA0002", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let calls = env.calls().await;
+    assert_eq!(
+        calls[0]["returning_caller"], true,
+        "newest first, and it is a repeat caller"
+    );
+    assert_eq!(calls[0]["earlier_calls"], 1);
+    env.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_after_release_inside_the_window_is_late_and_after_it_none() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let clock = ManualClock::new(now_ms());
+    let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
+    env.visit(LANDING, None).await;
+    clock.advance(Duration::from_secs(45 * 60));
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CA1", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    clock.advance(Duration::from_secs(3 * 3600));
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CA2", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let calls = env.calls().await;
+    assert_eq!(calls[1]["confidence"], "late");
+    assert_eq!(calls[1]["attribution"]["campaign"], "spring");
+    assert_eq!(calls[0]["confidence"], "none");
+    env.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handed_over_number_is_shared_with_both_candidates() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let clock = ManualClock::new(now_ms());
+    let env = start(&rules(o, "twilio", "reuse_oldest", 1), data.path(), clock.clone(), None).await;
+    let (a, _) = env.visit(LANDING, None).await;
+    clock.advance(Duration::from_secs(60));
+    let (b, _) = env
+        .visit(
+            "/?utm_source=bing&utm_medium=cpc&utm_campaign=autumn&msclkid=ms123",
+            None,
+        )
+        .await;
+    assert_eq!(a, b, "the only number is handed over");
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CA9", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = &env.calls().await[0];
+    assert_eq!(c["confidence"], "shared");
+    let cands = c["attribution"]["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 2);
+    assert_eq!(cands[0]["campaign"], "autumn", "the current holder first");
+    assert_eq!(cands[1]["campaign"], "spring");
+    assert_eq!(c["attribution"]["msclkid"], "ms123");
+    env.app.stop().await;
+}
+
+#[tokio::test]
+async fn source_and_offline_numbers_attribute_the_channel_only() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let env = start(
+        &rules(o, "twilio", "overflow", 1),
+        data.path(),
+        ManualClock::new(now_ms()),
+        None,
+    )
+    .await;
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAs", "+15550102001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAo", "+15550103001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    // The site's own number still forwards; a number nobody owns is 404.
+    let (s, _) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CAm", "+15550100000"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CAx", "+15550109999"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let calls = env.calls().await;
+    let by = |sid_number: &str| {
+        calls
+            .iter()
+            .find(|c| c["tracking_number"] == sid_number)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("+15550102001")["confidence"], "source");
+    assert_eq!(by("+15550102001")["attribution"]["channel"], "organic_search");
+    assert_eq!(by("+15550103001")["confidence"], "source");
+    assert_eq!(by("+15550103001")["attribution"]["campaign"], "radio-spring");
+    assert_eq!(by("+15550100000")["confidence"], "none");
+    env.app.stop().await;
+}
+
+#[tokio::test]
+async fn unsigned_tampered_or_foreign_webhooks_are_403_and_store_nothing_for_every_dialect() {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let kp = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let other = ring::signature::Ed25519KeyPair::from_pkcs8(
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref(),
+    )
+    .unwrap();
+    use base64::Engine;
+    let public = base64::engine::general_purpose::STANDARD.encode(kp.public_key().as_ref());
+    for dialect in ["twilio", "signalwire", "telnyx"] {
+        let data = tempfile::tempdir().unwrap();
+        let o = origin().await;
+        let clock = ManualClock::new(now_ms());
+        let env = start(
+            &rules(o, dialect, "overflow", 1),
+            data.path(),
+            clock.clone(),
+            Some(public.clone()),
+        )
+        .await;
+        let p = call_params("CAbad", "+15550101001");
+        let good_twilio = twilio_signature(TOKEN, "http://site.test/_telswap/voice", &owned(&p));
+        let now = (clock.now_ms() / 1000) as i64;
+        let mut refused: Vec<(u16, &str)> = vec![
+            (env.hook("/_telswap/voice", &p, Sign::None).await.0, "unsigned"),
+            (
+                env.hook("/_telswap/voice", &p, Sign::Twilio("wrong-token")).await.0,
+                "wrong token",
+            ),
+            (
+                env.hook("/_telswap/voice", &p, Sign::Header("x-twilio-signature", "bm9wZQ=="))
+                    .await
+                    .0,
+                "garbage",
+            ),
+            (
+                env.hook("/_telswap/voice", &p, Sign::Telnyx(&other, now)).await.0,
+                "other key",
+            ),
+        ];
+        if dialect != "telnyx" {
+            // Signed for one body, sent with another.
+            let mut tampered = p.clone();
+            tampered[2] = ("From", "+19995550000");
+            refused.push((
+                env.hook(
+                    "/_telswap/voice",
+                    &tampered,
+                    Sign::Header("x-twilio-signature", &good_twilio),
+                )
+                .await
+                .0,
+                "tampered",
+            ));
+        } else {
+            refused.push((
+                env.hook("/_telswap/voice", &p, Sign::Twilio(TOKEN)).await.0,
+                "twilio-signed to telnyx",
+            ));
+            refused.push((
+                env.hook("/_telswap/voice", &p, Sign::Telnyx(&kp, now - 301)).await.0,
+                "stale",
+            ));
+        }
+        for (status, what) in &refused {
+            assert_eq!(*status, 403, "{dialect}: {what}");
+        }
+        assert!(
+            env.calls().await.is_empty(),
+            "{dialect}: nothing stored for refused webhooks"
+        );
+        let (status, body) = match dialect {
+            "twilio" => env.hook("/_telswap/voice", &p, Sign::Twilio(TOKEN)).await,
+            "signalwire" => {
+                env.hook(
+                    "/_telswap/voice",
+                    &p,
+                    Sign::Header("x-signalwire-signature", &good_twilio),
+                )
+                .await
+            }
+            _ => env.hook("/_telswap/voice", &p, Sign::Telnyx(&kp, now)).await,
+        };
+        assert_eq!(status, 200, "{dialect}: {body}");
+        // The provider retries: the same CallSid is answered the same and stored once.
+        let again = match dialect {
+            "telnyx" => env.hook("/_telswap/voice", &p, Sign::Telnyx(&kp, now)).await,
+            _ => env.hook("/_telswap/voice", &p, Sign::Twilio(TOKEN)).await,
+        };
+        assert_eq!(again.0, 200, "{dialect}");
+        assert_eq!(
+            env.calls().await.len(),
+            1,
+            "{dialect}: a repeated CallSid is stored once"
+        );
+        // A malformed body: signed correctly but not a form / without CallSid.
+        let (status, _) = match dialect {
+            "telnyx" => {
+                env.hook("/_telswap/voice", &[("To", "+15550101001")], Sign::Telnyx(&kp, now))
+                    .await
+            }
+            _ => {
+                env.hook("/_telswap/voice", &[("To", "+15550101001")], Sign::Twilio(TOKEN))
+                    .await
+            }
+        };
+        assert_eq!(status, 400, "{dialect}: a call without CallSid");
+        env.app.stop().await;
+    }
+}
+
+fn owned(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_records_outcomes() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let env = start(
+        &rules(o, "twilio", "overflow", 1),
+        data.path(),
+        ManualClock::new(now_ms()),
+        None,
+    )
+    .await;
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAout", "+15550102001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let id = env.calls().await[0]["id"].as_str().unwrap().to_string();
+    let admin = env.app.admin.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let send = |method: &str, path: &str, auth: Option<&str>, body: &str| {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{admin}{path}"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    for path in ["/api/calls", &format!("/api/calls/{id}"), "/api/pools", "/metrics"] {
+        assert_eq!(send("GET", path, None, "").await.0, 401, "{path} without a token");
+        assert_eq!(
+            send("GET", path, Some("Bearer wrong"), "").await.0,
+            401,
+            "{path} with a wrong token"
+        );
+        assert_eq!(
+            send("GET", path, Some(&format!("Bearer {ADMIN}")), "").await.0,
+            200,
+            "{path}"
+        );
+    }
+    let bearer = format!("Bearer {ADMIN}");
+    let (s, body) = send(
+        "POST",
+        &format!("/api/calls/{id}/outcome"),
+        Some(&bearer),
+        r#"{"kind":"sale","value":120.0,"currency":"usd"}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["outcome"]["kind"].as_str(), v["outcome"]["value"].as_f64()),
+        (Some("sale"), Some(120.0))
+    );
+    assert_eq!(v["outcome"]["currency"], "USD");
+    for bad in [
+        r#"{"value":1}"#,
+        "not json",
+        r#"{"kind":"sale","value":-5}"#,
+        r#"{"kind":"sale","currency":"dollars"}"#,
+    ] {
+        assert_eq!(
+            send("POST", &format!("/api/calls/{id}/outcome"), Some(&bearer), bad)
+                .await
+                .0,
+            400,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        send("POST", "/api/calls/c_nope/outcome", Some(&bearer), r#"{"kind":"sale"}"#)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(send("GET", "/api/calls?from=yesterday", Some(&bearer), "").await.0, 400);
+    let (_, pools) = send("GET", "/api/pools", Some(&bearer), "").await;
+    let pools: Value = serde_json::from_str(&pools).unwrap();
+    let ads = &pools["pools"][0];
+    assert_eq!(
+        (ads["site"].as_str(), ads["name"].as_str(), ads["mode"].as_str()),
+        (Some("site"), Some("ads"), Some("session"))
+    );
+    assert!(ads.get("peak_leased").is_some() && ads.get("exhausted").is_some() && ads.get("leased").is_some());
+    env.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let text = rules(o, "twilio", "overflow", 2);
+    let clock = ManualClock::new(now_ms());
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (n, cookie) = env.visit(LANDING, None).await;
+    assert_eq!(n, "555-010-1001");
+    env.app.stop().await;
+
+    clock.advance(Duration::from_secs(60));
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (other, _) = env.visit(LANDING, None).await;
+    assert_eq!(other, "555-010-1002", "the live lease survived the restart");
+    let (same, _) = env.visit("/next", cookie.as_deref()).await;
+    assert_eq!(same, "555-010-1001", "and its visitor still has it");
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAr", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = &env.calls().await[0];
+    assert_eq!(c["confidence"], "exact");
+    assert_eq!(c["attribution"]["campaign"], "spring");
+    env.app.stop().await;
+}
