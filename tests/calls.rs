@@ -86,7 +86,6 @@ campaign = "radio-spring"
 
 struct Env {
     app: App,
-    clock: Arc<ManualClock>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -117,7 +116,6 @@ async fn start(text: &str, data: &Path, clock: Arc<ManualClock>, telnyx_key: Opt
     .unwrap();
     Env {
         app,
-        clock,
         client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
     }
 }
