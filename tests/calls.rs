@@ -709,3 +709,74 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     assert_eq!(c["attribution"]["campaign"], "spring");
     env.app.stop().await;
 }
+
+#[tokio::test]
+async fn telswap_call_signs_like_the_provider_and_ends_the_call() {
+    let data = tempfile::tempdir().unwrap();
+    let o = origin().await;
+    let env = start(
+        &rules(o, "twilio", "overflow", 1),
+        data.path(),
+        ManualClock::new(now_ms()),
+        None,
+    )
+    .await;
+    let base = env.base();
+    // The command as a person runs it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_telswap"))
+            .args([
+                "call",
+                "--server",
+                &base,
+                "--host",
+                "site.test",
+                "--to",
+                "+15550102001",
+                "--from",
+                "+12125550188",
+            ])
+            .args(["--duration", "42", "--token", TOKEN])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("voice webhook answered 200") && stdout.contains("status callback answered 200"),
+        "{stdout}"
+    );
+    let c = &env.calls().await[0];
+    assert_eq!(
+        (c["status"].as_str(), c["duration_s"].as_u64()),
+        (Some("completed"), Some(42))
+    );
+    assert_eq!(c["caller_state"], "NY");
+    assert!(stdout.contains(c["call_sid"].as_str().unwrap()));
+    // With the wrong secret the server refuses, and the command says so.
+    let base = env.base();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_telswap"))
+            .args([
+                "call",
+                "--server",
+                &base,
+                "--host",
+                "site.test",
+                "--to",
+                "+15550102001",
+                "--token",
+                "nope",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the call (403)"));
+    assert_eq!(env.calls().await.len(), 1);
+    env.app.stop().await;
+}

@@ -300,3 +300,54 @@ fn several_site_numbers_all_become_the_tracking_number() {
         "<p>555-010-1001 / 1-555-010-1001</p>"
     );
 }
+
+#[test]
+fn past_the_memory_limit_the_rest_of_the_page_passes_unmodified_and_is_never_cut() {
+    let (mut rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    rules.memory_limit = 64 * 1024;
+    // A tag lol_html must buffer whole, far larger than the limit, between two numbers.
+    let huge = "x".repeat(512 * 1024);
+    let html = format!("<p>555-010-0000</p><img alt=\"{huge}\"><p>555-010-0000</p><footer>end</footer>");
+    let mut rw = telswap::rewrite::PageRewriter::new(&rules, to, None).unwrap();
+    let mut out = Vec::new();
+    for piece in html.as_bytes().chunks(16 * 1024) {
+        rw.write(piece);
+        out.extend(rw.take_output());
+    }
+    rw.end();
+    out.extend(rw.take_output());
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        rw.stats().bailed_out.load(std::sync::atomic::Ordering::Relaxed),
+        "the bail-out is recorded"
+    );
+    assert!(
+        out.starts_with("<p>555-010-1001</p>"),
+        "before the bail-out the page is rewritten"
+    );
+    assert!(
+        out.ends_with("<p>555-010-0000</p><footer>end</footer>"),
+        "after it the rest passes as is"
+    );
+    assert_eq!(out.len(), html.len(), "nothing is lost or duplicated");
+}
+
+#[test]
+fn malformed_markup_still_streams_and_is_rewritten() {
+    let (rules, to) = engine("+1 555-010-0000", "+1 555-010-1001", "US");
+    let cases = [
+        ("<p>555-010-0000<div><span>", "<p>555-010-1001<div><span>"),
+        (
+            "<table><td>555-010-0000<tr><p>x</table>",
+            "<table><td>555-010-1001<tr><p>x</table>",
+        ),
+        (
+            "<a href='tel:5550100000'>555-010-0000</b></i></a></p>",
+            "<a href=\"tel:5550101001\">555-010-1001</b></i></a></p>",
+        ),
+        ("</p>555-010-0000<<>>", "</p>555-010-1001<<>>"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(rewrite(&rules, &to, input), want, "{input}");
+    }
+}

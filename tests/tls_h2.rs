@@ -352,3 +352,69 @@ async fn sni_without_a_certificate_fails_the_handshake() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(env.origin_b.connections(), 0);
 }
+
+/// An HTTPS origin with a certificate from a private CA: trusted only through `upstream_ca`.
+async fn https_origin(certs: &std::path::Path) -> SocketAddr {
+    let resolver = Arc::new(telswap::proxy::tls::SniResolver::new(
+        telswap::proxy::tls::load_certs(certs).unwrap(),
+    ));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(telswap::proxy::tls::server_config(resolver).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "text/html")
+                            .body(http_body_util::Full::new(Bytes::from(page("internal"))))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_https_origin_signed_by_a_private_ca_is_trusted_through_upstream_ca_only() {
+    use base64::Engine;
+    let (certs, ca) = make_certs(&["localhost"]);
+    let origin = https_origin(certs.path()).await;
+    let ca_pem = certs.path().join("internal-ca.pem");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(ca.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    std::fs::write(
+        &ca_pem,
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let upstream = format!("https://localhost:{}", origin.port());
+
+    let trusted = start_proxy(default_site(
+        &upstream,
+        &format!("upstream_ca = {:?}", ca_pem.display().to_string()),
+    ))
+    .await;
+    let resp = get(trusted.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(String::from_utf8_lossy(&resp.body), rewritten("internal", "2001"));
+
+    let untrusted = start_proxy(default_site(&upstream, "")).await;
+    let resp = get(untrusted.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 502, "an origin certificate nobody vouches for is refused");
+}
