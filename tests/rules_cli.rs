@@ -236,3 +236,27 @@ fn serve_refuses_to_start_on_invalid_rules() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("a.toml:1: missing hosts"), "{stdout}");
 }
+
+#[test]
+fn a_pool_of_100_000_numbers_checks_quickly_and_duplicates_are_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut numbers: Vec<String> = (0..100_000)
+        .map(|i| format!("\"+1 555{:07}\"", 2_000_000 + i))
+        .collect();
+    numbers.push("\"+1 5552000007\"".into());
+    let text = format!(
+        "hosts = [\"big.test\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n\
+         [[pool]]\nname = \"big\"\nnumbers = [\n{}\n]\n",
+        numbers.join(",\n")
+    );
+    write(dir.path(), "big.toml", &text);
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{}:100007: number +15552000007 is listed twice in pool \"big\"",
+            dir.path().join("big.toml").display()
+        )
+    );
+}

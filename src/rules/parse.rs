@@ -57,7 +57,8 @@ const DEFAULT_EXCLUDE: &[&str] = &["[data-telswap-ignore]", "[data-calltrk-noswa
 
 struct Walker<'a> {
     file: &'a Path,
-    src: &'a str,
+    /// Byte offsets of every newline, for line numbers in O(log n) (pools can hold 100,000 numbers).
+    newlines: Vec<usize>,
     problems: Vec<Problem>,
 }
 
@@ -66,11 +67,7 @@ type Val<'i> = Spanned<DeValue<'i>>;
 
 impl<'a> Walker<'a> {
     fn line(&self, offset: usize) -> usize {
-        self.src.as_bytes()[..offset.min(self.src.len())]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.newlines.partition_point(|&nl| nl < offset) + 1
     }
 
     fn err(&mut self, offset: usize, message: impl Into<String>) {
@@ -228,9 +225,15 @@ impl<'a> Walker<'a> {
 /// The result always carries the hosts and tracking numbers it could read, so the checks across
 /// files can report a host claimed twice even when one of the files has other problems.
 pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
+    let newlines = src
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
     let mut w = Walker {
         file,
-        src,
+        newlines,
         problems: Vec::new(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(src);
@@ -503,6 +506,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             None => When::default(),
         };
         let mut pool_numbers = Vec::new();
+        let mut seen_in_pool = std::collections::HashSet::new();
         match w.strings(t, "numbers") {
             Some(list) if !list.is_empty() => {
                 for (s, nat) in list {
@@ -512,7 +516,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
                                 nat,
                                 format!("pool number {} is one of the site's own numbers", n.e164()),
                             );
-                        } else if pool_numbers.contains(&n) {
+                        } else if !seen_in_pool.insert(n.clone()) {
                             w.err(nat, format!("number {} is listed twice in {owner}", n.e164()));
                         } else {
                             let line = w.line(nat);
@@ -613,21 +617,28 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         }
     }
     // Within the file, a number in two pools (or a pool and offline) is caught here too.
-    for i in 0..tracking_lines.len() {
-        let (n, line, owner) = &tracking_lines[i];
-        if let Some((_, oline, oowner)) = tracking_lines[..i].iter().find(|(m, _, o)| m == n && o != owner) {
-            let msg = format!(
-                "number {} of {owner} is already listed in {oowner} at line {oline}",
-                n.e164()
-            );
-            let file = file.to_path_buf();
-            w.problems.push(Problem {
-                file,
-                line: *line,
-                message: msg,
-            });
+    let mut first: std::collections::HashMap<&PhoneNumber, (usize, &String)> = std::collections::HashMap::new();
+    let mut dups = Vec::new();
+    for (n, line, owner) in &tracking_lines {
+        match first.get(n) {
+            Some((oline, oowner)) if *oowner != owner => {
+                let message = format!(
+                    "number {} of {owner} is already listed in {oowner} at line {oline}",
+                    n.e164()
+                );
+                dups.push(Problem {
+                    file: file.to_path_buf(),
+                    line: *line,
+                    message,
+                });
+            }
+            Some(_) => {}
+            None => {
+                first.insert(n, (*line, owner));
+            }
         }
     }
+    w.problems.extend(dups);
     tracking_lines.dedup_by(|a, b| a.0 == b.0);
 
     let mut webhooks = Vec::new();
