@@ -103,6 +103,9 @@ pub struct LeaseTable {
     by_seen: BTreeSet<(Millis, LeaseId)>,
     /// Past leases per number, oldest first, pruned after `match_window`.
     past: Vec<VecDeque<LeaseRecord>>,
+    /// (release time, number) of every past lease in release order, so pruning looks only at
+    /// what is due instead of every number's history.
+    released_order: VecDeque<(Millis, usize)>,
     /// Lease ids are unique across every pool (they key durable records).
     ids: Arc<AtomicU64>,
     counters: Counters,
@@ -121,6 +124,7 @@ impl LeaseTable {
             by_session: HashMap::new(),
             by_seen: BTreeSet::new(),
             past: vec![VecDeque::new(); size],
+            released_order: VecDeque::new(),
             ids,
             counters: Counters::default(),
         }
@@ -176,7 +180,7 @@ impl LeaseTable {
                 let mut old = self.close(oldest, now);
                 old.shared = true;
                 let number = old.number;
-                self.past[number].push_back(old);
+                self.remember(old);
                 let rec = self.open(number, session, visitor, now, true);
                 let id = rec.id;
                 self.counters.handed_over += 1;
@@ -234,11 +238,16 @@ impl LeaseTable {
             }
             let rec = self.close(id, lapse);
             let number = rec.number;
-            self.past[number].push_back(rec);
+            self.remember(rec);
             self.free.push_back(number);
             out.push(LeaseEvent::Released { id, at: lapse });
         }
-        for past in &mut self.past {
+        while let Some(&(released, number)) = self.released_order.front() {
+            if released + self.window_ms >= now {
+                break;
+            }
+            self.released_order.pop_front();
+            let past = &mut self.past[number];
             while past
                 .front()
                 .is_some_and(|r| r.released.is_some_and(|x| x + self.window_ms < now))
@@ -246,6 +255,11 @@ impl LeaseTable {
                 past.pop_front();
             }
         }
+    }
+
+    fn remember(&mut self, rec: LeaseRecord) {
+        self.released_order.push_back((rec.released.unwrap_or(0), rec.number));
+        self.past[rec.number].push_back(rec);
     }
 
     /// Every lease interval of `number` that could explain a call at `t`: held at `t`, or
