@@ -10,6 +10,7 @@
 //!    `data-*` attributes, so it has to see every element) unless flagged;
 //! 4. one document text handler that rewrites text nodes through a [`TextStream`].
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -58,19 +59,61 @@ struct Flags {
     json_ld: AtomicBool,
 }
 
-/// Where lol_html writes; drained by [`PageRewriter::take_output`].
-struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    /// The output buffer of the [`PageRewriter`] whose `write` or `end` is running on this thread.
+    static OUTPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads and clears a flag. The handlers of one rewriter run one at a time on one thread, so a
+/// plain load and store do (and the store is skipped in the usual case, the flag being clear).
+#[inline]
+fn take(flag: &AtomicBool) -> bool {
+    let set = flag.load(Ordering::Relaxed);
+    if set {
+        flag.store(false, Ordering::Relaxed);
+    }
+    set
+}
+
+/// Where lol_html writes: the running rewriter's buffer, lent to [`OUTPUT`] by [`Lend`].
+///
+/// lol_html hands over every token separately (tens of thousands per page); a thread-local
+/// `RefCell` costs a fraction of an uncontended mutex per call, and lol_html only writes from
+/// inside `write`/`end`, on the calling thread, so the rewriter itself stays `Send`.
+struct Sink;
 
 impl lol_html::OutputSink for Sink {
+    #[inline]
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        self.0.lock().expect("sink lock").extend_from_slice(chunk);
+        OUTPUT.with_borrow_mut(|out| out.extend_from_slice(chunk));
+    }
+}
+
+/// Lends a rewriter's output buffer to [`OUTPUT`] for one call into lol_html, and takes it back
+/// when dropped, also on unwinding. Whatever the thread held before is put back, so it nests.
+struct Lend<'a> {
+    out: &'a mut Vec<u8>,
+    prev: Vec<u8>,
+}
+
+impl<'a> Lend<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Lend<'a> {
+        let prev = OUTPUT.with_borrow_mut(|o| std::mem::replace(o, std::mem::take(out)));
+        Lend { out, prev }
+    }
+}
+
+impl Drop for Lend<'_> {
+    fn drop(&mut self) {
+        let prev = std::mem::take(&mut self.prev);
+        *self.out = OUTPUT.with_borrow_mut(|o| std::mem::replace(o, prev));
     }
 }
 
 /// Rewrites one HTML response as it streams: `write` each chunk, `take_output` what is ready.
 pub struct PageRewriter {
     inner: Option<HtmlRewriter<'static, Sink>>,
-    out: Arc<std::sync::Mutex<Vec<u8>>>,
+    out: Vec<u8>,
     stats: Arc<PageStats>,
 }
 
@@ -126,37 +169,55 @@ impl PageRewriter {
         ));
 
         let (fa, sa, ta, ma) = (flags.clone(), stats.clone(), to.clone(), rules.matcher.clone());
+        // The attributes to set on the element at hand; the buffer is kept from one to the next.
+        let mut changes: Vec<(String, String)> = Vec::new();
         let any: Selector = "*".parse().expect("static selector");
         settings = settings.append_element_content_handler((
             std::borrow::Cow::Owned(any),
             ElementContentHandlers::default().element(Box::new(move |el: &mut lol_html::send::Element<'_, '_>| {
-                if fa.element_excluded.swap(false, Ordering::Relaxed) {
+                if take(&fa.element_excluded) {
                     return Ok(());
                 }
-                let mut changes: Vec<(String, String)> = Vec::new();
                 let mut n = 0;
                 for attr in el.attributes() {
+                    // The name decides first: reading the value allocates.
                     let name = attr.name();
+                    let href = name == "href";
+                    if !href && !name.starts_with("data-") && !NUMBER_ATTRIBUTES.contains(&name.as_str()) {
+                        continue;
+                    }
+                    // A value shorter (in the page's bytes) than the shortest form cannot hold it.
+                    if attr
+                        .value_source_location()
+                        .is_some_and(|at| at.bytes().len() < ma.min_digits())
+                    {
+                        continue;
+                    }
                     let value = attr.value();
                     if !value.bytes().any(|b| b.is_ascii_digit()) {
                         continue;
                     }
-                    let eligible = if name == "href" {
+                    if href {
                         let v = value.trim_start();
-                        PHONE_SCHEMES
+                        if !PHONE_SCHEMES
                             .iter()
                             .any(|s| v.len() >= s.len() && v[..s.len()].eq_ignore_ascii_case(s))
-                    } else {
-                        name.starts_with("data-") || NUMBER_ATTRIBUTES.contains(&name.as_str())
-                    };
-                    if eligible && let Some(new) = ma.rewrite_value(&value, &ta, &mut n) {
+                        {
+                            continue;
+                        }
+                    }
+                    if let Some(new) = ma.rewrite_value(&value, &ta, &mut n) {
                         changes.push((name, new));
                     }
                 }
-                for (name, value) in changes {
-                    el.set_attribute(&name, &value)?;
+                if !changes.is_empty() {
+                    for (name, value) in changes.drain(..) {
+                        el.set_attribute(&name, &value)?;
+                    }
                 }
-                sa.swapped.fetch_add(n, Ordering::Relaxed);
+                if n > 0 {
+                    sa.swapped.fetch_add(n, Ordering::Relaxed);
+                }
                 Ok(())
             }) as lol_html::send::ElementHandler<'static>),
         ));
@@ -165,8 +226,8 @@ impl PageRewriter {
         let mut stream = TextStream::default();
         settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(Box::new(
             move |t: &mut TextChunk<'_>| {
-                let excluded = ft.text_excluded.swap(false, Ordering::Relaxed);
-                let json_ld = ft.json_ld.swap(false, Ordering::Relaxed);
+                let excluded = take(&ft.text_excluded);
+                let json_ld = take(&ft.json_ld);
                 let eligible = match t.text_type() {
                     TextType::Data | TextType::RCData => true,
                     TextType::ScriptData => json_ld,
@@ -179,14 +240,16 @@ impl PageRewriter {
                 if let Some(out) = stream.push(&matcher, t.as_str(), t.last_in_text_node(), &to, &mut n) {
                     t.set_str(out);
                 }
-                st.swapped.fetch_add(n, Ordering::Relaxed);
+                if n > 0 {
+                    st.swapped.fetch_add(n, Ordering::Relaxed);
+                }
                 Ok(())
             },
         )
             as lol_html::send::TextHandler<'static>));
 
-        let out = Arc::new(std::sync::Mutex::new(Vec::with_capacity(16 * 1024)));
-        let inner = HtmlRewriter::new(settings, Sink(out.clone()));
+        let out = Vec::with_capacity(16 * 1024);
+        let inner = HtmlRewriter::new(settings, Sink);
         Some(PageRewriter {
             inner: Some(inner),
             out,
@@ -198,19 +261,28 @@ impl PageRewriter {
     pub fn write(&mut self, chunk: &[u8]) {
         match &mut self.inner {
             Some(rw) => {
-                if let Err(e) = rw.write(chunk) {
+                // Room for the output at once, rather than growing the buffer token by token.
+                self.out.reserve(chunk.len() + chunk.len() / 8);
+                let result = {
+                    let _lend = Lend::new(&mut self.out);
+                    rw.write(chunk)
+                };
+                if let Err(e) = result {
                     self.bail_out(e);
                 }
             }
-            None => self.out.lock().expect("sink lock").extend_from_slice(chunk),
+            None => self.out.extend_from_slice(chunk),
         }
     }
 
     /// Ends the page, flushing anything lol_html still holds.
     pub fn end(&mut self) {
-        if let Some(rw) = self.inner.take()
-            && let Err(e) = rw.end()
-        {
+        let Some(rw) = self.inner.take() else { return };
+        let result = {
+            let _lend = Lend::new(&mut self.out);
+            rw.end()
+        };
+        if let Err(e) = result {
             self.bail_out(e);
         }
     }
@@ -224,7 +296,7 @@ impl PageRewriter {
 
     /// Takes the output produced so far.
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut *self.out.lock().expect("sink lock"))
+        std::mem::take(&mut self.out)
     }
 
     pub fn stats(&self) -> Arc<PageStats> {
@@ -243,4 +315,64 @@ pub fn rewrite_document(rules: &PageRules, to: Arc<Replacement>, html: &[u8], ch
     rw.end();
     out.extend(rw.take_output());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::PhoneNumber;
+
+    fn rules() -> PageRules {
+        let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
+        PageRules {
+            matcher: Arc::new(NumberMatcher::new(&[site])),
+            exclude: vec!["[data-telswap-ignore]".into()],
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+
+    fn to(number: &str) -> Arc<Replacement> {
+        Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), "1"))
+    }
+
+    const PAGE: &str = r#"<p>Call (555) 010-0000</p><a href="tel:+15550100000">+1 555 010 0000</a><p>5550100000</p>"#;
+
+    /// Each rewriter's output stays its own when several share a thread, interleaved, and when
+    /// one moves to another thread between writes.
+    #[test]
+    fn outputs_stay_apart_across_rewriters_and_threads() {
+        let rules = rules();
+        let (a_to, b_to) = (to("+1 555-010-1001"), to("+1 555-010-2002"));
+        let expect = |to: &Arc<Replacement>| rewrite_document(&rules, to.clone(), PAGE.as_bytes(), 7);
+        let mut a = PageRewriter::new(&rules, a_to.clone(), None).unwrap();
+        let mut b = PageRewriter::new(&rules, b_to.clone(), None).unwrap();
+        let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
+        let pieces: Vec<&[u8]> = PAGE.as_bytes().chunks(7).collect();
+        let (first, rest) = pieces.split_at(pieces.len() / 2);
+        for piece in first {
+            a.write(piece);
+            b.write(piece);
+            b_out.extend(b.take_output());
+        }
+        // `a` finishes on another thread while `b` goes on on this one.
+        std::thread::scope(|scope| {
+            let a_rest = scope.spawn(move || {
+                for piece in rest {
+                    a.write(piece);
+                }
+                a.end();
+                a.take_output()
+            });
+            for piece in rest {
+                b.write(piece);
+            }
+            b.end();
+            b_out.extend(b.take_output());
+            a_out.extend(a_rest.join().unwrap());
+        });
+        assert_eq!(a_out, expect(&a_to));
+        assert_eq!(b_out, expect(&b_to));
+        assert!(String::from_utf8(a_out).unwrap().contains("(555) 010-1001"));
+        assert!(String::from_utf8(b_out).unwrap().contains("+1 555 010 2002"));
+    }
 }

@@ -60,6 +60,7 @@ fn classify_code_point(cp: u32, len: usize) -> Token {
     }
 }
 
+#[inline(always)]
 fn token_at(text: &[u8], i: usize) -> Token {
     let Some(&b) = text.get(i) else { return Token::End };
     match b {
@@ -67,6 +68,15 @@ fn token_at(text: &[u8], i: usize) -> Token {
         b' ' => sep(1, true),
         b'-' | b'.' | b'/' | b'(' | b')' => sep(1, false),
         b'+' => Token::Plus(1),
+        0xC2 | 0xE2 | b'&' | b'%' => token_at_escaped(text, i, b),
+        _ => Token::Other(b),
+    }
+}
+
+/// The multi-byte tokens: UTF-8 separators, entities and percent escapes.
+#[inline(never)]
+fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
+    match b {
         0xC2 => match text.get(i + 1) {
             Some(0xA0) => sep(2, true),
             _ => Token::Other(b),
@@ -79,9 +89,24 @@ fn token_at(text: &[u8], i: usize) -> Token {
             _ => Token::Other(b),
         },
         b'&' => entity_at(text, i),
-        b'%' => percent_at(text, i),
-        _ => Token::Other(b),
+        _ => percent_at(text, i),
     }
+}
+
+/// `u32::from_str_radix` on bytes, without the UTF-8 check: an optional `+`, then one or more
+/// digits of `radix`, no overflow.
+fn parse_u32(digits: &[u8], radix: u32) -> Option<u32> {
+    let digits = match digits {
+        [b'+', rest @ ..] if !rest.is_empty() => rest,
+        _ => digits,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |acc, &c| {
+        let d = (c as char).to_digit(radix)?;
+        acc.checked_mul(radix)?.checked_add(d)
+    })
 }
 
 /// `&nbsp;`, `&#160;`, `&#xA0;`, `&#8209;`, `&#40;`, `&plus;` ... Named entities we do not know
@@ -112,9 +137,7 @@ fn entity_at(text: &[u8], i: usize) -> Token {
             Some(b'x' | b'X') => (&num[1..], 16),
             _ => (num, 10),
         };
-        std::str::from_utf8(digits)
-            .ok()
-            .and_then(|s| u32::from_str_radix(s, radix).ok())
+        parse_u32(digits, radix)
     } else {
         NAMED.iter().find(|(name, _)| *name == body).map(|(_, cp)| *cp)
     };
@@ -128,14 +151,7 @@ fn entity_at(text: &[u8], i: usize) -> Token {
 fn percent_at(text: &[u8], i: usize) -> Token {
     let hex = |j: usize| -> Option<Option<u8>> {
         match (text.get(j), text.get(j + 1)) {
-            (Some(a), Some(b)) => {
-                let s = [*a, *b];
-                Some(
-                    std::str::from_utf8(&s)
-                        .ok()
-                        .and_then(|s| u8::from_str_radix(s, 16).ok()),
-                )
-            }
+            (Some(a), Some(b)) => Some(parse_u32(&[*a, *b], 16).map(|v| v as u8)),
             _ => None,
         }
     };
@@ -179,12 +195,23 @@ pub enum Scan {
 }
 
 /// The configured numbers of one site, compiled for finding them in text.
+///
+/// Targets (at most 64) are bits of a `u64`; a candidate keeps the set of targets its digits so
+/// far agree with, narrowed by one table lookup per digit.
 #[derive(Debug, Clone)]
 pub struct NumberMatcher {
     targets: Vec<Target>,
     /// Bit `d` set when some form starts with digit `d`: the cheap first test of a candidate.
     first_digits: u16,
-    max_digits: usize,
+    /// The digits of the shortest form.
+    min_digits: usize,
+    /// `cont[n][d]`: the targets whose digit `n` is `d`.
+    cont: Vec<[u64; 10]>,
+    /// `ends[n]`: the targets of exactly `n` digits.
+    ends: Vec<u64>,
+    /// The targets a candidate starts with: all of them, or after a `+` those with a country code.
+    start_any: u64,
+    start_plus: u64,
 }
 
 /// The up-to-three bytes that came before the text being scanned (oldest first, 0 = none), so a
@@ -212,15 +239,39 @@ impl NumberMatcher {
         targets.truncate(64);
         let first_digits = targets.iter().fold(0u16, |m, t| m | 1 << (t.digits[0] - b'0'));
         let max_digits = targets.iter().map(|t| t.digits.len()).max().unwrap_or(0);
+        let min_digits = targets.iter().map(|t| t.digits.len()).min().unwrap_or(0);
+        let mut cont = vec![[0u64; 10]; max_digits];
+        let mut ends = vec![0u64; max_digits + 1];
+        let (mut start_any, mut start_plus) = (0u64, 0u64);
+        for (k, t) in targets.iter().enumerate() {
+            let bit = 1u64 << k;
+            for (n, &d) in t.digits.iter().enumerate() {
+                cont[n][(d - b'0') as usize] |= bit;
+            }
+            ends[t.digits.len()] |= bit;
+            start_any |= bit;
+            if t.after_plus {
+                start_plus |= bit;
+            }
+        }
         NumberMatcher {
             targets,
             first_digits,
-            max_digits,
+            min_digits,
+            cont,
+            ends,
+            start_any,
+            start_plus,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
+    }
+
+    /// The fewest digits a match has (0 without numbers): text shorter than this holds none.
+    pub fn min_digits(&self) -> usize {
+        self.min_digits
     }
 
     /// Finds the first match or open candidate at or after `from`. `before` holds the bytes that
@@ -231,18 +282,18 @@ impl NumberMatcher {
         }
         let mut i = from;
         while i < text.len() {
-            let b = text[i];
-            if !INTERESTING[b as usize] {
-                i += 1;
-                continue;
+            match first_interesting(&text[i..]) {
+                Some(skip) => i += skip,
+                None => break,
             }
+            let b = text[i];
             let prev = byte_before(text, i, before, 1);
             if b.is_ascii_digit() {
                 if prev.is_ascii_digit() {
                     i += 1;
                     continue;
                 }
-                if self.first_digits & (1 << (b - b'0')) != 0 {
+                if self.first_digits & (1 << (b - b'0')) != 0 && !self.second_digit_fails(text, i) {
                     match self.try_at(text, i, before, last, false) {
                         Attempt::Found(m) => return Scan::Found(m),
                         Attempt::Open => return Scan::Open(i),
@@ -273,16 +324,23 @@ impl NumberMatcher {
         Scan::Done
     }
 
+    /// Whether the digit after the one at `i` already rules out every form (most digit groups
+    /// that merely start like a number: `573`, `2020`), which spares a full attempt.
+    #[inline]
+    fn second_digit_fails(&self, text: &[u8], i: usize) -> bool {
+        match (text.get(i + 1), self.cont.get(1)) {
+            (Some(&d2), Some(cont1)) if d2.is_ascii_digit() => {
+                self.start_any & self.cont[0][(text[i] - b'0') as usize] & cont1[(d2 - b'0') as usize] == 0
+            }
+            _ => false,
+        }
+    }
+
     fn try_at(&self, text: &[u8], start: usize, before: Before, last: bool, plus: bool) -> Attempt {
         if !left_boundary_ok(text, start, before) {
             return Attempt::Fail;
         }
-        let mut alive: u64 = 0;
-        for (k, t) in self.targets.iter().enumerate() {
-            if !plus || t.after_plus {
-                alive |= 1 << k;
-            }
-        }
+        let mut alive = if plus { self.start_plus } else { self.start_any };
         let mut pos = start;
         if plus {
             let Token::Plus(len) = token_at(text, pos) else {
@@ -292,50 +350,39 @@ impl NumberMatcher {
         }
         let mut n = 0usize;
         let mut seps = 0usize;
-        // Longest completed form so far: (target index, end offset).
+        // Longest completed form so far: (target index, end offset). Targets have distinct digits,
+        // so at most one completes at a given digit count, and each completion is longer than
+        // the one before.
         let mut best: Option<(usize, usize)> = None;
         let mut undecided = false;
         loop {
-            match token_at(text, pos) {
-                Token::Digit(d) => {
-                    let mut still = 0u64;
-                    let mut bits = alive;
-                    while bits != 0 {
-                        let k = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let t = &self.targets[k];
-                        if t.digits.get(n) == Some(&d) {
-                            still |= 1 << k;
-                        }
+            if let Some(&b) = text.get(pos)
+                && b.is_ascii_digit()
+            {
+                // Alive targets have more than `n` digits, so `cont[n]` exists while any is.
+                let Some(cont) = self.cont.get(n) else { break };
+                alive &= cont[(b - b'0') as usize];
+                if alive == 0 {
+                    break;
+                }
+                n += 1;
+                pos += 1;
+                seps = 0;
+                let done = alive & self.ends[n];
+                if done != 0 {
+                    match right_boundary(text, pos, last) {
+                        Boundary::Ok => best = Some((done.trailing_zeros() as usize, pos)),
+                        Boundary::Undecided => undecided = true,
+                        Boundary::Blocked => {}
                     }
-                    alive = still;
+                    alive &= !done;
                     if alive == 0 {
                         break;
                     }
-                    n += 1;
-                    pos += 1;
-                    seps = 0;
-                    let mut bits = alive;
-                    while bits != 0 {
-                        let k = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        if self.targets[k].digits.len() == n {
-                            match right_boundary(text, pos, last) {
-                                Boundary::Ok => {
-                                    if best.is_none_or(|(b, _)| self.targets[b].digits.len() < n) {
-                                        best = Some((k, pos));
-                                    }
-                                }
-                                Boundary::Undecided => undecided = true,
-                                Boundary::Blocked => {}
-                            }
-                            alive &= !(1 << k);
-                        }
-                    }
-                    if alive == 0 || n >= self.max_digits {
-                        break;
-                    }
                 }
+                continue;
+            }
+            match token_at(text, pos) {
                 Token::Sep { len, .. } if n > 0 || plus => {
                     seps += 1;
                     if seps > MAX_SEPARATOR_RUN {
@@ -369,22 +416,29 @@ impl NumberMatcher {
     /// match. `count` is increased by the number of replacements.
     pub fn rewrite_value(&self, value: &str, to: &Replacement, count: &mut usize) -> Option<String> {
         let bytes = value.as_bytes();
-        let mut out: Option<String> = None;
+        let mut out: Option<Vec<u8>> = None;
         let mut copied = 0;
         let mut from = 0;
         while let Scan::Found(m) = self.scan(bytes, from, [0; 3], true) {
-            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + 8));
-            o.push_str(&value[copied..m.start]);
-            to.write(&value[m.start..m.end], m.kind, o);
+            let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 8));
+            o.extend_from_slice(&bytes[copied..m.start]);
+            to.write_bytes(&bytes[m.start..m.end], m.kind, o);
             *count += 1;
             copied = m.end;
             from = m.end;
         }
         out.map(|mut o| {
-            o.push_str(&value[copied..]);
-            o
+            o.extend_from_slice(&bytes[copied..]);
+            into_string(o)
         })
     }
+}
+
+/// Text rewritten by [`Replacement::write_bytes`]: ASCII digits replaced ASCII digits and every
+/// other byte was copied whole between them, so it is still UTF-8 (the lossy branch is never
+/// taken).
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 enum Attempt {
@@ -449,16 +503,30 @@ fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
 #[derive(Debug, Clone)]
 pub struct Replacement {
     number: PhoneNumber,
-    /// The country code of the site's own numbers: a domestic form (`(555) 010-0000`) can only
-    /// be kept when the tracking number is in the same country.
-    site_cc: String,
+    /// What replaces a domestic form (`(555) 010-0000`) when the tracking number is in another
+    /// country than the site's own numbers (`site_cc`): its international form, `+44 2079460000`.
+    foreign: Option<String>,
+    /// The digits to write for each form, computed once: `Idd("011")`, `Idd("00")`, `IntlTrunk`,
+    /// `Trunk`, `Intl`, `National`.
+    digits: [String; 6],
 }
 
 impl Replacement {
     pub fn new(number: PhoneNumber, site_cc: &str) -> Replacement {
+        let foreign = (number.cc != site_cc).then(|| format!("+{} {}", number.cc, number.nsn));
+        let digits = [
+            FormKind::Idd("011"),
+            FormKind::Idd("00"),
+            FormKind::IntlTrunk,
+            FormKind::Trunk,
+            FormKind::Intl,
+            FormKind::National,
+        ]
+        .map(|kind| number.digits_for(kind));
         Replacement {
             number,
-            site_cc: site_cc.to_string(),
+            foreign,
+            digits,
         }
     }
 
@@ -469,45 +537,84 @@ impl Replacement {
     /// Writes the tracking number in the shape of `original` (the matched bytes, written in
     /// form `kind`): digits are substituted in order and every other byte is kept.
     pub fn write(&self, original: &str, kind: FormKind, out: &mut String) {
-        if kind.is_domestic() && self.number.cc != self.site_cc {
-            out.push('+');
-            out.push_str(&self.number.cc);
-            out.push(' ');
-            out.push_str(&self.number.nsn);
+        let mut bytes = Vec::with_capacity(original.len() + 8);
+        self.write_bytes(original.as_bytes(), kind, &mut bytes);
+        out.push_str(&into_string(bytes));
+    }
+
+    /// [`write`](Self::write) on bytes: `original` is whole UTF-8 text (a match).
+    fn write_bytes(&self, original: &[u8], kind: FormKind, out: &mut Vec<u8>) {
+        if kind.is_domestic()
+            && let Some(foreign) = &self.foreign
+        {
+            out.extend_from_slice(foreign.as_bytes());
             return;
         }
-        let new = self.number.digits_for(kind);
+        let other;
+        let new = match kind {
+            FormKind::Idd("011") => &self.digits[0],
+            FormKind::Idd("00") => &self.digits[1],
+            FormKind::Idd(_) => {
+                other = self.number.digits_for(kind);
+                &other
+            }
+            FormKind::IntlTrunk => &self.digits[2],
+            FormKind::Trunk => &self.digits[3],
+            FormKind::Intl => &self.digits[4],
+            FormKind::National => &self.digits[5],
+        };
         let new = new.as_bytes();
-        let bytes = original.as_bytes();
-        // Only digit tokens are digits of the number: the `8209` of `&#8209;` is not.
-        let mut digit_at = Vec::with_capacity(24);
-        let mut i = 0;
-        while i < bytes.len() {
-            match token_at(bytes, i) {
-                Token::Digit(_) => {
-                    digit_at.push(i);
-                    i += 1;
-                }
-                Token::Sep { len, .. } | Token::Plus(len) => i += len,
-                _ => i += 1,
+        // Only digit tokens are digits of the number: the `8209` of `&#8209;` is not (other
+        // multi-byte tokens hold no ASCII digit and may be stepped through byte by byte).
+        let step = |i: usize| match original[i] {
+            b'&' | b'%' => match token_at(original, i) {
+                Token::Sep { len, .. } | Token::Plus(len) => len,
+                _ => 1,
+            },
+            _ => 1,
+        };
+        // The usual case, as many digits as the original: copy it, then overwrite digit `k`
+        // with digit `k` of the new number.
+        let base = out.len();
+        out.extend_from_slice(original);
+        let (mut i, mut k) = (0, 0);
+        while i < original.len() {
+            if original[i].is_ascii_digit() {
+                let Some(&d) = new.get(k) else { break };
+                out[base + i] = d;
+                k += 1;
+                i += 1;
+            } else {
+                i += step(i);
             }
         }
-        let old_count = digit_at.len();
-        let mut copied = 0;
-        for (k, &at) in digit_at.iter().enumerate() {
-            out.push_str(&original[copied..at]);
-            copied = at + 1;
-            if k + 1 < old_count {
+        if i >= original.len() && k == new.len() {
+            return;
+        }
+        // Otherwise the last original digit takes whatever the new number has left, so a
+        // longer number grows its last group, and a shorter one drops the surplus digits.
+        out.truncate(base);
+        let (mut i, mut k, mut copied, mut after_last_digit) = (0, 0, 0, None);
+        while i < original.len() {
+            if original[i].is_ascii_digit() {
+                out.extend_from_slice(&original[copied..i]);
                 if let Some(&d) = new.get(k) {
-                    out.push(d as char);
+                    out.push(d);
                 }
-            } else if new.len() > k {
-                // The last original digit takes whatever the new number has left, so a
-                // longer number grows its last group and a shorter one shrinks it.
-                out.push_str(std::str::from_utf8(&new[k..]).unwrap_or_default());
+                k += 1;
+                i += 1;
+                copied = i;
+                after_last_digit = Some(out.len());
+            } else {
+                i += step(i);
             }
         }
-        out.push_str(&original[copied..]);
+        out.extend_from_slice(&original[copied..]);
+        if let Some(at) = after_last_digit
+            && new.len() > k
+        {
+            out.splice(at..at, new[k..].iter().copied());
+        }
     }
 }
 
@@ -532,7 +639,13 @@ impl TextStream {
         count: &mut usize,
     ) -> Option<String> {
         if self.pending.is_empty() {
-            let out = rewrite_segment(matcher, chunk, self.before, last, to, count);
+            // Most chunks hold no digit, `+`, `&` or `%` (and every node ends with an empty one):
+            // nothing to scan, only the look-back bytes to keep.
+            let Some(first) = first_interesting(chunk.as_bytes()) else {
+                self.advance(chunk.as_bytes(), last);
+                return None;
+            };
+            let out = rewrite_segment(matcher, chunk, first, self.before, last, to, count);
             return match out {
                 None => {
                     self.advance(chunk.as_bytes(), last);
@@ -545,15 +658,17 @@ impl TextStream {
                 }
             };
         }
-        let mut text = std::mem::take(&mut self.pending);
-        text.push_str(chunk);
-        match rewrite_segment(matcher, &text, self.before, last, to, count) {
+        // `pending` keeps its buffer for the next candidate held back.
+        self.pending.push_str(chunk);
+        match rewrite_segment(matcher, &self.pending, 0, self.before, last, to, count) {
             None => {
+                let text = self.pending.clone();
+                self.pending.clear();
                 self.advance(text.as_bytes(), last);
                 Some(text)
             }
             Some((emit, held)) => {
-                self.pending.push_str(&text[held..]);
+                self.pending.drain(..held);
                 self.advance(emit.as_bytes(), last);
                 Some(emit)
             }
@@ -576,39 +691,47 @@ impl TextStream {
     }
 }
 
-/// Rewrites `text` up to the first open candidate. `None`: nothing to change and nothing held.
+/// The first byte that can start a token the scanner cares about.
+#[inline]
+fn first_interesting(text: &[u8]) -> Option<usize> {
+    text.iter().position(|&b| INTERESTING[b as usize])
+}
+
+/// Rewrites `text` (scanning from `from`, which must not be inside a digit group) up to the
+/// first open candidate. `None`: nothing to change and nothing held.
 /// `Some((emit, held_from))`: emit this, and hold `text[held_from..]` for the next chunk.
 fn rewrite_segment(
     matcher: &NumberMatcher,
     text: &str,
+    from: usize,
     before: Before,
     last: bool,
     to: &Replacement,
     count: &mut usize,
 ) -> Option<(String, usize)> {
     let bytes = text.as_bytes();
-    let mut out: Option<String> = None;
+    let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
-    let mut from = 0;
+    let mut from = from;
     loop {
         match matcher.scan(bytes, from, before, last) {
             Scan::Found(m) => {
-                let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 8));
-                o.push_str(&text[copied..m.start]);
-                to.write(&text[m.start..m.end], m.kind, o);
+                let o = out.get_or_insert_with(|| Vec::with_capacity(text.len() + 8));
+                o.extend_from_slice(&bytes[copied..m.start]);
+                to.write_bytes(&bytes[m.start..m.end], m.kind, o);
                 *count += 1;
                 copied = m.end;
                 from = m.end;
             }
             Scan::Open(at) => {
                 let mut o = out.unwrap_or_default();
-                o.push_str(&text[copied..at]);
-                return Some((o, at));
+                o.extend_from_slice(&bytes[copied..at]);
+                return Some((into_string(o), at));
             }
             Scan::Done => {
                 return out.map(|mut o| {
-                    o.push_str(&text[copied..]);
-                    (o, text.len())
+                    o.extend_from_slice(&bytes[copied..]);
+                    (into_string(o), text.len())
                 });
             }
         }
