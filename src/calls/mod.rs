@@ -323,30 +323,37 @@ impl Calls {
     }
 
     async fn stored_candidates(&self, site: &Site, pool: &str, number: &PhoneNumber, now: Millis) -> Vec<LeaseRecord> {
-        let window = site
-            .pools
-            .iter()
-            .find(|p| p.name == pool)
-            .map(|p| p.match_window.as_millis() as i64)
-            .unwrap_or(0);
+        let Some(p) = site.pools.iter().find(|p| p.name == pool) else {
+            return Vec::new();
+        };
+        let window = p.match_window.as_millis() as i64;
+        let idle = p.idle_timeout.as_millis() as i64;
         let store = self.store.clone();
         let (s, n) = (site.name.clone(), number.e164());
         let now = now as i64;
-        let rows = tokio::task::spawn_blocking(move || store.leases_of_number(&s, &n, now - window, now))
+        let rows = tokio::task::spawn_blocking(move || store.leases_of_number(&s, &n, now - window - idle, now))
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
         rows.into_iter()
-            .filter(|r| r.started <= now && r.released.is_none_or(|x| now <= x + window))
-            .map(|r| LeaseRecord {
+            .map(|r| {
+                // A row without a release may only lack it because the release was still queued,
+                // or the server stopped: the lease lapsed idle_timeout after its last page view.
+                let released = r
+                    .released
+                    .or_else(|| Some(r.last_seen + idle).filter(|lapse| *lapse <= now));
+                (r, released)
+            })
+            .filter(|(r, released)| r.started <= now && released.is_none_or(|x| now <= x + window))
+            .map(|(r, released)| LeaseRecord {
                 id: r.id,
                 number: r.number_index as usize,
                 session: r.session,
                 visitor: r.visitor,
                 started: r.started as Millis,
                 last_seen: r.last_seen as Millis,
-                released: r.released.map(|x| x as Millis),
+                released: released.map(|x| x as Millis),
                 shared: r.shared,
             })
             .collect()
