@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::calls::{Calls, Secrets, StoreJournal};
 use crate::clock::{Clock, Millis, TokioClock};
-use crate::pool::{LeaseRecord, Pools};
+use crate::pool::Pools;
 use crate::proxy::server::{self, Running, ServeConfig};
 use crate::proxy::{Parts, Proxy};
 use crate::rules::RuleSet;
@@ -134,17 +134,7 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
         if (r.last_seen as Millis) + pool.idle_timeout.as_millis() as Millis <= now {
             continue;
         }
-        let rec = LeaseRecord {
-            id: r.id,
-            number: r.number_index as usize,
-            session: r.session,
-            visitor: r.visitor,
-            started: r.started as Millis,
-            last_seen: r.last_seen as Millis,
-            released: None,
-            shared: r.shared,
-        };
-        if pools.restore(&site.name, &pool.name, rec) {
+        if pools.restore(&site.name, &pool.name, crate::calls::lease_record(r, None)) {
             restored += 1;
         }
     }

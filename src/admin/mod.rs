@@ -270,37 +270,30 @@ impl Admin {
             "Responses where the rewriter hit its memory limit.",
             s.bail_outs.load(Relaxed),
         );
-        let rules = self.proxy.rules();
-        let mut gauges = String::new();
-        for (name, help) in [
-            ("pool_size", "Numbers in the pool."),
-            ("pool_leased", "Numbers leased now."),
-        ] {
-            let _ = writeln!(gauges, "# HELP telswap_{name} {help}\n# TYPE telswap_{name} gauge");
-            for p in self.pools.stats(&rules) {
-                let v = if name == "pool_size" { p.size } else { p.leased };
-                let _ = writeln!(
-                    gauges,
-                    "telswap_{name}{{site=\"{}\",pool=\"{}\"}} {v}",
-                    esc(&p.site),
-                    esc(&p.name)
-                );
+        let stats = self.pools.stats(&self.proxy.rules());
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&crate::pool::PoolStats) -> u64,
+        );
+        let families: [Family; 3] = [
+            ("pool_size", "gauge", "Numbers in the pool.", |p| p.size as u64),
+            ("pool_leased", "gauge", "Numbers leased now.", |p| p.leased as u64),
+            (
+                "pool_exhausted_total",
+                "counter",
+                "Page views that found the pool exhausted.",
+                |p| p.exhausted,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP telswap_{name} {help}\n# TYPE telswap_{name} {kind}");
+            for p in &stats {
+                let (site, pool, v) = (esc(&p.site), esc(&p.name), value(p));
+                let _ = writeln!(out, "telswap_{name}{{site=\"{site}\",pool=\"{pool}\"}} {v}");
             }
         }
-        let _ = writeln!(
-            gauges,
-            "# HELP telswap_pool_exhausted_total Page views that found the pool exhausted.\n# TYPE telswap_pool_exhausted_total counter"
-        );
-        for p in self.pools.stats(&rules) {
-            let _ = writeln!(
-                gauges,
-                "telswap_pool_exhausted_total{{site=\"{}\",pool=\"{}\"}} {}",
-                esc(&p.site),
-                esc(&p.name),
-                p.exhausted
-            );
-        }
-        out.push_str(&gauges);
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(out)))

@@ -170,22 +170,11 @@ impl Calls {
                     Ok(f) => f,
                     Err(_) => return Err(text(StatusCode::BAD_REQUEST, "malformed form body")),
                 };
-                let sig = headers
-                    .get("x-twilio-signature")
-                    .or(if t.dialect == Dialect::SignalWire {
-                        headers.get("x-signalwire-signature")
-                    } else {
-                        None
-                    })
+                // SignalWire signs in its own header and also accepts Twilio's.
+                let sig = signature::signature_headers(t.dialect)
+                    .iter()
+                    .find_map(|h| headers.get(*h))
                     .and_then(|v| v.to_str().ok());
-                let sig = if t.dialect == Dialect::SignalWire {
-                    headers
-                        .get("x-signalwire-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .or(sig)
-                } else {
-                    sig
-                };
                 let ok = url_variants
                     .iter()
                     .any(|u| signature::verify_twilio(&token, u, &form, sig).is_ok());
@@ -346,16 +335,7 @@ impl Calls {
                 (r, released)
             })
             .filter(|(r, released)| r.started <= now && released.is_none_or(|x| now <= x + window))
-            .map(|(r, released)| LeaseRecord {
-                id: r.id,
-                number: r.number_index as usize,
-                session: r.session,
-                visitor: r.visitor,
-                started: r.started as Millis,
-                last_seen: r.last_seen as Millis,
-                released: released.map(|x| x as Millis),
-                shared: r.shared,
-            })
+            .map(|(r, released)| lease_record(r, released))
             .collect()
     }
 
@@ -409,6 +389,20 @@ impl Calls {
             None => "Call from the website.".to_string(),
         };
         xml(twiml::say(&line))
+    }
+}
+
+/// A stored lease row as the pool's record, released at `released`.
+pub(crate) fn lease_record(r: LeaseRow, released: Option<i64>) -> LeaseRecord {
+    LeaseRecord {
+        id: r.id,
+        number: r.number_index as usize,
+        session: r.session,
+        visitor: r.visitor,
+        started: r.started as Millis,
+        last_seen: r.last_seen as Millis,
+        released: released.map(|x| x as Millis),
+        shared: r.shared,
     }
 }
 

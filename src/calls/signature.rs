@@ -27,12 +27,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::{hmac, signature as ed};
 
 /// Which provider (and so which signing scheme) a site's `[telephony] dialect` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Twilio,
-    SignalWire,
-    Telnyx,
-}
+pub use crate::rules::Dialect;
 
 /// Why a webhook's signature was refused. Every variant means "answer 403, store nothing".
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

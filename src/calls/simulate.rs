@@ -8,7 +8,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::signature::twilio_signature;
-use crate::visitor::identity::random_id;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -57,7 +56,13 @@ pub async fn place_call(o: &CallOptions) -> Result<(String, Exchange, Option<Exc
             params.push((k.to_string(), v.clone()));
         }
     }
-    let voice = post(o, "/_telswap/voice", &params).await?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::proxy::upstream::tls_client_config(None)?)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: CallClient = Client::builder(TokioExecutor::new()).build(https);
+    let voice = post(&client, o, "/_telswap/voice", &params).await?;
     let mut ended = None;
     if let Some(d) = o.duration_s
         && voice.status == 200
@@ -75,16 +80,29 @@ pub async fn place_call(o: &CallOptions) -> Result<(String, Exchange, Option<Exc
             ("From".to_string(), o.from.clone()),
             ("To".to_string(), o.to.clone()),
         ];
-        ended = Some(post(o, "/_telswap/status", &status).await?);
+        ended = Some(post(&client, o, "/_telswap/status", &status).await?);
     }
     Ok((sid, voice, ended))
 }
 
+/// 32 random hex digits, the shape of a Twilio SID's body.
 fn hex_id() -> String {
-    random_id(16).bytes().map(|b| format!("{:02x}", b)).collect::<String>()[..32].to_string()
+    use ring::rand::SecureRandom;
+    let mut buf = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system randomness");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn post(o: &CallOptions, path: &str, params: &[(String, String)]) -> Result<Exchange, String> {
+type CallClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+async fn post(
+    client: &CallClient,
+    o: &CallOptions,
+    path: &str,
+    params: &[(String, String)],
+) -> Result<Exchange, String> {
     let base = o.server.trim_end_matches('/');
     let uri: http::Uri = format!("{base}{path}")
         .parse()
@@ -110,20 +128,6 @@ async fn post(o: &CallOptions, path: &str, params: &[(String, String)]) -> Resul
         .header("user-agent", "TwilioProxy/1.1 (telswap call)")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let tls =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-            .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
     let resp = client
         .request(req)
         .await

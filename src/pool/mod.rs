@@ -278,9 +278,14 @@ impl Pools {
         for ((site, name), p) in pools {
             let mut p = p.lock().expect("pool lock");
             p.table.expire(now, &mut events);
-            for e in events.drain(..) {
-                self.journal.record(&site, &name, &p.numbers, &e);
-            }
+            self.journal_all(&site, &name, &p.numbers, &events);
+            events.clear();
+        }
+    }
+
+    fn journal_all(&self, site: &str, pool: &str, numbers: &[PhoneNumber], events: &[LeaseEvent]) {
+        for e in events {
+            self.journal.record(site, pool, numbers, e);
         }
     }
 
@@ -343,9 +348,7 @@ impl Pools {
                             let mut sp = sp.lock().expect("pool lock");
                             let mut events = Vec::new();
                             sp.table.expire(self.clock.now_ms(), &mut events);
-                            for e in &events {
-                                self.journal.record(&site.name, &p.name, &sp.numbers, e);
-                            }
+                            self.journal_all(&site.name, &p.name, &sp.numbers, &events);
                             sp.table.candidates(idx, t)
                         })
                         .unwrap_or_default();
@@ -391,46 +394,38 @@ impl NumberChooser for Pools {
         let Some(p) = matching_pool(site, a, holder.is_some()) else {
             return Choice::Original;
         };
-        match (p.mode, holder) {
-            (PoolMode::Source, _) => match p.numbers.first() {
+        let (PoolMode::Session, Some(h)) = (p.mode, holder) else {
+            return source_choice(p);
+        };
+        let Some(sp) = self.pool(&site.name, &p.name) else {
+            return Choice::Original;
+        };
+        let (grant, number) = {
+            let mut sp = sp.lock().expect("pool lock");
+            let mut events = Vec::new();
+            let g = sp.table.acquire(h.session, h.visitor, self.clock.now_ms(), &mut events);
+            self.journal_all(&site.name, &p.name, &sp.numbers, &events);
+            let number = match &g {
+                Grant::Number { number, .. } => sp.numbers.get(*number).cloned(),
+                _ => None,
+            };
+            (g, number)
+        };
+        match (grant, number) {
+            (Grant::Number { lease, shared, .. }, Some(number)) => Choice::Tracking {
+                number,
+                pool: p.name.clone(),
+                how: How::Session { lease, shared },
+            },
+            (Grant::Overflow, _) => match &p.overflow {
                 Some(n) => Choice::Tracking {
                     number: n.clone(),
                     pool: p.name.clone(),
-                    how: How::Source,
+                    how: How::Overflow,
                 },
                 None => Choice::Original,
             },
-            (PoolMode::Session, Some(h)) => {
-                let Some(sp) = self.pool(&site.name, &p.name) else {
-                    return Choice::Original;
-                };
-                let mut events = Vec::new();
-                let grant = {
-                    let mut sp = sp.lock().expect("pool lock");
-                    let g = sp.table.acquire(h.session, h.visitor, self.clock.now_ms(), &mut events);
-                    for e in &events {
-                        self.journal.record(&site.name, &p.name, &sp.numbers, e);
-                    }
-                    g.clone_with(&sp.numbers)
-                };
-                match grant {
-                    (Grant::Number { lease, shared, .. }, Some(number)) => Choice::Tracking {
-                        number,
-                        pool: p.name.clone(),
-                        how: How::Session { lease, shared },
-                    },
-                    (Grant::Overflow, _) => match &p.overflow {
-                        Some(n) => Choice::Tracking {
-                            number: n.clone(),
-                            pool: p.name.clone(),
-                            how: How::Overflow,
-                        },
-                        None => Choice::Original,
-                    },
-                    _ => Choice::Original,
-                }
-            }
-            (PoolMode::Session, None) => Choice::Original,
+            _ => Choice::Original,
         }
     }
 
@@ -439,12 +434,15 @@ impl NumberChooser for Pools {
     }
 }
 
-impl Grant {
-    fn clone_with(&self, numbers: &[PhoneNumber]) -> (Grant, Option<PhoneNumber>) {
-        match self {
-            Grant::Number { number, .. } => (self.clone(), numbers.get(*number).cloned()),
-            _ => (self.clone(), None),
-        }
+/// A source pool's number (or the original when a session pool cannot be used).
+fn source_choice(p: &Pool) -> Choice {
+    match (p.mode, p.numbers.first()) {
+        (PoolMode::Source, Some(n)) => Choice::Tracking {
+            number: n.clone(),
+            pool: p.name.clone(),
+            how: How::Source,
+        },
+        _ => Choice::Original,
     }
 }
 
@@ -454,17 +452,9 @@ pub struct SourceChooser;
 
 impl NumberChooser for SourceChooser {
     fn choose(&self, site: &Site, audience: Option<&Audience<'_>>, _: Option<&Holder<'_>>) -> Choice {
-        let Some(a) = audience else { return Choice::Original };
-        match matching_pool(site, a, true) {
-            Some(p) if p.mode == PoolMode::Source => match p.numbers.first() {
-                Some(n) => Choice::Tracking {
-                    number: n.clone(),
-                    pool: p.name.clone(),
-                    how: How::Source,
-                },
-                None => Choice::Original,
-            },
-            _ => Choice::Original,
+        match audience.and_then(|a| matching_pool(site, a, true)) {
+            Some(p) => source_choice(p),
+            None => Choice::Original,
         }
     }
 }

@@ -156,8 +156,14 @@ impl Proxy {
             };
         }
 
-        let visitor = self.visitor(&site, &req, conn);
-        if !site.pools.is_empty() && is_page_view(&req) {
+        // Only page views count: assets pass with the original number and no cookie.
+        let page_view = is_page_view(&req);
+        let visitor = if page_view {
+            self.visitor(&site, &req, conn)
+        } else {
+            VisitorOutcome::original()
+        };
+        if !site.pools.is_empty() && page_view {
             // A page on a DNI site is never revalidated: a 304 would bring back whatever number
             // the browser's cached copy showed, not the one this visitor holds now.
             req.headers_mut().remove(header::IF_NONE_MATCH);
@@ -238,13 +244,9 @@ impl Proxy {
         Some((site, host))
     }
 
-    /// Phase 2: who is this visitor, and which number do they see. Only page views count:
-    /// assets pass with the original number and no cookie.
+    /// Phase 2: who is this visitor (of a page view), and which number do they see.
     fn visitor(&self, site: &Site, req: &Request<Incoming>, conn: ConnInfo) -> VisitorOutcome {
         let h = req.headers();
-        if !is_page_view(req) {
-            return VisitorOutcome::original();
-        }
         let ua = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
         if site.bots == BotPolicy::Original && classify::is_bot(ua) {
             return VisitorOutcome::original();

@@ -53,11 +53,12 @@ impl Clients {
     }
 }
 
-fn build(key: &Key) -> Result<UpstreamClient, String> {
+/// TLS for talking to origins: the webpki roots, plus `extra_ca` (PEM) when given.
+pub fn tls_client_config(extra_ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(ca) = &key.ca {
+    if let Some(ca) = extra_ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
             .map_err(|e| format!("upstream_ca {}: {e}", ca.display()))?
             .collect::<Result<_, _>>()
@@ -66,11 +67,17 @@ fn build(key: &Key) -> Result<UpstreamClient, String> {
             roots.add(c).map_err(|e| format!("upstream_ca {}: {e}", ca.display()))?;
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn build(key: &Key) -> Result<UpstreamClient, String> {
+    let tls = tls_client_config(key.ca.as_deref())?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(key.connect_timeout));
