@@ -13,7 +13,8 @@
 //! - [`calls`]: telephony webhooks, the forwarding answer, call attribution.
 //! - [`store`]: durable storage (SQLite behind a trait).
 //! - [`app`]: wiring all of it together for `serve`, `demo` and end-to-end tests.
-//! - [`admin`]: the admin API (calls, outcomes, pools, metrics) behind the admin token.
+//! - [`admin`]: the dashboard and admin API (calls, outcomes, pools, reports, exports, metrics)
+//!   behind the admin token.
 //! - [`demo`]: the bundled demo origin used by `telswap demo`.
 //! - [`clock`]: injectable time, so leases and sessions are tested with paused time.
 //!

@@ -255,6 +255,7 @@ async fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
     let admin_url = format!("http://{}", app.admin.expect("demo admin listener"));
     println!("telswap demo is running.\n");
     println!("  origin (the real site, unswapped):  http://{origin}/");
+    println!("  dashboard:                          {admin_url}/  (log in with the admin token)");
     println!("  admin API:                          {admin_url}/api/calls");
     println!("  admin token:                        {admin_token}");
     println!("  data folder:                        {}\n", data.path().display());
@@ -278,8 +279,9 @@ async fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
     println!(
         "  cargo run --release -- call --server {base} --to +15550102001 --from +12125550188 --duration 40 --token {phone_token}"
     );
-    println!("\nand see it attributed:\n");
+    println!("\nand see it attributed on the dashboard ({admin_url}/calls), or from the API:\n");
     println!("  curl -H 'Authorization: Bearer {admin_token}' {admin_url}/api/calls");
+    println!("\nThe dashboard starts empty: nothing is seeded, every figure comes from what you do here.");
     println!("\nPress Ctrl-C to stop.");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     app.stop().await;

@@ -1,7 +1,22 @@
-//! The admin listener: the calls and pools API (and, later, the dashboard), behind the admin token.
+//! The admin listener: the dashboard, the calls, pools and reports API, exports and metrics,
+//! behind the admin token.
 //!
 //! Every path needs `Authorization: Bearer $TELSWAP_ADMIN_TOKEN` (compared in constant time;
-//! the token is never logged). Reads the store and the pools; writes only outcomes.
+//! the token is never logged) or the dashboard's session cookie ([`auth`]). Without either, the
+//! API and `/metrics` answer `401` and dashboard pages redirect to the login page. Reads the
+//! store and the pools; writes only outcomes (and ad spend).
+//!
+//! Layout: [`auth`] (token and cookie), [`dashboard`] (pages, pure), [`charts`] (inline SVG,
+//! pure), [`sizing`] (recommended pool size, pure), [`occupancy`] (pool samples over time).
+
+pub mod auth;
+pub mod charts;
+pub mod dashboard;
+pub mod occupancy;
+pub mod sizing;
+mod reports {
+    pub const REPORTS: &[&str] = &[];
+}
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,40 +31,77 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::clock::rfc3339;
+use crate::clock::{Millis, rfc3339};
 use crate::pool::Pools;
 use crate::proxy::Proxy;
 use crate::rules::PoolMode;
 use crate::store::{CallFilter, CallRecord, Outcome, Store};
 
+use auth::{Auth, Credential};
+use dashboard::Range;
+use occupancy::Occupancy;
+
 /// What the admin API reads.
 pub struct Admin {
-    token: String,
+    auth: Auth,
     store: Arc<dyn Store>,
     pools: Arc<Pools>,
     proxy: Arc<Proxy>,
+    occupancy: Occupancy,
 }
 
 type Resp = Response<Full<Bytes>>;
+type Handled = Result<Resp, (StatusCode, String)>;
+
+/// How often the pools page's occupancy is sampled.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How far back the recommended size looks: a week covers every weekday's peak.
+const SIZING_WINDOW_MS: Millis = 7 * 24 * 3_600_000;
 
 impl Admin {
     pub fn new(token: String, store: Arc<dyn Store>, pools: Arc<Pools>, proxy: Arc<Proxy>) -> Arc<Admin> {
         Arc::new(Admin {
-            token,
+            auth: Auth::new(token),
             store,
             pools,
             proxy,
+            occupancy: Occupancy::default(),
         })
     }
 
-    /// Binds `addr` and serves until the returned task is aborted.
+    fn now_ms(&self) -> Millis {
+        self.pools.clock().now_ms()
+    }
+
+    /// Binds `addr` and serves until the returned task is aborted; samples pool occupancy
+    /// meanwhile.
     pub async fn serve(
         self: Arc<Self>,
         addr: SocketAddr,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        let sampler = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SAMPLE_EVERY);
+                loop {
+                    tick.tick().await;
+                    let stats = me.pools.stats(&me.proxy.rules());
+                    me.occupancy.record(me.now_ms(), &stats);
+                }
+            })
+        };
         let task = tokio::spawn(async move {
+            // Aborting this task drops the sampler's handle: stop it with the listener.
+            struct AbortOnDrop(tokio::task::JoinHandle<()>);
+            impl Drop for AbortOnDrop {
+                fn drop(&mut self) {
+                    self.0.abort();
+                }
+            }
+            let _sampler = AbortOnDrop(sampler);
             while let Ok((stream, _)) = listener.accept().await {
                 let me = self.clone();
                 tokio::spawn(async move {
@@ -66,26 +118,55 @@ impl Admin {
         Ok((local, task))
     }
 
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let Some(given) = v.strip_prefix("Bearer ").map(str::trim) else {
-            return false;
-        };
-        constant_time_eq(given.as_bytes(), self.token.as_bytes())
+    fn credential(&self, req: &Request<Incoming>) -> Credential {
+        let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let cookies = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        self.auth.check(authorization, cookies, self.now_ms() / 1000)
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
-        if !self.authorized(&req) {
-            return json_resp(
-                StatusCode::UNAUTHORIZED,
-                json!({"error": "missing or wrong admin token"}),
-            )
-            .into_www_authenticate();
-        }
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
+        let api = path.starts_with("/api/") || path == "/metrics";
+        // The login page and logout need no credential; everything else does.
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/login") => {
+                let next = form_value(&query, "next");
+                return html_resp(
+                    StatusCode::OK,
+                    dashboard::login_page(None, &auth::safe_next(next.as_deref())),
+                );
+            }
+            (&Method::POST, "/login") => return self.login(req).await,
+            (&Method::POST, "/logout") => {
+                let mut r = redirect("/login");
+                set_cookie(&mut r, &auth::logout_cookie());
+                return r;
+            }
+            _ => {}
+        }
+        if self.credential(&req) != Credential::Valid {
+            if api {
+                return json_resp(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "missing or wrong admin token"}),
+                )
+                .into_www_authenticate();
+            }
+            let here = if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{query}")
+            };
+            let target: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", &here)
+                .finish();
+            return redirect(&format!("/login?{target}"));
+        }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match (req.method().clone(), segments.as_slice()) {
             (Method::GET, ["api", "calls"]) => self.list_calls(&query).await,
@@ -94,15 +175,222 @@ impl Admin {
                 let id = id.to_string();
                 self.set_outcome(&id, req).await
             }
-            (Method::GET, ["api", "pools"]) => Ok(self.pools_json()),
+            (Method::GET, ["api", "pools"]) => Ok(self.pools_json().await),
             (Method::GET, ["metrics"]) => Ok(self.metrics()),
             (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
+            (Method::GET, [""]) => self.page_overview(&query).await,
+            (Method::GET, ["calls"]) => self.page_calls(&query).await,
+            (Method::GET, ["calls", id]) => self.page_call(id).await,
+            (Method::POST, ["calls", id, "outcome"]) => {
+                let id = id.to_string();
+                self.form_outcome(&id, req).await
+            }
+            (Method::GET, ["pools"]) => Ok(self.page_pools().await),
+            (Method::GET, ["reports", name]) => self.page_report(name, &query).await,
             _ => Err((StatusCode::NOT_FOUND, "not found".to_string())),
         };
         match result {
             Ok(r) => r,
-            Err((status, msg)) => json_resp(status, json!({"error": msg})),
+            Err((status, msg)) if api => json_resp(status, json!({"error": msg})),
+            Err((status, msg)) => html_resp(status, self.page("Error", "", None, &dashboard::error_body(&msg))),
         }
+    }
+
+    async fn login(&self, req: Request<Incoming>) -> Resp {
+        let body = match Limited::new(req.into_body(), 8 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return html_resp(StatusCode::PAYLOAD_TOO_LARGE, dashboard::error_body("form too large")),
+        };
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let next = auth::safe_next(form_value(&form, "next").as_deref());
+        match form_value(&form, "token") {
+            Some(t) if self.auth.token_ok(&t) => {
+                let mut r = redirect(&next);
+                set_cookie(&mut r, &self.auth.login_cookie(self.now_ms() / 1000));
+                r
+            }
+            _ => {
+                tracing::warn!("dashboard login with a wrong token");
+                html_resp(
+                    StatusCode::UNAUTHORIZED,
+                    dashboard::login_page(Some("That is not the admin token."), &next),
+                )
+            }
+        }
+    }
+
+    /// A dashboard page in its frame.
+    fn page(&self, title: &str, active: &str, range: Option<&Range>, body: &str) -> String {
+        let sites: Vec<String> = self.proxy.rules().sites.iter().map(|s| s.name.clone()).collect();
+        dashboard::layout(title, active, range, &sites, reports::REPORTS, body)
+    }
+
+    fn range(&self, query: &str) -> Result<Range, (StatusCode, String)> {
+        Range::from_query(query, self.now_ms() as i64).map_err(|e| (StatusCode::BAD_REQUEST, e))
+    }
+
+    async fn calls_in(&self, range: &Range) -> Result<Vec<CallRecord>, (StatusCode, String)> {
+        let f = CallFilter {
+            from: Some(range.from_ms),
+            to: Some(range.to_ms),
+            site: range.site.clone(),
+            limit: 0,
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.calls(&f))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    /// TEMPORARY until the reports branch is merged.
+    async fn report(&self, name: &str, _range: &Range, _query: &str) -> Result<Value, (StatusCode, String)> {
+        Err((StatusCode::NOT_FOUND, format!("no report {name}")))
+    }
+
+    async fn page_overview(&self, query: &str) -> Handled {
+        self.page_report("overview", query).await
+    }
+
+    async fn page_report(&self, name: &str, query: &str) -> Handled {
+        let range = self.range(query)?;
+        let report = self.report(name, &range, query).await?;
+        let title = report.get("title").and_then(Value::as_str).unwrap_or(name).to_string();
+        let api = format!("/api/reports/{name}?{}", range.api_query());
+        let active = if name == "overview" {
+            "/".to_string()
+        } else {
+            format!("/reports/{name}")
+        };
+        let body = dashboard::report_body(&report, &api);
+        Ok(html_resp(
+            StatusCode::OK,
+            self.page(&title, &active, Some(&range), &body),
+        ))
+    }
+
+    async fn page_calls(&self, query: &str) -> Handled {
+        let range = self.range(query)?;
+        let filters = dashboard::CallFilters::from_query(query);
+        let calls: Vec<CallRecord> = self
+            .calls_in(&range)
+            .await?
+            .into_iter()
+            .filter(|c| filters.keep(c))
+            .collect();
+        let body = format!("{}{}", filters.form(&range), dashboard::calls_table(&calls, &range));
+        Ok(html_resp(
+            StatusCode::OK,
+            self.page("Calls", "/calls", Some(&range), &body),
+        ))
+    }
+
+    async fn page_call(&self, id: &str) -> Handled {
+        let store = self.store.clone();
+        let id = id.to_string();
+        let call = tokio::task::spawn_blocking(move || store.call(&id))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+            .ok_or((StatusCode::NOT_FOUND, "no such call".to_string()))?;
+        let title = format!("Call from {}", call.caller);
+        Ok(html_resp(
+            StatusCode::OK,
+            self.page(&title, "/calls", None, &dashboard::call_page(&call)),
+        ))
+    }
+
+    /// The journey page's outcome form: the same checks as the API, then back to the call.
+    async fn form_outcome(&self, id: &str, req: Request<Incoming>) -> Handled {
+        let body = read_body(req).await?;
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let mut v = serde_json::Map::new();
+        for (k, val) in form_urlencoded::parse(form.as_bytes()) {
+            let val = val.trim().to_string();
+            match k.as_ref() {
+                "kind" => {
+                    v.insert("kind".into(), json!(val));
+                }
+                "value" if !val.is_empty() => {
+                    let n: f64 = val
+                        .parse()
+                        .map_err(|_| (StatusCode::BAD_REQUEST, format!("value {val:?} is not a number")))?;
+                    v.insert("value".into(), json!(n));
+                }
+                "currency" if !val.is_empty() => {
+                    v.insert("currency".into(), json!(val));
+                }
+                _ => {}
+            }
+        }
+        let outcome = self.outcome_from(&Value::Object(v))?;
+        self.store_outcome(id, outcome).await?;
+        Ok(redirect(&format!("/calls/{id}")))
+    }
+
+    async fn page_pools(&self) -> Resp {
+        let views = self.pool_views().await;
+        html_resp(
+            StatusCode::OK,
+            self.page("Pools", "/pools", None, &dashboard::pools_page(&views)),
+        )
+    }
+
+    /// Every pool with its live figures, its sizing from the last 7 days of leases, and its
+    /// occupancy samples.
+    async fn pool_views(&self) -> Vec<dashboard::PoolView> {
+        let rules = self.proxy.rules();
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        for p in self.pools.stats(&rules) {
+            let idle = rules
+                .sites
+                .iter()
+                .find(|s| s.name == p.site)
+                .and_then(|s| s.pools.iter().find(|q| q.name == p.name))
+                .map(|q| q.idle_timeout.as_millis() as i64)
+                .unwrap_or(0);
+            let sizing = match p.mode {
+                PoolMode::Session => {
+                    let (store, site, pool) = (self.store.clone(), p.site.clone(), p.name.clone());
+                    let from = now.saturating_sub(SIZING_WINDOW_MS) as i64;
+                    let rows =
+                        tokio::task::spawn_blocking(move || store.leases_started(&site, &pool, from, now as i64 + 1))
+                            .await;
+                    match rows {
+                        Ok(Ok(rows)) => sizing::Traffic::from_leases(&rows, idle).map(sizing::Sizing::new),
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "reading leases for pool sizing");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+                PoolMode::Source => None,
+            };
+            let series = self
+                .occupancy
+                .series(&p.site, &p.name, now.saturating_sub(SIZING_WINDOW_MS), now + 1, 120)
+                .into_iter()
+                .map(|(at, leased, events)| (rfc3339(at).replace('T', " "), leased as f64, events as f64))
+                .collect();
+            out.push(dashboard::PoolView {
+                mode: match p.mode {
+                    PoolMode::Session => "session",
+                    PoolMode::Source => "source",
+                },
+                site: p.site,
+                name: p.name,
+                size: p.size,
+                leased: p.leased,
+                peak_leased: p.peak_leased,
+                exhausted: p.exhausted,
+                handed_over: p.handed_over,
+                sizing,
+                series,
+            });
+        }
+        out
     }
 
     async fn list_calls(&self, query: &str) -> Result<Resp, (StatusCode, String)> {
@@ -151,14 +439,17 @@ impl Admin {
         }
     }
 
-    async fn set_outcome(&self, id: &str, req: Request<Incoming>) -> Result<Resp, (StatusCode, String)> {
-        let body = Limited::new(req.into_body(), 16 * 1024)
-            .collect()
-            .await
-            .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_string()))?
-            .to_bytes();
+    async fn set_outcome(&self, id: &str, req: Request<Incoming>) -> Handled {
+        let body = read_body(req).await?;
         let v: Value =
             serde_json::from_slice(&body).map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
+        let outcome = self.outcome_from(&v)?;
+        self.store_outcome(id, outcome).await?;
+        self.one_call(id).await
+    }
+
+    /// Checks an outcome (from the API's JSON or the dashboard's form).
+    fn outcome_from(&self, v: &Value) -> Result<Outcome, (StatusCode, String)> {
         let kind = v.get("kind").and_then(Value::as_str).filter(|k| !k.trim().is_empty());
         let Some(kind) = kind else {
             return Err((StatusCode::BAD_REQUEST, "kind is required, e.g. \"sale\"".into()));
@@ -182,42 +473,55 @@ impl Admin {
                 ));
             }
         };
-        let outcome = Outcome {
-            kind: kind.to_string(),
+        Ok(Outcome {
+            kind: kind.trim().to_string(),
             value,
             currency,
-            at: self.pools.clock().now_ms() as i64,
-        };
+            at: self.now_ms() as i64,
+        })
+    }
+
+    async fn store_outcome(&self, id: &str, outcome: Outcome) -> Result<(), (StatusCode, String)> {
         let store = self.store.clone();
-        let id2 = id.to_string();
-        let o2 = outcome.clone();
-        let found = tokio::task::spawn_blocking(move || store.set_outcome(&id2, &o2))
+        let id = id.to_string();
+        let found = tokio::task::spawn_blocking(move || store.set_outcome(&id, &outcome))
             .await
             .map_err(internal)?
             .map_err(internal)?;
         if !found {
             return Err((StatusCode::NOT_FOUND, "no such call".into()));
         }
-        self.one_call(id).await
+        Ok(())
     }
 
-    fn pools_json(&self) -> Resp {
-        let rules = self.proxy.rules();
+    async fn pools_json(&self) -> Resp {
         let pools: Vec<Value> = self
-            .pools
-            .stats(&rules)
+            .pool_views()
+            .await
             .into_iter()
             .map(|p| {
                 json!({
                     "site": p.site,
                     "name": p.name,
-                    "mode": match p.mode { PoolMode::Session => "session", PoolMode::Source => "source" },
+                    "mode": p.mode,
                     "size": p.size,
                     "leased": p.leased,
                     "peak_leased": p.peak_leased,
                     "exhausted": p.exhausted,
                     "handed_over": p.handed_over,
-                    "recommended_size": Value::Null,
+                    "recommended_size": p.sizing.as_ref().map(|s| s.recommended),
+                    "sizing": p.sizing.as_ref().map(|s| json!({
+                        "leases_7d": s.traffic.leases,
+                        "peak_arrivals_per_hour": s.traffic.peak_arrivals_per_hour,
+                        "mean_lease_minutes": s.traffic.mean_lease_min,
+                        "mean_session_minutes": s.traffic.mean_session_min,
+                        "peak_concurrent": s.traffic.peak_concurrent,
+                        "daily_visitors": s.traffic.daily_visitors,
+                        "littles_law_held": s.littles_l,
+                        "nimbata": s.nimbata,
+                        "ctm": s.ctm,
+                        "seed_article": [s.seed_article.0, s.seed_article.1],
+                    })),
                 })
             })
             .collect();
@@ -235,11 +539,6 @@ impl Admin {
                 "# HELP telswap_{name} {help}\n# TYPE telswap_{name} counter\ntelswap_{name} {v}"
             );
         };
-        counter(
-            "requests_total",
-            "Requests received on the public listeners.",
-            s.requests.load(Relaxed),
-        );
         counter(
             "misdirected_total",
             "Requests for hosts no rules file names (421).",
@@ -270,6 +569,45 @@ impl Admin {
             "Responses where the rewriter hit its memory limit.",
             s.bail_outs.load(Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP telswap_requests_total Requests answered on the public listeners, by site and status.\n# TYPE telswap_requests_total counter"
+        );
+        for (site, status, n) in s.by_status() {
+            let _ = writeln!(
+                out,
+                "telswap_requests_total{{site=\"{}\",status=\"{status}\"}} {n}",
+                esc(&site)
+            );
+        }
+        let (buckets, sum) = s.upstream_latency.snapshot();
+        let _ = writeln!(
+            out,
+            "# HELP telswap_upstream_latency_seconds Time from sending a request upstream to its response headers.\n# TYPE telswap_upstream_latency_seconds histogram"
+        );
+        for (le, n) in &buckets {
+            let le = le.map(|b| b.to_string()).unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(out, "telswap_upstream_latency_seconds_bucket{{le=\"{le}\"}} {n}");
+        }
+        let count = buckets.last().map(|b| b.1).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "telswap_upstream_latency_seconds_sum {sum}\ntelswap_upstream_latency_seconds_count {count}"
+        );
+        if let Some(calls) = self.proxy.calls() {
+            let _ = writeln!(
+                out,
+                "# HELP telswap_calls_total Calls stored, by attribution confidence.\n# TYPE telswap_calls_total counter"
+            );
+            for (confidence, n) in calls.stats.by_confidence() {
+                let _ = writeln!(out, "telswap_calls_total{{confidence=\"{confidence}\"}} {n}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP telswap_webhooks_forbidden_total Telephony webhooks refused for a bad or missing signature.\n# TYPE telswap_webhooks_forbidden_total counter\ntelswap_webhooks_forbidden_total {}",
+                calls.stats.forbidden.load(Relaxed)
+            );
+        }
         let stats = self.pools.stats(&self.proxy.rules());
         type Family = (
             &'static str,
@@ -413,6 +751,56 @@ pub fn call_json(c: &CallRecord) -> Value {
             "kind": o.kind, "value": o.value, "currency": o.currency, "at": rfc3339(o.at.max(0) as u64)
         })),
     })
+}
+
+fn html_resp(status: StatusCode, body: String) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        // The dashboard runs no script and is never framed.
+        .header(header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response")
+}
+
+/// `303 See Other`: after a form post the browser fetches the target with GET.
+fn redirect(to: &str) -> Resp {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            r.headers_mut()
+                .insert(header::LOCATION, http::HeaderValue::from_static("/"));
+            r
+        })
+}
+
+fn set_cookie(r: &mut Resp, cookie: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(cookie) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The first value of `key` in a query string or form body.
+fn form_value(form: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(form.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A request body of at most 16 KiB (outcomes, forms).
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
+    Ok(Limited::new(req.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_string()))?
+        .to_bytes())
 }
 
 fn json_resp(status: StatusCode, v: Value) -> Resp {

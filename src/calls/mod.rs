@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
-use crate::pool::{Held, LeaseRecord, Pools};
+use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Dialect, RuleSet, Site};
@@ -48,6 +48,33 @@ pub struct Calls {
     sessions: SessionLog,
     clock: Arc<dyn Clock>,
     secrets: Secrets,
+    pub stats: CallStats,
+}
+
+/// Counters for `/metrics`, since the process started.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// New calls stored, by [`Confidence`] in the order of [`Confidence::ALL`].
+    by_confidence: [std::sync::atomic::AtomicU64; Confidence::ALL.len()],
+    /// Webhooks refused for a bad or missing signature.
+    pub forbidden: std::sync::atomic::AtomicU64,
+}
+
+impl CallStats {
+    fn count(&self, confidence: &str) {
+        if let Some(i) = Confidence::ALL.iter().position(|c| c.as_str() == confidence) {
+            self.by_confidence[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// `(confidence, calls)` for every confidence, zeros included.
+    pub fn by_confidence(&self) -> Vec<(&'static str, u64)> {
+        Confidence::ALL
+            .iter()
+            .zip(&self.by_confidence)
+            .map(|(c, n)| (c.as_str(), n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 struct Hook {
@@ -93,7 +120,13 @@ impl Calls {
             sessions,
             clock,
             secrets,
+            stats: CallStats::default(),
         })
+    }
+
+    fn forbidden(&self) -> Response<ProxyBody> {
+        self.stats.forbidden.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        text(StatusCode::FORBIDDEN, "forbidden")
     }
 
     /// Answers a request under `/_telswap/`.
@@ -164,7 +197,7 @@ impl Calls {
             Dialect::Twilio | Dialect::SignalWire => {
                 let Some(token) = (self.secrets)(&t.auth_token_env) else {
                     tracing::error!(site = %site.name, env = %t.auth_token_env, "telephony auth token is not set; refusing webhook");
-                    return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+                    return Err(self.forbidden());
                 };
                 let form = match signature::parse_form(&body) {
                     Ok(f) => f,
@@ -184,7 +217,7 @@ impl Calls {
                 let key_env = t.public_key_env.as_deref().unwrap_or("TELNYX_PUBLIC_KEY");
                 let Some(key) = (self.secrets)(key_env) else {
                     tracing::error!(site = %site.name, env = %key_env, "Telnyx public key is not set; refusing webhook");
-                    return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+                    return Err(self.forbidden());
                 };
                 let ts = headers.get("telnyx-timestamp").and_then(|v| v.to_str().ok());
                 let sig = headers.get("telnyx-signature-ed25519").and_then(|v| v.to_str().ok());
@@ -206,7 +239,7 @@ impl Calls {
             }),
             Err(()) => {
                 tracing::warn!(site = %site.name, "webhook with a bad or missing signature refused");
-                Err(text(StatusCode::FORBIDDEN, "forbidden"))
+                Err(self.forbidden())
             }
         }
     }
@@ -282,6 +315,7 @@ impl Calls {
         let inserted = tokio::task::spawn_blocking(move || store.insert_call(&record).map(|i| (i, record))).await;
         let record = match inserted {
             Ok(Ok((Inserted::New, r))) => {
+                self.stats.count(&r.confidence);
                 tracing::info!(call = %r.id, site = %r.site, number = %r.tracking_number, confidence = %r.confidence, "call attributed");
                 r
             }

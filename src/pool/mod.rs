@@ -165,6 +165,14 @@ pub enum Confidence {
 }
 
 impl Confidence {
+    pub const ALL: [Confidence; 5] = [
+        Confidence::Exact,
+        Confidence::Shared,
+        Confidence::Late,
+        Confidence::Source,
+        Confidence::None,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Confidence::Exact => "exact",

@@ -13,12 +13,13 @@
 pub mod body;
 pub mod headers;
 pub mod server;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -40,17 +41,7 @@ use crate::visitor::sessions::SessionLog;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
-/// Counters for logs and `/metrics`.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub requests: AtomicU64,
-    pub misdirected: AtomicU64,
-    pub upstream_errors: AtomicU64,
-    pub upstream_timeouts: AtomicU64,
-    pub rewritten: AtomicU64,
-    pub swapped: AtomicU64,
-    pub bail_outs: AtomicU64,
-}
+pub use stats::Stats;
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -138,20 +129,39 @@ impl Proxy {
         &self.sessions
     }
 
+    /// The webhook handler, when this proxy answers calls.
+    pub fn calls(&self) -> Option<&Arc<crate::calls::Calls>> {
+        self.calls.as_ref()
+    }
+
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.load_full()
     }
 
     /// One request, start to finish. Never fails: errors become status pages.
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let Some((site, host)) = self.route(&req) else {
             self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_status(stats::NO_SITE, 421);
             return status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
         };
+        let resp = self.handle_site(&site, &host, req, conn).await;
+        self.stats.record_status(&site.name, resp.status().as_u16());
+        resp
+    }
+
+    /// Phases 2 to 6 for a request routed to `site`.
+    async fn handle_site(
+        &self,
+        site: &Arc<Site>,
+        host: &str,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<ProxyBody> {
         if req.uri().path().starts_with("/_telswap/") {
             return match &self.calls {
-                Some(calls) => calls.handle(&self.rules.load(), &site, &host, req, conn).await,
+                Some(calls) => calls.handle(&self.rules.load(), site, host, req, conn).await,
                 None => status_page(StatusCode::NOT_FOUND, "Not found."),
             };
         }
@@ -159,7 +169,7 @@ impl Proxy {
         // Only page views count: assets pass with the original number and no cookie.
         let page_view = is_page_view(&req);
         let visitor = if page_view {
-            self.visitor(&site, &req, conn)
+            self.visitor(site, &req, conn)
         } else {
             VisitorOutcome::original()
         };
@@ -173,7 +183,7 @@ impl Proxy {
         let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let is_head = req.method() == http::Method::HEAD;
-        let upstream_req = match self.upstream_request(&site, &host, req, conn, upgrade) {
+        let upstream_req = match self.upstream_request(site, host, req, conn, upgrade) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(site = %site.name, error = %e, "bad upstream request");
@@ -181,15 +191,19 @@ impl Proxy {
             }
         };
 
-        let client = match self.clients.for_site(&site) {
+        let client = match self.clients.for_site(site) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(site = %site.name, error = %e, "upstream client");
                 return status_page(StatusCode::BAD_GATEWAY, "The site could not be reached.");
             }
         };
+        let sent = std::time::Instant::now();
         let mut resp = match tokio::time::timeout(site.response_timeout, client.request(upstream_req)).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => {
+                self.stats.upstream_latency.observe(sent.elapsed());
+                r
+            }
             Ok(Err(e)) if is_timeout(&e) => {
                 self.stats.upstream_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream connect timed out");
@@ -219,7 +233,7 @@ impl Proxy {
 
         let (mut parts, body) = resp.into_parts();
         let body = body.map_err(BoxError::from).boxed();
-        let body = self.response_filter(&site, &visitor.choice, is_head, &mut parts, body);
+        let body = self.response_filter(site, &visitor.choice, is_head, &mut parts, body);
         if visitor.set_cookie.is_some() {
             // A response carrying one visitor's identity must never be stored by a shared cache.
             headers::make_private(&mut parts.headers);

@@ -225,6 +225,8 @@ pub trait Store: Send + Sync {
     /// Lease intervals of a number overlapping [from, to] (call attribution after a restart),
     /// oldest first. A lease not yet released counts as open to the present.
     fn leases_of_number(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
+    /// Leases of a pool started in [from, to), oldest first (pool sizing from real traffic).
+    fn leases_started(&self, site: &str, pool: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
     /// A session and its page views in time order (committed writes only).
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
     /// Counters for metrics: queued writes dropped, batches committed, rows written.

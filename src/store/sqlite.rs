@@ -522,6 +522,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn leases_started(&self, site: &str, pool: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{LEASE_SELECT} WHERE site = ?1 AND pool = ?2 AND started >= ?3 AND started < ?4 ORDER BY started, id"
+            ))?;
+            let rows = stmt
+                .query_map(params![site, pool, from, to], lease_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError> {
         self.read(|conn| {
             // One read transaction: the session and its page views from the same snapshot.

@@ -1,0 +1,166 @@
+//! Who may use the admin listener: the bearer token for the API, and for a browser a session
+//! cookie given in exchange for the token on the login page.
+//!
+//! The cookie is stateless: `<expiry unix seconds>.<hex HMAC-SHA256(key, expiry)>`, the key
+//! derived from the admin token. A restart keeps browsers logged in, and changing the token
+//! logs every browser out. It is `HttpOnly` (no script reads it) and `SameSite=Strict` (no
+//! other site can make a browser send it, which is what protects the dashboard's forms from
+//! cross-site requests).
+
+use ring::hmac;
+
+use super::constant_time_eq;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "telswap_admin";
+
+/// How long a dashboard login lasts: a working day, so a forgotten browser does not stay in.
+pub const SESSION_SECS: u64 = 12 * 3600;
+
+/// What a request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A valid bearer token or session cookie.
+    Valid,
+    /// Nothing, or something wrong.
+    Missing,
+}
+
+pub struct Auth {
+    token: String,
+    key: hmac::Key,
+}
+
+impl Auth {
+    pub fn new(token: String) -> Auth {
+        // A key of its own (not the token itself), so a leaked cookie says nothing about the token.
+        let derive = hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes());
+        let key = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            hmac::sign(&derive, b"telswap admin session cookie v1").as_ref(),
+        );
+        Auth { token, key }
+    }
+
+    pub fn token_ok(&self, given: &str) -> bool {
+        constant_time_eq(given.trim().as_bytes(), self.token.as_bytes())
+    }
+
+    /// Checks the `Authorization: Bearer` header value and the `Cookie` header values.
+    pub fn check<'a>(
+        &self,
+        authorization: Option<&str>,
+        cookies: impl Iterator<Item = &'a str>,
+        now_s: u64,
+    ) -> Credential {
+        if let Some(given) = authorization.and_then(|v| v.strip_prefix("Bearer "))
+            && self.token_ok(given)
+        {
+            return Credential::Valid;
+        }
+        for header in cookies {
+            for pair in header.split(';') {
+                if let Some((name, value)) = pair.trim().split_once('=')
+                    && name == COOKIE
+                    && self.session_ok(value, now_s)
+                {
+                    return Credential::Valid;
+                }
+            }
+        }
+        Credential::Missing
+    }
+
+    /// A fresh session value, valid for [`SESSION_SECS`].
+    pub fn session_value(&self, now_s: u64) -> String {
+        let exp = now_s + SESSION_SECS;
+        format!(
+            "{exp}.{}",
+            hex(hmac::sign(&self.key, exp.to_string().as_bytes()).as_ref())
+        )
+    }
+
+    fn session_ok(&self, value: &str, now_s: u64) -> bool {
+        let Some((exp, sig)) = value.split_once('.') else {
+            return false;
+        };
+        let Ok(exp_n) = exp.parse::<u64>() else {
+            return false;
+        };
+        let want = hex(hmac::sign(&self.key, exp.as_bytes()).as_ref());
+        constant_time_eq(sig.as_bytes(), want.as_bytes()) && now_s < exp_n
+    }
+
+    /// The `Set-Cookie` value that logs a browser in.
+    pub fn login_cookie(&self, now_s: u64) -> String {
+        format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECS}",
+            self.session_value(now_s)
+        )
+    }
+}
+
+/// The `Set-Cookie` value that logs a browser out.
+pub fn logout_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Where to go after logging in: only a local dashboard path, never another site (an open
+/// redirect would let a phishing link bounce through the login page).
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => {
+            n.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_and_cookie() {
+        let a = Auth::new("s3cret".into());
+        let none = std::iter::empty();
+        assert_eq!(a.check(Some("Bearer s3cret"), none, 0), Credential::Valid);
+        assert_eq!(a.check(Some("Bearer nope"), std::iter::empty(), 0), Credential::Missing);
+        assert_eq!(a.check(Some("s3cret"), std::iter::empty(), 0), Credential::Missing);
+        let v = a.session_value(1000);
+        let header = format!("a=b; {COOKIE}={v}; c=d");
+        assert_eq!(a.check(None, [header.as_str()].into_iter(), 1001), Credential::Valid);
+        // Expired.
+        assert_eq!(
+            a.check(None, [header.as_str()].into_iter(), 1000 + SESSION_SECS),
+            Credential::Missing
+        );
+        // Forged expiry, or another token's cookie.
+        let forged = format!("{COOKIE}={}{}", 9, &v[v.find('.').unwrap()..]);
+        assert_eq!(a.check(None, [forged.as_str()].into_iter(), 1001), Credential::Missing);
+        let other = Auth::new("other".into()).session_value(1000);
+        let h2 = format!("{COOKIE}={other}");
+        assert_eq!(a.check(None, [h2.as_str()].into_iter(), 1001), Credential::Missing);
+        assert_eq!(
+            a.check(None, ["telswap_admin="].into_iter(), 1),
+            Credential::Missing
+        );
+    }
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(safe_next(Some("/calls?x=1")), "/calls?x=1");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}
