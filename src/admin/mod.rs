@@ -191,7 +191,11 @@ impl Admin {
         let store = self.store.clone();
         let id2 = id.to_string();
         let o2 = outcome.clone();
-        let found = tokio::task::spawn_blocking(move || store.set_outcome(&id2, &o2))
+        // `call.outcome` to the site's CRM webhooks, committed with the outcome itself.
+        let subscribers = crate::outbox::Subscribers::new(&self.proxy.rules(), crate::rules::WebhookEvent::CallOutcome);
+        let now = self.pools.clock().now_ms();
+        let on_set = move |c: &CallRecord| subscribers.deliveries(c, now);
+        let found = tokio::task::spawn_blocking(move || store.set_outcome_with_events(&id2, &o2, &on_set))
             .await
             .map_err(internal)?
             .map_err(internal)?;
@@ -294,6 +298,19 @@ impl Admin {
                 let _ = writeln!(out, "telswap_{name}{{site=\"{site}\",pool=\"{pool}\"}} {v}");
             }
         }
+        let o = self.store.outbox_stats();
+        let _ = writeln!(
+            out,
+            "# HELP telswap_webhook_deliveries_total CRM webhook delivery attempts by result.\n\
+             # TYPE telswap_webhook_deliveries_total counter\n\
+             telswap_webhook_deliveries_total{{result=\"delivered\"}} {}\n\
+             telswap_webhook_deliveries_total{{result=\"failed\"}} {}\n\
+             telswap_webhook_deliveries_total{{result=\"dead\"}} {}\n\
+             # HELP telswap_webhook_pending CRM webhook deliveries waiting in the outbox.\n\
+             # TYPE telswap_webhook_pending gauge\n\
+             telswap_webhook_pending {}",
+            o.delivered, o.failed, o.dead, o.pending
+        );
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(out)))
