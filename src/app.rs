@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::admin::Admin;
 use crate::calls::{Calls, Secrets, StoreJournal};
 use crate::clock::{Clock, Millis, TokioClock};
+use crate::outbox::{Outbox, OutboxConfig};
 use crate::pool::Pools;
 use crate::proxy::server::{self, Running, ServeConfig};
 use crate::proxy::{Parts, Proxy};
@@ -35,6 +36,8 @@ pub struct App {
     pub pools: Arc<Pools>,
     pub proxy: Arc<Proxy>,
     pub cfg: ServeConfig,
+    /// The CRM webhook delivery worker.
+    pub outbox: Outbox,
     admin_task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -72,6 +75,13 @@ impl App {
             },
         );
         let running = server::start(&cfg.serve, proxy.clone()).await?;
+        let rules_proxy = proxy.clone();
+        let outbox = Outbox::start(OutboxConfig::new(
+            dyn_store.clone(),
+            Arc::new(move || rules_proxy.rules()),
+            pools.clock().clone(),
+            cfg.secrets.clone(),
+        ))?;
         let (admin, admin_task) = match (cfg.admin, cfg.admin_token) {
             (Some(addr), Some(token)) if !token.is_empty() => {
                 let a = Admin::new(token, dyn_store, pools.clone(), proxy.clone());
@@ -94,16 +104,19 @@ impl App {
             pools,
             proxy,
             cfg: cfg.serve,
+            outbox,
             admin_task,
         })
     }
 
-    /// Stops the listeners after in-flight requests, then commits every queued write.
+    /// Stops the listeners after in-flight requests and the webhook deliveries in flight, then
+    /// commits every queued write.
     pub async fn stop(self) {
         if let Some(t) = self.admin_task {
             t.abort();
         }
         self.running.stop().await;
+        self.outbox.stop().await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }

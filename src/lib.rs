@@ -12,6 +12,7 @@
 //! - [`rules`]: the per-site rules files, their validation and hot reload.
 //! - [`calls`]: telephony webhooks, the forwarding answer, call attribution.
 //! - [`store`]: durable storage (SQLite behind a trait).
+//! - [`outbox`]: CRM webhooks: call events delivered, signed, from the store's durable outbox.
 //! - [`app`]: wiring all of it together for `serve`, `demo` and end-to-end tests.
 //! - [`admin`]: the dashboard and admin API (calls, outcomes, pools, reports, exports, metrics)
 //!   behind the admin token.
@@ -29,6 +30,7 @@ pub mod app;
 pub mod calls;
 pub mod clock;
 pub mod demo;
+pub mod outbox;
 pub mod pool;
 pub mod proxy;
 pub mod rewrite;

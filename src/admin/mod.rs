@@ -484,7 +484,11 @@ impl Admin {
     async fn store_outcome(&self, id: &str, outcome: Outcome) -> Result<(), (StatusCode, String)> {
         let store = self.store.clone();
         let id = id.to_string();
-        let found = tokio::task::spawn_blocking(move || store.set_outcome(&id, &outcome))
+        // `call.outcome` to the site's CRM webhooks, committed with the outcome itself.
+        let subscribers = crate::outbox::Subscribers::new(&self.proxy.rules(), crate::rules::WebhookEvent::CallOutcome);
+        let now = self.now_ms();
+        let on_set = move |c: &CallRecord| subscribers.deliveries(c, now);
+        let found = tokio::task::spawn_blocking(move || store.set_outcome_with_events(&id, &outcome, &on_set))
             .await
             .map_err(internal)?
             .map_err(internal)?;
@@ -632,6 +636,19 @@ impl Admin {
                 let _ = writeln!(out, "telswap_{name}{{site=\"{site}\",pool=\"{pool}\"}} {v}");
             }
         }
+        let o = self.store.outbox_stats();
+        let _ = writeln!(
+            out,
+            "# HELP telswap_webhook_deliveries_total CRM webhook delivery attempts by result.\n\
+             # TYPE telswap_webhook_deliveries_total counter\n\
+             telswap_webhook_deliveries_total{{result=\"delivered\"}} {}\n\
+             telswap_webhook_deliveries_total{{result=\"failed\"}} {}\n\
+             telswap_webhook_deliveries_total{{result=\"dead\"}} {}\n\
+             # HELP telswap_webhook_pending CRM webhook deliveries waiting in the outbox.\n\
+             # TYPE telswap_webhook_pending gauge\n\
+             telswap_webhook_pending {}",
+            o.delivered, o.failed, o.dead, o.pending
+        );
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(out)))

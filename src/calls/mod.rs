@@ -153,7 +153,7 @@ impl Calls {
         };
         match path.as_str() {
             "/_telswap/voice" => self.voice(rules, site, hook).await,
-            "/_telswap/status" => self.status(hook).await,
+            "/_telswap/status" => self.status(rules, hook).await,
             _ => self.whisper(hook).await,
         }
     }
@@ -373,7 +373,7 @@ impl Calls {
             .collect()
     }
 
-    async fn status(&self, hook: Hook) -> Response<ProxyBody> {
+    async fn status(&self, rules: &RuleSet, hook: Hook) -> Response<ProxyBody> {
         let form = &hook.form;
         let Some(sid) = field(form, "CallSid") else {
             return text(StatusCode::BAD_REQUEST, "CallSid is required");
@@ -388,8 +388,14 @@ impl Calls {
         let recording = field(form, "RecordingUrl").map(str::to_string);
         let store = self.store.clone();
         let sid = sid.to_string();
-        match tokio::task::spawn_blocking(move || store.update_call(&sid, &status, duration, recording.as_deref()))
-            .await
+        // The first final status sends `call.completed`, committed with the update itself.
+        let subscribers = crate::outbox::Subscribers::new(rules, crate::rules::WebhookEvent::CallCompleted);
+        let now = self.clock.now_ms();
+        let on_final = move |c: &CallRecord| subscribers.deliveries(c, now);
+        match tokio::task::spawn_blocking(move || {
+            store.update_call_with_events(&sid, &status, duration, recording.as_deref(), &on_final)
+        })
+        .await
         {
             Ok(Ok(true)) => xml(twiml::empty()),
             Ok(Ok(false)) => text(StatusCode::NOT_FOUND, "unknown call"),

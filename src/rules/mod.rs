@@ -157,10 +157,37 @@ pub struct Offline {
     pub medium: Option<String>,
 }
 
+/// What a CRM webhook is told about (`events = [...]` in a `[[webhook]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookEvent {
+    /// The status callback first brought the call to a final status.
+    CallCompleted,
+    /// An outcome was set (or replaced) from the admin API.
+    CallOutcome,
+}
+
+impl WebhookEvent {
+    pub const ALL: [WebhookEvent; 2] = [WebhookEvent::CallCompleted, WebhookEvent::CallOutcome];
+
+    /// The event's name on the wire (`type` in the payload, `X-Telswap-Event`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::CallCompleted => "call.completed",
+            WebhookEvent::CallOutcome => "call.outcome",
+        }
+    }
+}
+
+/// An outbound CRM webhook (`[[webhook]]`): events are POSTed there, signed with the secret
+/// held in the environment variable `secret_env`.
 #[derive(Debug, Clone)]
 pub struct Webhook {
+    /// An absolute `http://` or `https://` URL; also what identifies the destination of a
+    /// queued delivery.
     pub url: String,
     pub secret_env: String,
+    /// The events sent there (default: all of [`WebhookEvent::ALL`]).
+    pub events: Vec<WebhookEvent>,
 }
 
 /// One site, validated and compiled.

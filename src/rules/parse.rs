@@ -49,7 +49,7 @@ const POOL_KEYS: &[&str] = &[
 ];
 const WHEN_KEYS: &[&str] = &["channel", "source", "medium", "campaign"];
 const OFFLINE_KEYS: &[&str] = &["number", "campaign", "source", "medium"];
-const WEBHOOK_KEYS: &[&str] = &["url", "secret_env"];
+const WEBHOOK_KEYS: &[&str] = &["url", "secret_env", "events"];
 
 /// The default `exclude`: the opt-out attribute, and CallRail's, so a site moving from CallRail
 /// keeps its opt-outs.
@@ -641,13 +641,17 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     w.problems.extend(dups);
     tracking_lines.dedup_by(|a, b| a.0 == b.0);
 
-    let mut webhooks = Vec::new();
+    let mut webhooks: Vec<Webhook> = Vec::new();
     for (t, at) in w.tables(&doc, "webhook") {
         w.check_keys(t, WEBHOOK_KEYS, "[[webhook]]");
         let url = match w.string(t, "url") {
             Some((u, uat)) => {
-                if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<http::Uri>().is_err() {
-                    w.err(uat, format!("bad webhook url {u:?}: expected http:// or https://"));
+                match check_webhook_url(&u) {
+                    Ok(()) => {}
+                    Err(why) => w.err(uat, format!("bad webhook url {u:?}: {why}")),
+                }
+                if webhooks.iter().any(|other| other.url == u) {
+                    w.err(uat, format!("webhook url {u:?} is listed twice in this site"));
                 }
                 u
             }
@@ -657,13 +661,48 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             }
         };
         let secret_env = match w.string(t, "secret_env") {
-            Some((s, _)) => s,
+            Some((s, sat)) => {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    w.err(
+                        sat,
+                        format!("secret_env {s:?} must name an environment variable (letters, digits, _)"),
+                    );
+                }
+                s
+            }
             None => {
                 w.err(at, "a [[webhook]] needs secret_env = \"NAME_OF_ENV_VAR\"");
                 String::new()
             }
         };
-        webhooks.push(Webhook { url, secret_env });
+        let events = match w.strings(t, "events") {
+            None => WebhookEvent::ALL.to_vec(),
+            Some(list) => {
+                let mut events = Vec::new();
+                for (name, eat) in list {
+                    match WebhookEvent::ALL.iter().find(|e| e.as_str() == name) {
+                        Some(e) if !events.contains(e) => events.push(*e),
+                        Some(_) => w.err(eat, format!("event {name:?} is listed twice")),
+                        None => {
+                            let names: Vec<&str> = WebhookEvent::ALL.iter().map(|e| e.as_str()).collect();
+                            let hint = closest(&name, &names)
+                                .map(|c| format!(" (did you mean {c:?}?)"))
+                                .unwrap_or_default();
+                            w.err(
+                                eat,
+                                format!("unknown webhook event {name:?}{hint}: expected one of {names:?}"),
+                            );
+                        }
+                    }
+                }
+                events
+            }
+        };
+        webhooks.push(Webhook {
+            url,
+            secret_env,
+            events,
+        });
     }
 
     let (Some(upstream), Some(telephony)) = (upstream, telephony) else {
@@ -713,6 +752,22 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         tracking_lines,
         problems: Vec::new(),
     }
+}
+
+/// An outbound webhook URL: absolute http(s) with a host; a path and query are allowed, a
+/// fragment or credentials are not (the secret belongs in `secret_env`, not in the URL).
+fn check_webhook_url(u: &str) -> Result<(), String> {
+    let uri = u.parse::<http::Uri>().map_err(|e| e.to_string())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("expected http:// or https://".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("credentials in the URL: sign with secret_env instead".into());
+    }
+    Ok(())
 }
 
 fn resolve(file: &Path, p: &str) -> PathBuf {

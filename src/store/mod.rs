@@ -3,7 +3,7 @@
 //! Everything telswap must remember across a restart goes through [`Store`]: calls (the product's
 //! output), visitor sessions and their page views (what a call is attributed to), number leases
 //! (so a restart can reinstate them and still attribute a call to the session that saw the
-//! number), and, later, ad spend and the webhook outbox.
+//! number), the outbox of CRM webhook deliveries, and, later, ad spend.
 //!
 //! Two write paths with different promises:
 //!
@@ -15,12 +15,19 @@
 //!   full queue drops the write and counts it ([`StoreStats::dropped`]); [`Store::flush`] waits
 //!   for everything queued so far.
 //!
+//! - **Outbox** ([`Store::update_call_with_events`], [`Store::set_outcome_with_events`]): the
+//!   rows of the events a change causes are written in the *same* transaction as the change,
+//!   so a crash can never keep the change and lose its event (or the reverse). The delivery
+//!   worker (`crate::outbox`) reads due rows and records each attempt on the durable path.
+//!
 //! All methods are blocking (SQLite I/O, `fsync` on the call path): from async code call them
 //! through `tokio::task::spawn_blocking`, except [`Store::enqueue`] and [`Store::stats`], which
 //! never wait.
 //!
 //! Times are `i64` milliseconds since the Unix epoch; the admin API formats them (RFC 3339).
 //! This module depends on no other telswap module, so that it can be tested and swapped alone.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +173,54 @@ pub struct StoreStats {
     pub queued: u64,
 }
 
+/// One event for one destination, written to the outbox with the change that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// `evt_...`: the same for every destination of one event, and across retries.
+    pub event_id: String,
+    /// `call.completed` | `call.outcome`.
+    pub event: String,
+    pub site: String,
+    /// The destination webhook's URL.
+    pub url: String,
+    /// The JSON body, exactly as it will be POSTed on every attempt.
+    pub payload: String,
+    pub created_at: i64,
+}
+
+/// A delivery waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The row (unique per event and destination).
+    pub id: i64,
+    pub event_id: String,
+    pub event: String,
+    pub site: String,
+    pub url: String,
+    pub payload: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+}
+
+/// Builds the outbox rows of an event from the call as it stands inside the transaction that
+/// changed it.
+pub type EventRows<'a> = &'a (dyn Fn(&CallRecord) -> Vec<NewDelivery> + 'a);
+
+/// Outbox counters for `/metrics`: totals since the store was opened, and `pending` now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    /// Deliveries a receiver accepted (2xx).
+    pub delivered: u64,
+    /// Failed attempts that will be retried.
+    pub failed: u64,
+    /// Deliveries given up (retries exhausted, or the webhook was removed from the rules).
+    pub dead: u64,
+    /// Deliveries neither delivered nor dead.
+    pub pending: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
@@ -231,4 +286,35 @@ pub trait Store: Send + Sync {
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
     /// Counters for metrics: queued writes dropped, batches committed, rows written.
     fn stats(&self) -> StoreStats;
+
+    /// [`Store::update_call`], and when this update is the one that first brings the call to a
+    /// final status (`completed`, `busy`, `failed`, `no-answer`, `canceled`), the rows
+    /// `on_final(updated call)` written to the outbox in the same durable transaction. A
+    /// repeated or late callback finds the call final already and writes no rows.
+    fn update_call_with_events(
+        &self,
+        call_sid: &str,
+        status: &str,
+        duration_s: Option<u32>,
+        recording_url: Option<&str>,
+        on_final: EventRows<'_>,
+    ) -> Result<bool, StoreError>;
+    /// [`Store::set_outcome`], with the rows `on_set(updated call)` written to the outbox in
+    /// the same durable transaction.
+    fn set_outcome_with_events(&self, id: &str, o: &Outcome, on_set: EventRows<'_>) -> Result<bool, StoreError>;
+    /// Up to `limit` deliveries due at `now` (oldest due first), skipping the destinations in
+    /// `skip_urls`.
+    fn outbox_due(&self, now: i64, limit: usize, skip_urls: &[String]) -> Result<Vec<Delivery>, StoreError>;
+    /// The earliest `next_attempt_at` of a pending delivery outside `skip_urls`.
+    fn outbox_next_due(&self, skip_urls: &[String]) -> Result<Option<i64>, StoreError>;
+    /// The receiver accepted delivery `id` (durable before it returns).
+    fn outbox_delivered(&self, id: i64, at: i64) -> Result<(), StoreError>;
+    /// A failed attempt of delivery `id`: retried at `retry_at`, or given up (dead) on `None`.
+    fn outbox_failed(&self, id: i64, at: i64, error: &str, retry_at: Option<i64>) -> Result<(), StoreError>;
+    /// Holds every pending delivery to `url` due before `until` back to `until`, without
+    /// counting an attempt: a receiver that just failed is not sent the rest of its queue.
+    fn outbox_defer(&self, url: &str, until: i64) -> Result<(), StoreError>;
+    /// Notified whenever outbox rows are committed, so the delivery worker wakes at once.
+    fn outbox_wake(&self) -> Arc<tokio::sync::Notify>;
+    fn outbox_stats(&self) -> OutboxStats;
 }

@@ -5,6 +5,8 @@
 //! - **Call connection** (behind a `Mutex`, `synchronous=FULL`): `insert_call`, `update_call`,
 //!   `set_outcome`. In WAL mode FULL syncs the log on every commit, so a call is on disk when
 //!   the method returns and survives `kill -9` or a power cut. Also runs the migrations at open.
+//!   The outbox is written here too: an event's rows in the same transaction as the call
+//!   update or outcome that caused it, and each delivery attempt's result.
 //! - **Writer thread** (`telswap-store-writer`, its own connection, `synchronous=NORMAL`): takes
 //!   [`Write`]s from a bounded `sync_channel` ([`StoreOptions::queue_capacity`], 10,000) and
 //!   commits up to [`StoreOptions::batch_max`] (1,000) per transaction. A write that fails on
@@ -42,7 +44,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CallFilter, CallRecord, Inserted, LeaseRow, Outcome, PageViewRow, SessionRow, Store, StoreError, StoreStats, Write,
+    CallFilter, CallRecord, Delivery, EventRows, Inserted, LeaseRow, NewDelivery, OutboxStats, Outcome, PageViewRow,
+    SessionRow, Store, StoreError, StoreStats, Write,
 };
 
 /// The database file inside the data directory.
@@ -151,6 +154,28 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX idx_outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL;
     "#,
+    // 3: the outbox as delivery needs it: one row per (event, destination webhook). Migration 2's
+    // table was never written by any build, so it is replaced rather than altered.
+    r#"
+    DROP INDEX idx_outbox_due;
+    DROP TABLE outbox;
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        event_id        TEXT NOT NULL,        -- evt_...: shared by an event's destinations, stable across retries
+        event           TEXT NOT NULL,        -- call.completed | call.outcome
+        site            TEXT NOT NULL,
+        url             TEXT NOT NULL,        -- the destination webhook
+        payload         TEXT NOT NULL,        -- the JSON body, POSTed as is on every attempt
+        attempts        INTEGER NOT NULL DEFAULT 0,   -- failed attempts
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        delivered_at    INTEGER,
+        dead_at         INTEGER,
+        last_error      TEXT,
+        UNIQUE (event_id, url)
+    );
+    CREATE INDEX idx_outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
+    "#,
 ];
 
 /// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
@@ -179,6 +204,11 @@ const READ_POOL_IDLE: usize = 4;
 
 /// Statuses after which a call does not change state any more.
 const FINAL_STATUSES: &str = "('completed', 'busy', 'failed', 'no-answer', 'canceled')";
+/// The same list for Rust code; keep the two in step.
+const FINAL: &[&str] = &["completed", "busy", "failed", "no-answer", "canceled"];
+
+const DELIVERY_SELECT: &str = "SELECT id, event_id, event, site, url, payload, attempts, created_at, next_attempt_at \
+     FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL";
 
 const CALL_SELECT: &str = "SELECT c.id, c.call_sid, c.site, c.tracking_number, c.caller, c.started_at, c.duration_s, \
      c.status, c.caller_city, c.caller_state, c.caller_country, c.returning_caller, c.earlier_calls, c.confidence, \
@@ -201,6 +231,10 @@ struct Counters {
     batches: AtomicU64,
     rows: AtomicU64,
     failed: AtomicU64,
+    outbox_delivered: AtomicU64,
+    outbox_failed: AtomicU64,
+    outbox_dead: AtomicU64,
+    outbox_pending: AtomicU64,
 }
 
 /// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
@@ -213,6 +247,7 @@ pub struct SqliteStore {
     closed: AtomicBool,
     counters: Arc<Counters>,
     busy_timeout: Duration,
+    outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -240,11 +275,17 @@ impl SqliteStore {
             warn!(path = %path.display(), mode, "SQLite refused WAL mode; writes will block reads");
         }
         let version = migrate(&mut calls, MIGRATIONS)?;
+        let pending: i64 = calls.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
         let writer_conn = connect(&path, "NORMAL", options.busy_timeout)?;
         let reader = open_reader(&path, options.busy_timeout)?;
 
         let (queue, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
+        counters.outbox_pending.store(pending.max(0) as u64, Ordering::Relaxed);
         let writer_counters = Arc::clone(&counters);
         let batch_max = options.batch_max.max(1);
         let writer = std::thread::Builder::new()
@@ -260,6 +301,7 @@ impl SqliteStore {
             closed: AtomicBool::new(false),
             counters,
             busy_timeout: options.busy_timeout,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         }))
     }
 
@@ -387,19 +429,7 @@ impl Store for SqliteStore {
         duration_s: Option<u32>,
         recording_url: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.check_open()?;
-        let conn = lock(&self.calls);
-        let changed = conn.execute(
-            &format!(
-                "UPDATE calls SET \
-                 status = CASE WHEN status IN {FINAL_STATUSES} AND ?2 NOT IN {FINAL_STATUSES} THEN status ELSE ?2 END, \
-                 duration_s = COALESCE(?3, duration_s), \
-                 recording_url = COALESCE(?4, recording_url) \
-                 WHERE call_sid = ?1"
-            ),
-            params![call_sid, status, duration_s, recording_url],
-        )?;
-        Ok(changed > 0)
+        self.update_call_with_events(call_sid, status, duration_s, recording_url, &|_| Vec::new())
     }
 
     fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
@@ -454,9 +484,7 @@ impl Store for SqliteStore {
     }
 
     fn set_outcome(&self, id: &str, o: &Outcome) -> Result<bool, StoreError> {
-        self.check_open()?;
-        let conn = lock(&self.calls);
-        Ok(upsert_outcome(&conn, id, o)? > 0)
+        self.set_outcome_with_events(id, o, &|_| Vec::new())
     }
 
     fn enqueue(&self, w: Write) -> bool {
@@ -589,6 +617,201 @@ impl Store for SqliteStore {
             queued: enqueued.saturating_sub(rows + failed),
         }
     }
+
+    fn update_call_with_events(
+        &self,
+        call_sid: &str,
+        status: &str,
+        duration_s: Option<u32>,
+        recording_url: Option<&str>,
+        on_final: EventRows<'_>,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before: Option<String> = tx
+            .prepare_cached("SELECT status FROM calls WHERE call_sid = ?1")?
+            .query_row([call_sid], |r| r.get(0))
+            .optional()?;
+        let Some(before) = before else { return Ok(false) };
+        tx.prepare_cached(&format!(
+            "UPDATE calls SET \
+             status = CASE WHEN status IN {FINAL_STATUSES} AND ?2 NOT IN {FINAL_STATUSES} THEN status ELSE ?2 END, \
+             duration_s = COALESCE(?3, duration_s), \
+             recording_url = COALESCE(?4, recording_url) \
+             WHERE call_sid = ?1"
+        ))?
+        .execute(params![call_sid, status, duration_s, recording_url])?;
+        let mut added = 0;
+        if !FINAL.contains(&before.as_str()) && FINAL.contains(&status) {
+            let call = query_calls(
+                &tx,
+                &format!("{CALL_SELECT} WHERE c.call_sid = ?1"),
+                &[Value::Text(call_sid.to_owned())],
+            )?;
+            if let Some(call) = call.first() {
+                added = insert_deliveries(&tx, &on_final(call))?;
+            }
+        }
+        tx.commit()?;
+        self.outbox_added(added);
+        Ok(true)
+    }
+
+    fn set_outcome_with_events(&self, id: &str, o: &Outcome, on_set: EventRows<'_>) -> Result<bool, StoreError> {
+        self.check_open()?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if upsert_outcome(&tx, id, o)? == 0 {
+            return Ok(false);
+        }
+        let call = query_calls(
+            &tx,
+            &format!("{CALL_SELECT} WHERE c.id = ?1"),
+            &[Value::Text(id.to_owned())],
+        )?;
+        let added = match call.first() {
+            Some(call) => insert_deliveries(&tx, &on_set(call))?,
+            None => 0,
+        };
+        tx.commit()?;
+        self.outbox_added(added);
+        Ok(true)
+    }
+
+    fn outbox_due(&self, now: i64, limit: usize, skip_urls: &[String]) -> Result<Vec<Delivery>, StoreError> {
+        let skip = serde_json::to_string(skip_urls)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{DELIVERY_SELECT} AND next_attempt_at <= ?1 \
+                 AND url NOT IN (SELECT value FROM json_each(?2)) ORDER BY next_attempt_at, id LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(params![now, skip, limit], delivery_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn outbox_next_due(&self, skip_urls: &[String]) -> Result<Option<i64>, StoreError> {
+        let skip = serde_json::to_string(skip_urls)?;
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL \
+                     AND url NOT IN (SELECT value FROM json_each(?1))",
+                )?
+                .query_row([skip], |r| r.get(0))?)
+        })
+    }
+
+    fn outbox_delivered(&self, id: i64, at: i64) -> Result<(), StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        let n = conn
+            .prepare_cached(
+                "UPDATE outbox SET delivered_at = ?2 WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL",
+            )?
+            .execute(params![id, at])?;
+        if n > 0 {
+            self.counters.outbox_delivered.fetch_add(1, Ordering::Relaxed);
+            self.outbox_settled();
+        }
+        Ok(())
+    }
+
+    fn outbox_failed(&self, id: i64, at: i64, error: &str, retry_at: Option<i64>) -> Result<(), StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        let n = conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, \
+                 next_attempt_at = COALESCE(?4, next_attempt_at), dead_at = CASE WHEN ?4 IS NULL THEN ?2 END \
+                 WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL",
+            )?
+            .execute(params![id, at, error, retry_at])?;
+        if n > 0 {
+            if retry_at.is_some() {
+                self.counters.outbox_failed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.outbox_dead.fetch_add(1, Ordering::Relaxed);
+                self.outbox_settled();
+            }
+        }
+        Ok(())
+    }
+
+    fn outbox_defer(&self, url: &str, until: i64) -> Result<(), StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        conn.prepare_cached(
+            "UPDATE outbox SET next_attempt_at = ?2 \
+             WHERE url = ?1 AND next_attempt_at < ?2 AND delivered_at IS NULL AND dead_at IS NULL",
+        )?
+        .execute(params![url, until])?;
+        Ok(())
+    }
+
+    fn outbox_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_wake.clone()
+    }
+
+    fn outbox_stats(&self) -> OutboxStats {
+        let c = &self.counters;
+        OutboxStats {
+            delivered: c.outbox_delivered.load(Ordering::Relaxed),
+            failed: c.outbox_failed.load(Ordering::Relaxed),
+            dead: c.outbox_dead.load(Ordering::Relaxed),
+            pending: c.outbox_pending.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// After a commit that added `n` outbox rows: count them and wake the delivery worker.
+    fn outbox_added(&self, n: usize) {
+        if n > 0 {
+            self.counters.outbox_pending.fetch_add(n as u64, Ordering::Relaxed);
+            self.outbox_wake.notify_one();
+        }
+    }
+
+    fn outbox_settled(&self) {
+        let _ = self
+            .counters
+            .outbox_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(1)));
+    }
+}
+
+/// Writes an event's deliveries (due at once); returns how many rows were new. A row for an
+/// (event id, url) already stored is left as it is.
+fn insert_deliveries(conn: &Connection, rows: &[NewDelivery]) -> Result<usize, StoreError> {
+    let mut added = 0;
+    for d in rows {
+        added += conn
+            .prepare_cached(
+                "INSERT INTO outbox (event_id, event, site, url, payload, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (event_id, url) DO NOTHING",
+            )?
+            .execute(params![d.event_id, d.event, d.site, d.url, d.payload, d.created_at])?;
+    }
+    Ok(added)
+}
+
+fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        event: r.get(2)?,
+        site: r.get(3)?,
+        url: r.get(4)?,
+        payload: r.get(5)?,
+        attempts: r.get(6)?,
+        created_at: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1356,7 +1579,7 @@ mod tests {
         // ...and this build refuses the newer database rather than misread it.
         assert!(matches!(
             SqliteStore::open(dir.path()),
-            Err(StoreError::SchemaTooNew { found: 3, known: 2 })
+            Err(StoreError::SchemaTooNew { found, known }) if found == known + 1 && known == MIGRATIONS.len() as u32
         ));
     }
 
@@ -1402,6 +1625,170 @@ mod tests {
             assert_eq!(reopened.call(&call(n).id).unwrap(), Some(call(n)));
         }
         assert_eq!(reopened.call("c_0007").unwrap().unwrap().outcome.unwrap().kind, "sale");
+    }
+
+    fn delivery(event_id: &str, url: &str, at: i64) -> NewDelivery {
+        NewDelivery {
+            event_id: event_id.into(),
+            event: "call.completed".into(),
+            site: "example".into(),
+            url: url.into(),
+            payload: format!("{{\"id\":\"{event_id}\"}}"),
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn first_final_status_writes_its_events_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.insert_call(&call(1)).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let rows = |c: &CallRecord| {
+            lock(&seen).push((c.status.clone(), c.duration_s));
+            vec![delivery("evt_a", "http://a/", 10), delivery("evt_a", "http://b/", 10)]
+        };
+        let sid = call(1).call_sid;
+        assert!(
+            !store
+                .update_call_with_events("CAnope", "completed", None, None, &rows)
+                .unwrap()
+        );
+        assert!(
+            store
+                .update_call_with_events(&sid, "in-progress", None, None, &rows)
+                .unwrap()
+        );
+        assert_eq!(store.outbox_stats().pending, 0, "not final yet");
+        assert!(
+            store
+                .update_call_with_events(&sid, "completed", Some(42), None, &rows)
+                .unwrap()
+        );
+        // The rows were built from the call as updated, inside the transaction.
+        assert_eq!(*lock(&seen), [("completed".to_string(), Some(42))]);
+        // Repeated, late and final-to-final callbacks write nothing more.
+        for status in ["completed", "ringing", "busy"] {
+            assert!(store.update_call_with_events(&sid, status, None, None, &rows).unwrap());
+        }
+        assert_eq!(lock(&seen).len(), 1);
+        assert_eq!(count(&store, "outbox"), 2);
+        assert_eq!(store.outbox_stats().pending, 2);
+        assert!(store.outbox_wake().notified().now_or_never_for_test());
+    }
+
+    trait NowOrNever {
+        fn now_or_never_for_test(self) -> bool;
+    }
+
+    impl<F: std::future::Future> NowOrNever for F {
+        /// A stored `notify_one` permit makes `notified()` ready at once.
+        fn now_or_never_for_test(self) -> bool {
+            let mut fut = std::pin::pin!(self);
+            let waker = std::task::Waker::noop();
+            fut.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_ready()
+        }
+    }
+
+    #[test]
+    fn outcome_writes_its_event_in_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.insert_call(&call(2)).unwrap();
+        let sale = Outcome {
+            kind: "sale".into(),
+            value: Some(5.0),
+            currency: None,
+            at: 7,
+        };
+        let rows = |c: &CallRecord| {
+            assert_eq!(c.outcome.as_ref().map(|o| o.kind.as_str()), Some("sale"));
+            vec![delivery("evt_o", "http://a/", 7)]
+        };
+        assert!(!store.set_outcome_with_events("c_missing", &sale, &rows).unwrap());
+        assert!(store.set_outcome_with_events("c_0002", &sale, &rows).unwrap());
+        assert_eq!(count(&store, "outbox"), 1);
+        // Rows that fail to insert roll the outcome back with them.
+        let bad = |_: &CallRecord| {
+            vec![NewDelivery {
+                payload: String::new(),
+                ..delivery("evt_p", "http://a/", 8)
+            }]
+        };
+        let lead = Outcome {
+            kind: "lead".into(),
+            ..sale.clone()
+        };
+        store
+            .calls
+            .lock()
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_empty BEFORE INSERT ON outbox WHEN NEW.payload = '' \
+                 BEGIN SELECT RAISE(ABORT, 'empty payload'); END",
+            )
+            .unwrap();
+        assert!(store.set_outcome_with_events("c_0002", &lead, &bad).is_err());
+        assert_eq!(store.call("c_0002").unwrap().unwrap().outcome, Some(sale));
+        assert_eq!(count(&store, "outbox"), 1);
+    }
+
+    #[test]
+    fn due_delivered_failed_deferred_dead_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.insert_call(&call(3)).unwrap();
+        let rows = |_: &CallRecord| {
+            vec![
+                delivery("evt_1", "http://a/", 100),
+                delivery("evt_1", "http://b/", 100),
+                delivery("evt_2", "http://a/", 100),
+            ]
+        };
+        store
+            .update_call_with_events(&call(3).call_sid, "completed", None, None, &rows)
+            .unwrap();
+        let due = store.outbox_due(100, 10, &[]).unwrap();
+        assert_eq!(due.len(), 3);
+        assert_eq!(
+            (due[0].event_id.as_str(), due[0].url.as_str(), due[0].attempts),
+            ("evt_1", "http://a/", 0)
+        );
+        assert!(
+            store.outbox_due(99, 10, &[]).unwrap().is_empty(),
+            "not due before created"
+        );
+        assert_eq!(store.outbox_due(100, 10, &["http://a/".into()]).unwrap().len(), 1);
+        assert_eq!(store.outbox_due(100, 1, &[]).unwrap().len(), 1);
+
+        store.outbox_delivered(due[1].id, 101).unwrap();
+        store.outbox_delivered(due[1].id, 102).unwrap(); // once only
+        store.outbox_failed(due[0].id, 101, "HTTP 500", Some(5_000)).unwrap();
+        store.outbox_defer("http://a/", 5_000).unwrap();
+        assert!(store.outbox_due(4_999, 10, &[]).unwrap().is_empty());
+        assert_eq!(store.outbox_next_due(&[]).unwrap(), Some(5_000));
+        assert_eq!(store.outbox_next_due(&["http://a/".into()]).unwrap(), None);
+        let again = store.outbox_due(5_000, 10, &[]).unwrap();
+        assert_eq!(
+            again.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(),
+            [(due[0].id, 1), (due[2].id, 0)]
+        );
+        store.outbox_failed(due[2].id, 5_001, "refused", None).unwrap();
+        assert_eq!(
+            store.outbox_stats(),
+            OutboxStats {
+                delivered: 1,
+                failed: 1,
+                dead: 1,
+                pending: 1
+            }
+        );
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.outbox_stats().pending, 1, "pending counted again at open");
+        let left = store.outbox_due(i64::MAX, 10, &[]).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!((left[0].event_id.as_str(), left[0].attempts), ("evt_1", 1));
     }
 
     const CRASH_DIR_ENV: &str = "TELSWAP_STORE_CRASH_CHILD_DIR";

@@ -1,0 +1,561 @@
+//! CRM webhooks end to end: a call's `call.completed` and `call.outcome` events reach a loopback
+//! receiver exactly once, signed, through receiver errors, a receiver that is down, a restart,
+//! and repeated status callbacks; `[[webhook]]` rule errors name FILE:LINE.
+//!
+//! Time is a [`ManualClock`]: the test moves it past a retry and then runs a worker pass with
+//! [`telswap::outbox::Outbox::sync`], so no test sleeps for a backoff.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use telswap::app::{App, AppConfig};
+use telswap::calls::signature::twilio_signature;
+use telswap::clock::{Clock, ManualClock};
+use telswap::outbox::verify_signature;
+use telswap::proxy::server::ServeConfig;
+use telswap::store::Store;
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "outbox-auth-token";
+const ADMIN: &str = "outbox-admin-token";
+const HOOK_SECRET: &str = "whsec-test-1234";
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Accept,
+    /// Answer 500.
+    Fail,
+    /// Accept the connection and close it at once: the receiver is down.
+    Down,
+}
+
+/// One request the receiver saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    event: String,
+    event_id: String,
+    signature_ok: bool,
+    content_type: String,
+    body: Value,
+    answered: u16,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    mode: Option<Mode>,
+    seen: Vec<Seen>,
+    refused: usize,
+}
+
+/// A CRM on loopback that records every event and can be told to fail or be down.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    async fn start(clock: Arc<ManualClock>) -> Receiver {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ReceiverState {
+            mode: Some(Mode::Accept),
+            ..Default::default()
+        }));
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                if st.lock().unwrap().mode == Some(Mode::Down) {
+                    st.lock().unwrap().refused += 1;
+                    drop(s);
+                    continue;
+                }
+                let st = st.clone();
+                let clock = clock.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let st = st.clone();
+                        let clock = clock.clone();
+                        async move {
+                            let h = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_string()
+                            };
+                            let (sig, event, event_id, content_type) = (
+                                h("x-telswap-signature"),
+                                h("x-telswap-event"),
+                                h("x-telswap-event-id"),
+                                h("content-type"),
+                            );
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let now = (clock.now_ms() / 1000) as i64;
+                            let mut st = st.lock().unwrap();
+                            let answered = if st.mode == Some(Mode::Fail) { 500 } else { 204 };
+                            st.seen.push(Seen {
+                                path,
+                                event,
+                                event_id,
+                                signature_ok: verify_signature(HOOK_SECRET, &sig, &body, now, 300),
+                                content_type,
+                                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                                answered,
+                            });
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(answered)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, state }
+    }
+
+    fn set(&self, mode: Mode) {
+        self.state.lock().unwrap().mode = Some(mode);
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Events the receiver accepted (2xx), in order.
+    fn accepted(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| s.answered < 300).collect()
+    }
+
+    fn refused(&self) -> usize {
+        self.state.lock().unwrap().refused
+    }
+}
+
+fn rules(receiver: SocketAddr) -> String {
+    format!(
+        r#"hosts = ["site.test"]
+upstream = "http://127.0.0.1:9"
+numbers = ["+1 555-010-0000"]
+
+[telephony]
+auth_token_env = "TEST_TOKEN"
+
+[[pool]]
+name = "organic"
+mode = "source"
+when.channel = ["organic_search"]
+numbers = ["+1 555-010-2001"]
+
+[[webhook]]
+url = "http://{receiver}/hooks/crm"
+secret_env = "TEST_HOOK_SECRET"
+
+[[webhook]]
+url = "http://{receiver}/hooks/outcomes-only"
+secret_env = "TEST_HOOK_SECRET"
+events = ["call.outcome"]
+"#
+    )
+}
+
+async fn start(receiver: &Receiver, data: &Path, clock: &Arc<ManualClock>, with_secret: bool) -> App {
+    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), rules(receiver.addr))]).unwrap();
+    let secrets: telswap::calls::Secrets = Arc::new(move |name: &str| match name {
+        "TEST_TOKEN" => Some(TOKEN.to_string()),
+        "TEST_HOOK_SECRET" if with_secret => Some(HOOK_SECRET.to_string()),
+        _ => None,
+    });
+    App::start(
+        set,
+        AppConfig {
+            serve: ServeConfig {
+                rules: "rules".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                tls_listen: None,
+                certs: "certs".into(),
+            },
+            admin: Some("127.0.0.1:0".parse().unwrap()),
+            admin_token: Some(ADMIN.into()),
+            data: data.to_path_buf(),
+            secrets,
+            clock: Some(clock.clone() as Arc<dyn Clock>),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Runs one worker pass over everything due now.
+async fn pass(app: &App) {
+    tokio::time::timeout(Duration::from_secs(30), app.outbox.sync())
+        .await
+        .expect("an outbox pass finishes");
+}
+
+/// A signed provider webhook; returns the HTTP status.
+async fn hook(app: &App, path: &str, params: &[(&str, &str)]) -> u16 {
+    let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sig = twilio_signature(TOKEN, &format!("http://site.test{path}"), &owned);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let req = hyper::Request::post(format!("http://{}{path}", app.running.http))
+        .header("host", "site.test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+/// An inbound call answered, then its status callback: returns the call id.
+async fn completed_call(app: &App, sid: &str) -> String {
+    let voice = [
+        ("CallSid", sid),
+        ("From", "+14155550123"),
+        ("To", "+15550102001"),
+        ("CallStatus", "ringing"),
+    ];
+    assert_eq!(hook(app, "/_telswap/voice", &voice).await, 200);
+    assert_eq!(status_callback(app, sid).await, 200);
+    let calls = admin(app, "GET", "/api/calls", "").await.1;
+    calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["call_sid"] == sid)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn status_callback(app: &App, sid: &str) -> u16 {
+    let status = [
+        ("CallSid", sid),
+        ("CallStatus", "completed"),
+        ("DialCallStatus", "completed"),
+        ("DialCallDuration", "61"),
+    ];
+    hook(app, "/_telswap/status", &status).await
+}
+
+async fn admin(app: &App, method: &str, path: &str, body: &str) -> (u16, Value, String) {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", app.admin.unwrap()))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+}
+
+#[tokio::test]
+async fn a_completed_call_sends_one_signed_event_and_repeated_callbacks_send_none() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    let id = completed_call(&app, "CAdone1").await;
+    pass(&app).await;
+
+    let seen = receiver.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one event, to the one webhook subscribed to call.completed: {seen:?}"
+    );
+    let e = &seen[0];
+    assert!(e.signature_ok, "the signature verifies with the shared secret");
+    assert_eq!(e.path, "/hooks/crm");
+    assert_eq!(e.content_type, "application/json");
+    assert_eq!(e.event, "call.completed");
+    assert!(e.event_id.starts_with("evt_"), "{}", e.event_id);
+    assert_eq!(e.body["id"], e.event_id.as_str(), "the header names the payload's id");
+    assert_eq!(e.body["type"], "call.completed");
+    assert_eq!(e.body["site"], "site");
+    assert_eq!(e.body["created_at"], telswap::clock::rfc3339(clock.now_ms()));
+    let call = &e.body["call"];
+    assert_eq!(call["id"], id.as_str());
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["duration_s"], 61);
+    assert_eq!(call["tracking_number"], "+15550102001");
+    // The CALL object is the admin API's.
+    let (_, one, _) = admin(&app, "GET", &format!("/api/calls/{id}"), "").await;
+    assert_eq!(call, &one);
+
+    // The provider retries the callback, and a late "busy" arrives: no second event.
+    assert_eq!(status_callback(&app, "CAdone1").await, 200);
+    let busy = [("CallSid", "CAdone1"), ("CallStatus", "busy")];
+    assert_eq!(hook(&app, "/_telswap/status", &busy).await, 200);
+    clock.advance(Duration::from_secs(7 * 24 * 3600));
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1, "{:?}", receiver.seen());
+    let stats = app.store.outbox_stats();
+    assert_eq!((stats.delivered, stats.failed, stats.dead, stats.pending), (1, 0, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_outcome_sends_call_outcome_to_every_subscribed_webhook() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    let id = completed_call(&app, "CAsale").await;
+    pass(&app).await;
+    clock.advance(Duration::from_secs(3600));
+    let (status, _, body) = admin(
+        &app,
+        "POST",
+        &format!("/api/calls/{id}/outcome"),
+        r#"{"kind":"sale","value":120.0,"currency":"usd"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    pass(&app).await;
+
+    let outcomes: Vec<Seen> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|s| s.event == "call.outcome")
+        .collect();
+    let mut paths: Vec<&str> = outcomes.iter().map(|s| s.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/hooks/crm", "/hooks/outcomes-only"], "{outcomes:?}");
+    assert_eq!(
+        outcomes[0].event_id, outcomes[1].event_id,
+        "one event, the same id at each destination"
+    );
+    for e in &outcomes {
+        assert!(e.signature_ok);
+        assert_eq!(e.body["type"], "call.outcome");
+        assert_eq!(e.body["call"]["id"], id.as_str());
+        assert_eq!(e.body["call"]["outcome"]["kind"], "sale");
+        assert_eq!(e.body["call"]["outcome"]["value"], 120.0);
+        assert_eq!(e.body["call"]["outcome"]["currency"], "USD");
+    }
+    assert_eq!(receiver.seen().len(), 3, "call.completed once, call.outcome twice");
+
+    // An unknown call sets nothing and sends nothing.
+    let (status, _, _) = admin(&app, "POST", "/api/calls/c_nope/outcome", r#"{"kind":"sale"}"#).await;
+    assert_eq!(status, 404);
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 3);
+
+    let (_, _, metrics) = admin(&app, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains("telswap_webhook_deliveries_total{result=\"delivered\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("telswap_webhook_deliveries_total{result=\"failed\"} 0"));
+    assert!(metrics.contains("telswap_webhook_pending 0"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_event_exactly_once_after_backoff() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    receiver.set(Mode::Fail);
+    let app = start(&receiver, data.path(), &clock, true).await;
+    completed_call(&app, "CAflaky").await;
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1, "first attempt at once");
+    assert_eq!(receiver.seen()[0].answered, 500);
+
+    // Not retried before the first backoff step (10 s, -20 % jitter at most).
+    pass(&app).await;
+    clock.advance(Duration::from_secs(7));
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1, "no retry before 8 s");
+    clock.advance(Duration::from_secs(6)); // 13 s: past 10 s + 20 %
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 2, "second attempt after the first step");
+    // The second step is 30 s: still failing now, the receiver recovers before the third.
+    clock.advance(Duration::from_secs(20));
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 2, "no retry before 24 s");
+    receiver.set(Mode::Accept);
+    clock.advance(Duration::from_secs(20));
+    pass(&app).await;
+
+    let seen = receiver.seen();
+    assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), [500, 500, 204]);
+    assert!(
+        seen.iter().all(|s| s.event_id == seen[0].event_id),
+        "one event id on every attempt"
+    );
+    assert!(
+        seen.iter().all(|s| s.signature_ok),
+        "each attempt signed at its own time"
+    );
+    assert_eq!(receiver.accepted().len(), 1);
+    // Nothing more, however long we wait.
+    clock.advance(Duration::from_secs(4 * 24 * 3600));
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 3);
+    let (_, _, metrics) = admin(&app, "GET", "/metrics", "").await;
+    for line in [
+        "telswap_webhook_deliveries_total{result=\"delivered\"} 1",
+        "telswap_webhook_deliveries_total{result=\"failed\"} 2",
+        "telswap_webhook_deliveries_total{result=\"dead\"} 0",
+        "telswap_webhook_pending 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_survives_a_restart_while_the_receiver_is_down_and_arrives_once() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    receiver.set(Mode::Down);
+    let app = start(&receiver, data.path(), &clock, true).await;
+    completed_call(&app, "CAdown").await;
+    pass(&app).await;
+    assert_eq!(receiver.refused(), 1, "one attempt, the connection dropped");
+    assert!(receiver.seen().is_empty());
+    app.stop().await;
+
+    // The receiver comes back while telswap is stopped; telswap restarts on the same data.
+    receiver.set(Mode::Accept);
+    let app = start(&receiver, data.path(), &clock, true).await;
+    pass(&app).await;
+    assert!(
+        receiver.seen().is_empty(),
+        "the retry waits for its backoff across the restart"
+    );
+    clock.advance(Duration::from_secs(13));
+    pass(&app).await;
+    let seen = receiver.accepted();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].event, "call.completed");
+    assert!(seen[0].signature_ok);
+
+    // And once only, across another restart and a long wait.
+    app.stop().await;
+    clock.advance(Duration::from_secs(24 * 3600));
+    let app = start(&receiver, data.path(), &clock, true).await;
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1);
+    assert_eq!(receiver.refused(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_enqueued_without_its_secret_is_held_through_a_restart_then_sent_once() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, false).await;
+    completed_call(&app, "CAnosecret").await;
+    pass(&app).await;
+    clock.advance(Duration::from_secs(3600));
+    pass(&app).await;
+    assert!(receiver.seen().is_empty(), "nothing is sent unsigned");
+    assert_eq!(receiver.refused(), 0);
+    let stats = app.store.outbox_stats();
+    assert_eq!((stats.failed, stats.dead, stats.pending), (0, 0, 1), "held, not failed");
+    app.stop().await;
+
+    let app = start(&receiver, data.path(), &clock, true).await;
+    pass(&app).await;
+    let seen = receiver.accepted();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].signature_ok);
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1);
+    app.stop().await;
+}
+
+#[test]
+fn webhook_rule_errors_name_file_and_line() {
+    let text = r#"hosts = ["site.test"]
+upstream = "http://127.0.0.1:9"
+numbers = ["+1 555-010-0000"]
+[telephony]
+auth_token_env = "T"
+
+[[webhook]]
+url = "ftp://crm.example/hook"
+secret_env = "CRM_SECRET"
+
+[[webhook]]
+url = "https://crm.example/hook"
+secret_envv = "CRM_SECRET"
+
+[[webhook]]
+url = "https://crm.example/other"
+secret_env = "CRM SECRET"
+events = ["call.completed", "call.outcom"]
+
+[[webhook]]
+url = "https://crm.example/hook"
+secret_env = "X"
+"#;
+    let err = telswap::rules::load_sources(&[(PathBuf::from("rules/acme.toml"), text.to_string())]).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
+    let expect = [
+        "rules/acme.toml:8: bad webhook url \"ftp://crm.example/hook\": expected http:// or https://",
+        "rules/acme.toml:11: a [[webhook]] needs secret_env = \"NAME_OF_ENV_VAR\"",
+        "rules/acme.toml:13: unknown key \"secret_envv\" in [[webhook]] (did you mean \"secret_env\"?)",
+        "rules/acme.toml:17: secret_env \"CRM SECRET\" must name an environment variable (letters, digits, _)",
+        "rules/acme.toml:18: unknown webhook event \"call.outcom\" (did you mean \"call.outcome\"?): expected one of [\"call.completed\", \"call.outcome\"]",
+        "rules/acme.toml:21: webhook url \"https://crm.example/hook\" is listed twice in this site",
+    ];
+    for e in expect {
+        assert!(lines.iter().any(|l| l == e), "missing {e:?} in {lines:#?}");
+    }
+    assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+
+    // A valid webhook: events default to both.
+    let ok = text.split("[[webhook]]").next().unwrap().to_string()
+        + "[[webhook]]\nurl = \"https://crm.example/hook?k=1\"\nsecret_env = \"CRM_SECRET\"\n";
+    let set = telswap::rules::load_sources(&[(PathBuf::from("acme.toml"), ok)]).unwrap();
+    let w = &set.sites[0].webhooks[0];
+    assert_eq!(w.url, "https://crm.example/hook?k=1");
+    assert_eq!(w.secret_env, "CRM_SECRET");
+    assert_eq!(w.events, telswap::rules::WebhookEvent::ALL);
+    // A missing url.
+    let no_url = "hosts = [\"a.test\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n\
+                  [telephony]\nauth_token_env = \"T\"\n[[webhook]]\nsecret_env = \"S\"\n";
+    let err = telswap::rules::load_sources(&[(PathBuf::from("b.toml"), no_url.to_string())]).unwrap_err();
+    assert_eq!(err.to_string(), "b.toml:6: a [[webhook]] needs url = \"https://...\"");
+}
