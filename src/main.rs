@@ -98,6 +98,9 @@ struct ServeArgs {
     /// Embedded storage and generated keys.
     #[arg(long, env = "TELSWAP_DATA", default_value = "data")]
     data: PathBuf,
+    /// Worker threads of the async runtime (default: one per CPU).
+    #[arg(long, env = "TELSWAP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -109,17 +112,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { rules } => check(&rules),
-        Command::Serve(args) => run(serve(args)),
+        Command::Serve(args) => run_on(args.threads, serve(args)),
         Command::Demo { listen, admin } => run(demo(listen, admin)),
         Command::Call(args) => run(call(args)),
     }
 }
 
 fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    run_on(None, fut)
+}
+
+/// Runs `fut` on a multi-threaded runtime with `threads` workers (default: one per CPU).
+fn run_on(threads: Option<u16>, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.into());
+    }
+    let rt = builder.enable_all().build().expect("tokio runtime");
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Load comparison: telswap against nginx with sub_filter, both proxying one nginx origin, plus the
+# idle-connection and large-page memory checks (issue 6 §2, §3). Not part of `cargo test`.
+#
+#   benches/load.sh [-d SECONDS] [-c CONNECTIONS] [-p PAGE] [-r ROUNDS] [-i IDLE_CONNS]
+#                   [--hold SECONDS] [--big-mb MB] [--bin PATH] [--no-engine] [--no-pin] [--keep]
+#
+# What runs (every process it starts is stopped on exit):
+# - origin: nginx (1 worker) serving PAGE (default benches/data/numbers-heavy.html) as `/`, the
+#   small-business page as `/small.html` and a generated BIG_MB page as `/big.html`;
+# - telswap `serve --threads 1`, rules: the site number +1 555-010-0000, one source pool for
+#   direct traffic (wrk sends no cookie, no referrer: every request is a new direct visitor, so
+#   each one is classified, gets a signed visitor cookie, a page-view row, and the swap);
+# - nginx (`worker_processes 1`) with `sub_filter` for every literal form of the number on the
+#   page, `sub_filter_once off`, upstream `Accept-Encoding` cleared, keep-alive to the origin;
+# - CPU pinning (unless --no-pin): both proxies on CPU 1, origin and wrk on CPU 0;
+# - throughput: wrk -t1 -cC -dD on each proxy, alternating ROUNDS times (T N, N T, T N, ...);
+# - latency: paced wrk (benches/load/paced.lua) at half of nginx sub_filter's saturation rate
+#   from the same run, on direct-to-origin, telswap and nginx, alternating ROUNDS times;
+# - idle: a fresh telswap, IDLE_CONNS keep-alive connections each after one request, RSS;
+# - big page: a fresh telswap streaming the BIG_MB page, RSS growth (peak VmHWM minus before);
+# - engine: `cargo bench --bench rewrite` on numbers-heavy, telswap / lol_html no-op handlers.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DUR=10
+CONNS=32
+PAGE=$ROOT/benches/data/numbers-heavy.html
+ROUNDS=3
+IDLE=10000
+HOLD=40
+BIG_MB=50
+BIN=
+ENGINE=1
+PIN=1
+KEEP=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    -d) DUR=$2; shift 2 ;;
+    -c) CONNS=$2; shift 2 ;;
+    -p) PAGE=$(realpath "$2"); shift 2 ;;
+    -r) ROUNDS=$2; shift 2 ;;
+    -i) IDLE=$2; shift 2 ;;
+    --hold) HOLD=$2; shift 2 ;;
+    --big-mb) BIG_MB=$2; shift 2 ;;
+    --bin) BIN=$(realpath "$2"); shift 2 ;;
+    --no-engine) ENGINE=0; shift ;;
+    --no-pin) PIN=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[load] %s\n' "$*" >&2; }
+
+# Tools: Debian's nginx and wrk when missing.
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  log "installing nginx and wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q && apt-get install -y -q nginx wrk
+fi
+NGINX=$(command -v nginx)
+if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
+else
+  PIN=0; PROXY_CPU=(); LOAD_CPU=()
+fi
+
+W=$(mktemp -d /tmp/telswap-load.XXXXXX)
+chmod 755 "$W" # nginx workers run as an unprivileged user and read the pages from here
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$KEEP" = 0 ]; then rm -rf "$W"; else log "kept $W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+trap 'log "failed at line $LINENO (logs in $W/logs; --keep keeps them)"' ERR
+
+if [ -z "$BIN" ]; then
+  log "building telswap (release)"
+  (cd "$ROOT" && cargo build --release -q --bin telswap)
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/telswap
+  case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+fi
+# A private copy: a shared target dir may be rebuilt by someone else during the run.
+cp "$BIN" "$W/telswap"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_ORIGIN=$(free_port); P_NGINX=$(free_port); P_TS=$(free_port); P_TS2=$(free_port)
+
+mkdir -p "$W/www" "$W/logs" "$W/rules" "$W/temp"
+chmod 777 "$W/temp"
+cp "$PAGE" "$W/www/index.html"
+cp "$ROOT/benches/data/small-business.html" "$W/www/small.html"
+python3 - "$W/www/big.html" "$BIG_MB" <<'EOF'
+import sys
+path, mb = sys.argv[1], int(sys.argv[2])
+block = ('<div class="row" data-i="{i}"><p>Call (555) 010-0000 or <a href="tel:+15550100000">555-010-0000</a>. '
+         'Order 98765-{i} on 03/27/2011 for $1,234.50.</p></div>\n')
+with open(path, "w") as f:
+    f.write("<!doctype html><html><head><meta charset=utf-8><title>big</title></head><body>\n")
+    n, i = 0, 0
+    while n < mb << 20:
+        s = block.format(i=i); f.write(s); n += len(s); i += 1
+    f.write("</body></html>\n")
+EOF
+
+# The site number's literal forms on the page, as nginx needs them (sub_filter matches bytes).
+# Every form telswap swaps on numbers-heavy contains one of these; parity.py checks it.
+FORMS=('5550100000' '(555) 010-0000' '555-010-0000' '555 010 0000' '555.010.0000'
+       '555&nbsp;010&nbsp;0000' '555%20010%200000' '(555)&nbsp;010&#8209;0000' '555&#8209;010&#8209;0000')
+SUBS=
+for f in "${FORMS[@]}"; do SUBS+="      sub_filter '$f' '${f%0000}2001';"$'\n'; done
+
+cat > "$W/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $W/origin.pid;
+error_log $W/logs/origin.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  types { text/html html; }
+  default_type text/html;
+  charset utf-8;
+  sendfile on;
+  keepalive_requests 100000;
+  client_body_temp_path $W/temp; proxy_temp_path $W/temp; fastcgi_temp_path $W/temp;
+  uwsgi_temp_path $W/temp; scgi_temp_path $W/temp;
+  server {
+    listen 127.0.0.1:$P_ORIGIN backlog=4096;
+    root $W/www;
+    location / { index index.html; }
+  }
+}
+EOF
+cat > "$W/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $W/nginx.pid;
+error_log $W/logs/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  client_body_temp_path $W/temp; proxy_temp_path $W/temp; fastcgi_temp_path $W/temp;
+  uwsgi_temp_path $W/temp; scgi_temp_path $W/temp;
+  upstream origin { server 127.0.0.1:$P_ORIGIN; keepalive 256; }
+  server {
+    listen 127.0.0.1:$P_NGINX backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Accept-Encoding "";
+      # Streams like telswap does (and never spills a large page to a temp file).
+      proxy_buffering off;
+      sub_filter_once off;
+$SUBS    }
+  }
+}
+EOF
+cat > "$W/rules/site.toml" <<EOF
+hosts    = ["127.0.0.1", "localhost"]
+upstream = "http://127.0.0.1:$P_ORIGIN"
+country  = "US"
+numbers  = ["+1 555-010-0000"]
+exclude  = ["[data-telswap-ignore]", "[data-calltrk-noswap]"]
+
+[[pool]]
+name         = "direct"
+mode         = "source"
+when.channel = ["direct"]
+numbers      = ["+1 555-010-2001"]
+EOF
+
+wait_port() {
+  for _ in $(seq 100); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+"${LOAD_CPU[@]}" "$NGINX" -p "$W" -c "$W/origin.conf" 2>>"$W/logs/origin.err" &
+PIDS+=($!)
+"${PROXY_CPU[@]}" "$NGINX" -p "$W" -c "$W/nginx.conf" 2>>"$W/logs/nginx.err" &
+PIDS+=($!)
+start_telswap() { # PORT DATA -> sets TS_PID
+  TELSWAP_ADMIN_TOKEN=$(head -c 18 /dev/urandom | base64) "${PROXY_CPU[@]}" "$W/telswap" serve \
+    --rules "$W/rules" --listen "127.0.0.1:$1" --admin 127.0.0.1:0 --data "$2" --threads 1 \
+    >>"$W/logs/telswap.out" 2>>"$W/logs/telswap.err" &
+  TS_PID=$!
+  PIDS+=("$TS_PID")
+  wait_port "$1"
+}
+start_telswap "$P_TS" "$W/data"
+wait_port "$P_ORIGIN"; wait_port "$P_NGINX"
+
+# Parity: the same page through each proxy; count the replacements each made.
+curl -sf -o "$W/origin.html" "http://127.0.0.1:$P_ORIGIN/"
+curl -sf -o "$W/telswap.html" "http://127.0.0.1:$P_TS/"
+curl -sf -o "$W/nginx.html" "http://127.0.0.1:$P_NGINX/"
+PARITY=$(python3 "$ROOT/benches/load/parity.py" "$W/origin.html" "$W/telswap.html" "$W/nginx.html")
+log "$PARITY"
+
+# wrk NAME PORT SCRIPT [ENV...] -> prints "NAME RESULT ..."
+run_wrk() {
+  local name=$1 port=$2 script=$3; shift 3
+  local out
+  out=$(env "$@" "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$script" "http://127.0.0.1:$port/" | grep '^RESULT')
+  echo "$name $out"
+}
+
+log "warm-up"
+for p in "$P_TS" "$P_NGINX" "$P_ORIGIN"; do
+  "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$p/" >/dev/null
+done
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+: > "$W/thr.txt"
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order="telswap nginx"; else order="nginx telswap"; fi
+  for who in $order; do
+    if [ "$who" = telswap ]; then port=$P_TS; else port=$P_NGINX; fi
+    log "throughput round $r: $who"
+    run_wrk "$who" "$port" "$ROOT/benches/load/report.lua" >> "$W/thr.txt"
+  done
+done
+log "throughput: direct to origin"
+run_wrk direct "$P_ORIGIN" "$ROOT/benches/load/report.lua" >> "$W/thr.txt"
+
+# Median req/s of nginx's rounds is its saturation rate; pace at half of it.
+SAT=$(awk '$1=="nginx" {print $3/$4}' "$W/thr.txt" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+RATE=$(awk -v s="$SAT" 'BEGIN {printf "%.0f", s/2}')
+PACE_MS=$(awk -v c="$CONNS" -v r="$RATE" 'BEGIN {printf "%.3f", c*1000/r}')
+log "nginx saturation ${SAT} req/s; paced runs at ${RATE} req/s (${CONNS} connections, ${PACE_MS} ms apart each)"
+: > "$W/lat.txt"
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then order="direct telswap nginx"; else order="nginx telswap direct"; fi
+  for who in $order; do
+    case $who in telswap) port=$P_TS ;; nginx) port=$P_NGINX ;; direct) port=$P_ORIGIN ;; esac
+    log "paced round $r: $who"
+    run_wrk "$who" "$port" "$ROOT/benches/load/paced.lua" PACE_MS="$PACE_MS" >> "$W/lat.txt"
+  done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+
+# Idle keep-alive connections: a fresh telswap, warmed with a few requests.
+log "idle: $IDLE keep-alive connections, held ${HOLD} s"
+start_telswap "$P_TS2" "$W/data-idle"
+for _ in 1 2 3; do curl -sf -o /dev/null "http://127.0.0.1:$P_TS2/small.html"; done
+IDLE_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TS2" /small.html "$IDLE" "$HOLD" "$TS_PID" | grep '^RESULT')
+kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+
+# The big page: a fresh telswap; peak RSS (VmHWM, reset first) against RSS before.
+log "big page: ${BIG_MB} MB"
+P_TS3=$(free_port)
+start_telswap "$P_TS3" "$W/data-big"
+for _ in 1 2 3; do curl -sf -o /dev/null "http://127.0.0.1:$P_TS3/small.html"; done
+BIG_BEFORE=$(rss_kib "$TS_PID")
+echo 5 > "/proc/$TS_PID/clear_refs"
+curl -sf -o "$W/big.out" "http://127.0.0.1:$P_TS3/big.html"
+BIG_PEAK=$(awk '/^VmHWM:/ {print $2}' "/proc/$TS_PID/status")
+BIG_BYTES=$(stat -c %s "$W/big.out")
+BIG_SWAPS=$(grep -o '010-2001' "$W/big.out" | wc -l)
+BIG_LEFT=$(grep -o '010-0000' "$W/big.out" | wc -l || true)
+rm -f "$W/big.out"
+kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+
+ENGINE_LINE="not run (--no-engine)"
+ENGINE_PCT=
+if [ "$ENGINE" = 1 ]; then
+  log "engine: cargo bench --bench rewrite (numbers-heavy)"
+  (cd "$ROOT" && cargo bench -q --bench rewrite -- 'numbers-heavy/' --warm-up-time 1 --measurement-time 4) > "$W/engine.txt" 2>&1 || true
+  # Middle thrpt figure of each function, in MiB/s.
+  read -r E_TS E_NOOP < <(awk '
+    /^numbers-heavy\// { name = $1 }
+    /thrpt:/ && !(name in t) { v = $4; u = $5; if (u ~ /^GiB/) v *= 1024; if (u ~ /^KiB/) v /= 1024; t[name] = v }
+    END { print t["numbers-heavy/telswap"]+0, t["numbers-heavy/lol_html_noop_handlers"]+0 }' "$W/engine.txt")
+  if awk -v b="$E_NOOP" 'BEGIN {exit !(b > 0)}'; then
+    ENGINE_PCT=$(awk -v a="$E_TS" -v b="$E_NOOP" 'BEGIN {printf "%.1f", 100*a/b}')
+    ENGINE_LINE="telswap ${E_TS} MiB/s, lol_html no-op handlers ${E_NOOP} MiB/s: ${ENGINE_PCT}%"
+  else
+    ENGINE_LINE="bench failed, see $W/engine.txt (--keep)"
+  fi
+fi
+
+# Report.
+python3 - "$W/thr.txt" "$W/lat.txt" "$SAT" "$RATE" <<'EOF' > "$W/report.txt"
+import statistics as st, sys
+thr, lat = {}, {}
+for path, d in ((sys.argv[1], thr), (sys.argv[2], lat)):
+    for line in open(path):
+        f = line.split()
+        who, req, secs, byts, p50, p99, mx, err, non2xx = f[0], int(f[2]), float(f[3]), int(f[4]), int(f[5]), int(f[6]), int(f[7]), int(f[8]), int(f[9])
+        d.setdefault(who, []).append(dict(rps=req / secs, mbs=byts / secs / 1e6, p50=p50 / 1000, p99=p99 / 1000, err=err + non2xx))
+med = lambda rows, k: st.median(r[k] for r in rows)
+print(f"{'':9} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}  rounds (req/s)                errors")
+for who in ("telswap", "nginx", "direct"):
+    rows = thr.get(who, [])
+    if rows:
+        each = " ".join("%.1f" % r["rps"] for r in rows)
+        print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'mbs'):8.1f} {med(rows,'p50'):8.2f} {med(rows,'p99'):8.2f}  "
+              f"{each:29} {sum(r['err'] for r in rows)}")
+print(f"\npaced at {sys.argv[4]} req/s (half of nginx's {float(sys.argv[3]):.1f}):")
+print(f"{'':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  rounds (p99 ms)               errors")
+for who in ("direct", "telswap", "nginx"):
+    rows = lat.get(who, [])
+    each = " ".join("%.2f" % r["p99"] for r in rows)
+    print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'p50'):8.2f} {med(rows,'p99'):8.2f}  "
+          f"{each:29} {sum(r['err'] for r in rows)}")
+ratio = med(thr['telswap'], 'rps') / med(thr['nginx'], 'rps')
+added_ts = med(lat['telswap'], 'p99') - med(lat['direct'], 'p99')
+added_ngx = med(lat['nginx'], 'p99') - med(lat['direct'], 'p99')
+errs = sum(r['err'] for rows in list(thr.values()) + list(lat.values()) for r in rows)
+print(f"\nthroughput telswap / nginx sub_filter: {ratio:.2f}x")
+print(f"added p99 over direct: telswap {added_ts:.2f} ms, nginx sub_filter {added_ngx:.2f} ms")
+print(f"VALUES ratio={ratio:.3f} added_ts={added_ts:.3f} errors={errs}")
+EOF
+pass() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo MISS; fi; }
+read -r _ RATIO ADDED ERRS < <(grep '^VALUES' "$W/report.txt" | tr '=' ' ' | awk '{print $1, $3, $5, $7}')
+read -r _ I_BEFORE I_OPEN I_OPENED I_STILL I_HOLD <<< "$IDLE_RES"
+I_MB=$(awk -v k="$I_OPEN" 'BEGIN {printf "%.1f", k/1024}')
+B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
+
+echo
+echo "== telswap vs nginx sub_filter: $(basename "$PAGE") ($(stat -c %s "$PAGE") bytes), wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds, pinned: $([ "$PIN" = 1 ] && echo 'proxies CPU 1, origin+wrk CPU 0' || echo no)"
+echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
+echo "$PARITY"
+echo
+grep -v '^VALUES' "$W/report.txt"
+echo
+echo "idle: $I_OPENED of $IDLE keep-alive connections open after one request each; telswap RSS ${I_BEFORE} KiB before, ${I_OPEN} KiB with them open; $I_STILL still open after ${I_HOLD} s idle"
+echo "big page: $BIG_BYTES bytes, $BIG_SWAPS swapped, $BIG_LEFT left; telswap RSS ${BIG_BEFORE} KiB before, peak ${BIG_PEAK} KiB: growth ${B_GROWTH} MiB"
+echo "engine: $ENGINE_LINE"
+echo
+echo "targets:"
+echo "  throughput telswap >= 1.0x nginx sub_filter      $(printf '%.2fx' "$RATIO")   $(pass "$RATIO >= 1.0")"
+echo "  added p99 over direct <= 1 ms at half saturation  $(printf '%.2f ms' "$ADDED")  $(pass "$ADDED <= 1.0")"
+if [ -n "$ENGINE_PCT" ]; then
+  echo "  engine >= 75% of lol_html no-op handlers          ${ENGINE_PCT}%   $(pass "$ENGINE_PCT >= 75")"
+fi
+echo "  $IDLE idle keep-alive connections < 200 MB RSS    ${I_MB} MiB  $(pass "$I_OPENED == $IDLE && $I_OPEN < 200*1024")"
+echo "  ${BIG_MB} MB page < 20 MB RSS growth                 ${B_GROWTH} MiB   $(pass "$B_GROWTH < 20 && $BIG_SWAPS > 0 && $BIG_LEFT == 0")"
+echo "  errors (socket + non-2xx) in all wrk runs         $ERRS"
