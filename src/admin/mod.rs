@@ -22,6 +22,10 @@ use crate::proxy::Proxy;
 use crate::rules::PoolMode;
 use crate::store::{CallFilter, CallRecord, Outcome, Store};
 
+pub mod export;
+pub mod reports;
+pub mod spend;
+
 /// What the admin API reads.
 pub struct Admin {
     token: String,
@@ -95,6 +99,10 @@ impl Admin {
                 self.set_outcome(&id, req).await
             }
             (Method::GET, ["api", "pools"]) => Ok(self.pools_json()),
+            (Method::GET, ["api", "reports"]) => Ok(self.report_list()),
+            (Method::GET, ["api", "reports", name]) => self.report(name, &req).await,
+            (Method::GET, ["api", "export", file]) => self.export(file, &req).await,
+            (Method::PUT, ["api", "spend"]) => self.put_spend(req).await,
             (Method::GET, ["metrics"]) => Ok(self.metrics()),
             (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             _ => Err((StatusCode::NOT_FOUND, "not found".to_string())),
