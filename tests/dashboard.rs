@@ -346,6 +346,36 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
     assert_eq!(v["outcome"]["currency"], "USD");
     let journey = env.get(&format!("/calls/{id}"), Auth::Cookie(&cookie)).await;
     assert!(journey.body.contains(r#"data-figure="outcome">sale<"#));
+
+    // Every report page shows the report's totals as the API computes them, with a chart.
+    for name in telswap::admin::reports::REPORTS {
+        let page = env
+            .get(
+                &format!("/reports/{name}?from=2026-11-27&to=2026-11-27"),
+                Auth::Cookie(&cookie),
+            )
+            .await;
+        assert_eq!(page.status, 200, "{name}");
+        assert!(
+            page.body.contains("<svg") || page.body.contains("data-empty"),
+            "{name} has neither a chart nor an empty note"
+        );
+        let api = env
+            .get(
+                &format!("/api/reports/{name}?from=2026-11-27&to=2026-11-28"),
+                Auth::Bearer(ADMIN),
+            )
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        if let Some(calls) = v["totals"]["calls"].as_u64() {
+            assert!(
+                page.body.contains(&format!(r#"data-figure="calls">{calls}<"#)),
+                "{name}: page disagrees with the API's {calls} calls"
+            );
+        }
+    }
+    let overview = env.get("/?from=2026-11-27&to=2026-11-27", Auth::Cookie(&cookie)).await;
+    assert!(overview.body.contains(r#"data-figure="calls">1<"#), "{}", overview.body);
     env.app.stop().await;
 }
 

@@ -149,10 +149,7 @@ mod tests {
         let other = Auth::new("other".into()).session_value(1000);
         let h2 = format!("{COOKIE}={other}");
         assert_eq!(a.check(None, [h2.as_str()].into_iter(), 1001), Credential::Missing);
-        assert_eq!(
-            a.check(None, ["telswap_admin="].into_iter(), 1),
-            Credential::Missing
-        );
+        assert_eq!(a.check(None, ["telswap_admin="].into_iter(), 1), Credential::Missing);
     }
 
     #[test]

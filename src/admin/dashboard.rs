@@ -9,7 +9,8 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::charts::{self, Series};
-use crate::clock::{civil_from_days, rfc3339};
+use super::reports::day_of;
+use crate::clock::rfc3339;
 use crate::store::CallRecord;
 
 /// HTML-escapes text for element content and double-quoted attributes.
@@ -46,11 +47,6 @@ pub struct Range {
     pub to_ms: i64,
 }
 
-pub fn day_of(ms: i64) -> String {
-    let (y, m, d) = civil_from_days(ms.div_euclid(DAY_MS));
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 impl Range {
     /// From the query string; the default is the 30 days ending today. A malformed date is an
     /// error message (the page shows it) rather than a silently different range.
@@ -82,8 +78,8 @@ impl Range {
             return Err("the range starts after it ends".into());
         }
         Ok(Range {
-            from_day: day_of(from_ms),
-            to_day: day_of(to_ms),
+            from_day: day_of(from_ms, 0),
+            to_day: day_of(to_ms, 0),
             site,
             from_ms,
             to_ms: to_ms + DAY_MS,
@@ -112,10 +108,14 @@ impl Range {
         q
     }
 
-    pub fn days(&self) -> Vec<String> {
-        (self.from_ms / DAY_MS..self.to_ms / DAY_MS)
-            .map(|d| day_of(d * DAY_MS))
-            .collect()
+    /// The range as the reports read it (UTC days).
+    pub fn period(&self) -> super::reports::Period {
+        super::reports::Period {
+            from: Some(self.from_ms),
+            to: Some(self.to_ms),
+            site: self.site.clone(),
+            tz_offset_min: 0,
+        }
     }
 }
 
@@ -377,7 +377,7 @@ pub fn report_chart(report: &Value) -> String {
     let cols = columns(report);
     let rows = rows(report);
     if rows.is_empty() {
-        return r#"<p class="muted">No calls in this range.</p>"#.into();
+        return r#"<p class="muted" data-empty>Nothing to show for this range.</p>"#.into();
     }
     let label_key = cols.iter().find(|c| !is_numeric(&c.2)).map(|c| c.0.clone());
     let value_key = cols
@@ -846,7 +846,7 @@ mod tests {
         let now = super::super::parse_time("2026-11-27T14:00:00Z").unwrap();
         let r = Range::from_query("", now).unwrap();
         assert_eq!((r.from_day.as_str(), r.to_day.as_str()), ("2026-10-29", "2026-11-27"));
-        assert_eq!(r.days().len(), 30);
+        assert_eq!(r.to_ms - r.from_ms, 30 * DAY_MS);
         let r = Range::from_query("from=2026-11-01&to=2026-11-02&site=a%20b", now).unwrap();
         assert_eq!(r.to_ms - r.from_ms, 2 * DAY_MS);
         assert_eq!(r.query(), "from=2026-11-01&to=2026-11-02&site=a+b");

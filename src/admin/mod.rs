@@ -14,9 +14,6 @@ pub mod charts;
 pub mod dashboard;
 pub mod occupancy;
 pub mod sizing;
-mod reports {
-    pub const REPORTS: &[&str] = &[];
-}
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,6 +37,9 @@ use crate::store::{CallFilter, CallRecord, Outcome, Store};
 use auth::{Auth, Credential};
 use dashboard::Range;
 use occupancy::Occupancy;
+pub mod export;
+pub mod reports;
+pub mod spend;
 
 /// What the admin API reads.
 pub struct Admin {
@@ -176,6 +176,10 @@ impl Admin {
                 self.set_outcome(&id, req).await
             }
             (Method::GET, ["api", "pools"]) => Ok(self.pools_json().await),
+            (Method::GET, ["api", "reports"]) => Ok(self.report_list()),
+            (Method::GET, ["api", "reports", name]) => self.report(name, &req).await,
+            (Method::GET, ["api", "export", file]) => self.export(file, &req).await,
+            (Method::PUT, ["api", "spend"]) => self.put_spend(req).await,
             (Method::GET, ["metrics"]) => Ok(self.metrics()),
             (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             (Method::GET, [""]) => self.page_overview(&query).await,
@@ -229,23 +233,11 @@ impl Admin {
         Range::from_query(query, self.now_ms() as i64).map_err(|e| (StatusCode::BAD_REQUEST, e))
     }
 
+    /// The calls of the range, newest first (as the call log lists them).
     async fn calls_in(&self, range: &Range) -> Result<Vec<CallRecord>, (StatusCode, String)> {
-        let f = CallFilter {
-            from: Some(range.from_ms),
-            to: Some(range.to_ms),
-            site: range.site.clone(),
-            limit: 0,
-        };
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.calls(&f))
-            .await
-            .map_err(internal)?
-            .map_err(internal)
-    }
-
-    /// TEMPORARY until the reports branch is merged.
-    async fn report(&self, name: &str, _range: &Range, _query: &str) -> Result<Value, (StatusCode, String)> {
-        Err((StatusCode::NOT_FOUND, format!("no report {name}")))
+        let mut calls = self.period_calls(&range.period()).await?;
+        calls.reverse();
+        Ok(calls)
     }
 
     async fn page_overview(&self, query: &str) -> Handled {
@@ -254,7 +246,7 @@ impl Admin {
 
     async fn page_report(&self, name: &str, query: &str) -> Handled {
         let range = self.range(query)?;
-        let report = self.report(name, &range, query).await?;
+        let report = self.report_value(name, &range.period()).await?;
         let title = report.get("title").and_then(Value::as_str).unwrap_or(name).to_string();
         let api = format!("/api/reports/{name}?{}", range.api_query());
         let active = if name == "overview" {

@@ -3,7 +3,7 @@
 //! Everything telswap must remember across a restart goes through [`Store`]: calls (the product's
 //! output), visitor sessions and their page views (what a call is attributed to), number leases
 //! (so a restart can reinstate them and still attribute a call to the session that saw the
-//! number), the outbox of CRM webhook deliveries, and, later, ad spend.
+//! number), ad spend (for the ROI reports) and the outbox of CRM webhook deliveries.
 //!
 //! Two write paths with different promises:
 //!
@@ -133,6 +133,21 @@ pub enum Write {
         at: i64,
         shared: bool,
     },
+}
+
+/// Ad spend for one site, day, channel and campaign (the ROI reports divide by it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpendRow {
+    pub site: String,
+    /// `YYYY-MM-DD`, the day the money was spent (the ad platform's day).
+    pub day: String,
+    /// A channel name as attribution writes it (`paid_search`, `paid_social`, ...).
+    pub channel: String,
+    /// The campaign name as tagged in `utm_campaign`; empty for spend not split by campaign.
+    pub campaign: String,
+    pub amount: f64,
+    /// ISO 4217, upper case.
+    pub currency: String,
 }
 
 /// Which calls [`Store::calls`] returns.
@@ -317,4 +332,15 @@ pub trait Store: Send + Sync {
     /// Notified whenever outbox rows are committed, so the delivery worker wakes at once.
     fn outbox_wake(&self) -> Arc<tokio::sync::Notify>;
     fn outbox_stats(&self) -> OutboxStats;
+    /// Stores ad spend in one transaction (all rows or none), replacing the amount and currency
+    /// of rows with the same site, day, channel and campaign. Returns the rows written.
+    fn put_spend(&self, rows: &[SpendRow]) -> Result<usize, StoreError>;
+    /// Spend rows with `from_day <= day <= to_day` (both `YYYY-MM-DD`, each bound optional),
+    /// of one site or all, ordered by day, site, channel, campaign.
+    fn spend(
+        &self,
+        site: Option<&str>,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<SpendRow>, StoreError>;
 }

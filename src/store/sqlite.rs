@@ -45,7 +45,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     CallFilter, CallRecord, Delivery, EventRows, Inserted, LeaseRow, NewDelivery, OutboxStats, Outcome, PageViewRow,
-    SessionRow, Store, StoreError, StoreStats, Write,
+    SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
 };
 
 /// The database file inside the data directory.
@@ -600,6 +600,52 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some((session, views)))
+        })
+    }
+
+    fn put_spend(&self, rows: &[SpendRow]) -> Result<usize, StoreError> {
+        self.check_open()?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO spend (site, day, channel, campaign, amount, currency) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (site, day, channel, campaign) DO UPDATE SET \
+                 amount = excluded.amount, currency = excluded.currency",
+            )?;
+            for r in rows {
+                stmt.execute(params![r.site, r.day, r.channel, r.campaign, r.amount, r.currency])?;
+            }
+        }
+        tx.commit()?;
+        Ok(rows.len())
+    }
+
+    fn spend(
+        &self,
+        site: Option<&str>,
+        from_day: Option<&str>,
+        to_day: Option<&str>,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT site, day, channel, campaign, amount, currency FROM spend \
+                 WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR day >= ?2) AND (?3 IS NULL OR day <= ?3) \
+                 ORDER BY day, site, channel, campaign",
+            )?;
+            let rows = stmt
+                .query_map(params![site, from_day, to_day], |r| {
+                    Ok(SpendRow {
+                        site: r.get(0)?,
+                        day: r.get(1)?,
+                        channel: r.get(2)?,
+                        campaign: r.get(3)?,
+                        amount: r.get(4)?,
+                        currency: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
     }
 
@@ -1581,6 +1627,42 @@ mod tests {
             SqliteStore::open(dir.path()),
             Err(StoreError::SchemaTooNew { found, known }) if found == known + 1 && known == MIGRATIONS.len() as u32
         ));
+    }
+
+    #[test]
+    fn spend_upserts_and_filters_by_site_and_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let row = |site: &str, day: &str, campaign: &str, amount: f64| SpendRow {
+            site: site.into(),
+            day: day.into(),
+            channel: "paid_search".into(),
+            campaign: campaign.into(),
+            amount,
+            currency: "USD".into(),
+        };
+        let n = store
+            .put_spend(&[
+                row("a", "2026-11-01", "spring", 10.0),
+                row("a", "2026-11-02", "spring", 20.0),
+                row("a", "2026-11-02", "", 5.0),
+                row("b", "2026-11-02", "spring", 7.0),
+            ])
+            .unwrap();
+        assert_eq!(n, 4);
+        // Same key: the amount is replaced, not added.
+        store.put_spend(&[row("a", "2026-11-02", "spring", 25.0)]).unwrap();
+        assert_eq!(count(&store, "spend"), 4);
+        let all = store.spend(None, None, None).unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0], row("a", "2026-11-01", "spring", 10.0));
+        let a2 = store.spend(Some("a"), Some("2026-11-02"), Some("2026-11-02")).unwrap();
+        assert_eq!(
+            a2,
+            [row("a", "2026-11-02", "", 5.0), row("a", "2026-11-02", "spring", 25.0)]
+        );
+        assert_eq!(store.spend(None, None, Some("2026-11-01")).unwrap().len(), 1);
+        assert_eq!(store.spend(Some("b"), Some("2026-11-03"), None).unwrap(), []);
     }
 
     #[test]
