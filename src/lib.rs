@@ -18,6 +18,8 @@
 //!   behind the admin token.
 //! - [`demo`]: the bundled demo origin used by `telswap demo`.
 //! - [`clock`]: injectable time, so leases and sessions are tested with paused time.
+//! - [`simulate`]: `telswap simulate`, simulated traffic replayed against the real pool and
+//!   attribution code to measure accuracy and size pools.
 //!
 //! Dependencies point one way: `proxy` → `visitor`, `pool`, `rewrite`, `rules`; `rules` →
 //! `rewrite` (to compile numbers and selectors); `rewrite` and `visitor` depend on nothing else
@@ -35,5 +37,6 @@ pub mod pool;
 pub mod proxy;
 pub mod rewrite;
 pub mod rules;
+pub mod simulate;
 pub mod store;
 pub mod visitor;

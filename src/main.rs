@@ -1,4 +1,4 @@
-//! The `telswap` command: `serve`, `check`, `demo`, `call`.
+//! The `telswap` command: `serve`, `check`, `demo`, `call`, `simulate`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ enum Command {
     },
     /// Send a signed inbound-call webhook to a running server, as the telephony provider would.
     Call(CallArgs),
+    /// Simulate traffic and calls against the real pool and attribution code: accuracy, sizing.
+    Simulate(telswap::simulate::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run_on(args.threads, serve(args)),
         Command::Demo { listen, admin } => run(demo(listen, admin)),
         Command::Call(args) => run(call(args)),
+        Command::Simulate(args) => telswap::simulate::cli(&args),
     }
 }
 

@@ -395,15 +395,15 @@ async fn pools_page_recommends_a_size_from_the_leases_and_metrics_count_it_all()
         .find(|p| p["name"] == "ads")
         .unwrap();
     assert_eq!(ads["size"], 2);
-    // Two leases in one hour, each held ~1.5 min + 30 min idle: L ≈ 1.05 → 1.05 + 2√1.05 + 1 → 5.
+    // Two leases in one hour, each held ~1.5 min + 30 min idle: L ≈ 1.05 → 1.05 + 2√1.05 → 4.
     assert_eq!(ads["sizing"]["leases_7d"], 2);
     assert_eq!(ads["sizing"]["peak_arrivals_per_hour"], 2.0);
-    assert_eq!(ads["recommended_size"], 5);
+    assert_eq!(ads["recommended_size"], 4);
 
     let cookie = env.login().await;
     let page = env.get("/pools", Auth::Cookie(&cookie)).await;
     assert!(
-        page.body.contains(r#"data-figure="recommended_size">5<"#),
+        page.body.contains(r#"data-figure="recommended_size">4<"#),
         "{}",
         page.body
     );

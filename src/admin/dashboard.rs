@@ -155,7 +155,8 @@ pub fn layout(
         let on = if *path == active { " class=\"on\"" } else { "" };
         let _ = write!(nav, r#"<a href="{path}{q}"{on}>{label}</a>"#);
     }
-    for name in reports {
+    // The overview is the dashboard's home page, already in `NAV`.
+    for name in reports.iter().filter(|n| **n != "overview") {
         let path = format!("/reports/{name}");
         let on = if path == active { " class=\"on\"" } else { "" };
         let _ = write!(nav, r#"<a href="{path}{q}"{on}>{}</a>"#, esc(&title_case(name)));

@@ -9,6 +9,7 @@
 use std::fmt::Write;
 
 use super::dashboard::esc;
+use crate::pool::sizing;
 use crate::store::LeaseRow;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -82,16 +83,13 @@ pub struct Sizing {
 
 impl Sizing {
     pub fn new(traffic: Traffic) -> Sizing {
-        let l = traffic.peak_arrivals_per_hour * traffic.mean_lease_min / 60.0;
+        let lease = std::time::Duration::from_secs_f64(traffic.mean_lease_min.max(0.0) * 60.0);
         Sizing {
-            littles_l: l,
-            recommended: recommended(l),
-            nimbata: nimbata(traffic.peak_concurrent as f64, traffic.mean_session_min),
-            ctm: ctm(traffic.daily_visitors),
-            seed_article: (
-                (traffic.peak_concurrent as f64 / 10.0).ceil() as usize,
-                (traffic.peak_concurrent as f64 / 8.0).ceil() as usize,
-            ),
+            littles_l: traffic.peak_arrivals_per_hour * traffic.mean_lease_min / 60.0,
+            recommended: sizing::littles_law(traffic.peak_arrivals_per_hour, lease, sizing::DEFAULT_HEADROOM).max(1),
+            nimbata: sizing::nimbata(traffic.peak_arrivals_per_hour, traffic.mean_session_min).max(1),
+            ctm: sizing::ctm(traffic.daily_visitors).max(1),
+            seed_article: sizing::seed_article(traffic.peak_concurrent as f64),
             traffic,
         }
     }
@@ -104,7 +102,7 @@ impl Sizing {
             out,
             "<p><b>Recommended size: <span data-figure=\"recommended\">{}</span></b> (now {size}). From {} leases in the last 7 days: \
              by Little's law, leases held at once = peak arrival rate × mean lease time = {:.0} visitors/hour × {:.1} min \
-             (visit {:.1} min + idle timeout) = <b>{:.1}</b>; arrivals are random (Poisson), so the pool gets L + 2√L + 1 \
+             (visit {:.1} min + idle timeout) = <b>{:.1}</b>; arrivals are random (Poisson), so the pool gets L + 2√L \
              to cover the busy minutes of the busiest hour.</p>",
             self.recommended, t.leases, t.peak_arrivals_per_hour, t.mean_lease_min, t.mean_session_min, self.littles_l
         );
@@ -112,13 +110,13 @@ impl Sizing {
             out,
             "<table><thead><tr><th>Rule (REFERENCE.md §1)</th><th>For this traffic</th><th class=\"n\">Numbers</th></tr></thead><tbody>\
              <tr><td>telswap: Little's law + Poisson margin</td><td>{:.1} held at once</td><td class=\"n\">{}</td></tr>\
-             <tr><td>Nimbata: peak concurrent ÷ (60 ÷ average session minutes)</td><td>{} concurrent, {:.1} min sessions</td><td class=\"n\" data-figure=\"nimbata\">{}</td></tr>\
+             <tr><td>Nimbata: peak-hour visitors ÷ (60 ÷ average session minutes)</td><td>{:.0} visitors in the busiest hour, {:.1} min sessions</td><td class=\"n\" data-figure=\"nimbata\">{}</td></tr>\
              <tr><td>CallTrackingMetrics: 1 per 20 daily visitors per source</td><td>{:.0} visitors a day</td><td class=\"n\" data-figure=\"ctm\">{}</td></tr>\
              <tr><td>Seed article: 1 per 8–10 concurrent visitors</td><td>{} concurrent</td><td class=\"n\">{}–{}</td></tr>\
              </tbody></table>",
             self.littles_l,
             self.recommended,
-            t.peak_concurrent,
+            t.peak_arrivals_per_hour,
             t.mean_session_min,
             self.nimbata,
             t.daily_visitors,
@@ -133,28 +131,6 @@ impl Sizing {
         ));
         out
     }
-}
-
-/// L + 2√L (about the 98th percentile of a Poisson count with mean L), plus one so a pool is
-/// never sized to exactly its expected load.
-pub fn recommended(l: f64) -> usize {
-    if l <= 0.0 {
-        return 1;
-    }
-    (l + 2.0 * l.sqrt()).ceil() as usize + 1
-}
-
-/// Nimbata: numbers = peak concurrent visitors ÷ (60 ÷ average session minutes).
-pub fn nimbata(peak_concurrent: f64, session_min: f64) -> usize {
-    if session_min <= 0.0 {
-        return peak_concurrent.ceil().max(1.0) as usize;
-    }
-    (peak_concurrent / (60.0 / session_min)).ceil().max(1.0) as usize
-}
-
-/// CallTrackingMetrics: one number per 20 daily visitors per source.
-pub fn ctm(daily_visitors: f64) -> usize {
-    (daily_visitors / 20.0).ceil().max(1.0) as usize
 }
 
 #[cfg(test)]
@@ -188,12 +164,12 @@ mod tests {
         assert_eq!(t.peak_concurrent, 11);
         let s = Sizing::new(t);
         assert!((s.littles_l - 40.0).abs() < 1e-9);
-        assert_eq!(s.recommended, 40 + 13 + 1);
-        assert_eq!(s.nimbata, 2); // 11 / (60 / 10)
+        assert_eq!(s.recommended, 40 + 13); // 40 + 2√40 = 52.6
+        assert_eq!(s.nimbata, 10); // 60 in the busiest hour / (60 / 10)
         assert_eq!(s.ctm, 3); // 60 a day / 20
         assert!(
             s.explain(20)
-                .contains("Recommended size: <span data-figure=\"recommended\">54</span>")
+                .contains("Recommended size: <span data-figure=\"recommended\">53</span>")
         );
         assert!(Traffic::from_leases(&[], 1).is_none());
     }

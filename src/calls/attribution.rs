@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::clock::{Millis, rfc3339};
-use crate::pool::{Confidence, Held, LeaseRecord, grade};
+use crate::pool::{Confidence, Held, LeaseRecord, grade_within};
 use crate::rewrite::PhoneNumber;
 use crate::rules::Site;
 use crate::visitor::identity::StoredTouch;
@@ -70,7 +70,12 @@ pub fn attribute(
             attribution: Value::Object(empty()),
         },
         Held::Session { pool, candidates } => {
-            let (confidence, ranked) = grade(candidates, t);
+            let idle = site
+                .pools
+                .iter()
+                .find(|p| &p.name == pool)
+                .map_or(Millis::MAX, |p| p.idle_timeout.as_millis() as Millis);
+            let (confidence, ranked) = grade_within(candidates, t, idle);
             let mut a = match ranked.first().and_then(|c| session(&c.session)) {
                 Some(rec) => from_session(&rec),
                 None => empty(),

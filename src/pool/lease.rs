@@ -80,6 +80,18 @@ pub enum LeaseEvent {
     },
 }
 
+/// Which free number a new lease gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FreeOrder {
+    /// The number that has rested longest since its release: a late call for the previous
+    /// holder still finds them (confidence `late`) for as long as possible.
+    #[default]
+    LongestRested,
+    /// A random free number, possibly one released a moment ago (the naive policy; seeded so
+    /// simulations are reproducible).
+    Random { seed: u64 },
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     pub leased: usize,
@@ -94,6 +106,9 @@ pub struct LeaseTable {
     idle_ms: Millis,
     window_ms: Millis,
     policy: Exhausted,
+    order: FreeOrder,
+    /// State of the random free-number pick ([`FreeOrder::Random`] only).
+    rng: u64,
     /// Free numbers, longest rested first.
     free: VecDeque<usize>,
     holder: Vec<Option<LeaseId>>,
@@ -118,6 +133,8 @@ impl LeaseTable {
             idle_ms,
             window_ms,
             policy,
+            order: FreeOrder::LongestRested,
+            rng: 0,
             free: (0..size).collect(),
             holder: vec![None; size],
             live: HashMap::new(),
@@ -127,6 +144,33 @@ impl LeaseTable {
             released_order: VecDeque::new(),
             ids,
             counters: Counters::default(),
+        }
+    }
+
+    /// The same table handing out free numbers in `order`.
+    pub fn with_free_order(mut self, order: FreeOrder) -> LeaseTable {
+        self.order = order;
+        if let FreeOrder::Random { seed } = order {
+            self.rng = seed;
+        }
+        self
+    }
+
+    /// Takes a free number per the table's [`FreeOrder`].
+    fn take_free(&mut self) -> Option<usize> {
+        match self.order {
+            FreeOrder::LongestRested => self.free.pop_front(),
+            FreeOrder::Random { .. } if self.free.is_empty() => None,
+            FreeOrder::Random { .. } => {
+                // splitmix64: enough to spread picks; not for secrets.
+                self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = self.rng;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let i = (z % self.free.len() as u64) as usize;
+                self.free.swap_remove_back(i)
+            }
         }
     }
 
@@ -158,7 +202,7 @@ impl LeaseTable {
                 shared: rec.shared,
             };
         }
-        if let Some(number) = self.free.pop_front() {
+        if let Some(number) = self.take_free() {
             let rec = self.open(number, session, visitor, now, false);
             let id = rec.id;
             out.push(LeaseEvent::Opened(rec));
@@ -434,5 +478,21 @@ mod tests {
         assert!(t.candidates(0, 40 * MIN + 121 * MIN).is_empty());
         t.expire(200 * MIN, &mut ev);
         assert!(t.candidates(0, 60 * MIN).is_empty(), "pruned after the window");
+    }
+
+    #[test]
+    fn the_naive_order_picks_random_free_numbers_reproducibly() {
+        let picks = |seed: u64| {
+            let mut t = table(50, Exhausted::Original).with_free_order(FreeOrder::Random { seed });
+            let mut ev = Vec::new();
+            let p: Vec<usize> = (0..10)
+                .map(|i| number(&t.acquire(&format!("s{i}"), "v", i, &mut ev)))
+                .collect();
+            t.check_invariants().unwrap();
+            p
+        };
+        assert_eq!(picks(3), picks(3));
+        assert_ne!(picks(3), picks(4));
+        assert_ne!(picks(3), (0..10).collect::<Vec<_>>(), "not the rested order");
     }
 }

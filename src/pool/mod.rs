@@ -10,13 +10,14 @@
 //! and [`grade`] turns candidates into a confidence. Knows nothing of HTML or HTTP.
 
 pub mod lease;
+pub mod sizing;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-pub use lease::{Counters, Grant, LeaseEvent, LeaseId, LeaseRecord, LeaseTable};
+pub use lease::{Counters, FreeOrder, Grant, LeaseEvent, LeaseId, LeaseRecord, LeaseTable};
 
 use crate::clock::{Clock, Millis};
 use crate::rewrite::PhoneNumber;
@@ -112,6 +113,7 @@ pub struct Pools {
     pools: RwLock<HashMap<Key, Arc<Mutex<SessionPool>>>>,
     journal: Arc<dyn LeaseJournal>,
     ids: Arc<AtomicU64>,
+    free_order: FreeOrder,
 }
 
 impl std::fmt::Debug for Pools {
@@ -184,20 +186,37 @@ impl Confidence {
     }
 }
 
-/// Grades session candidates for a call at `t`; returns the confidence and the candidates that
-/// support it, best first.
+/// Grades session candidates for a call at `t` without knowing the pool's `idle_timeout`: a
+/// handover stays ambiguous for as long as its records are in the window. Prefer
+/// [`grade_within`] where the pool is known.
 pub fn grade(candidates: &[LeaseRecord], t: Millis) -> (Confidence, Vec<LeaseRecord>) {
-    let held: Vec<LeaseRecord> = candidates.iter().filter(|c| c.held_at(t)).cloned().collect();
-    match held.as_slice() {
-        [one] if !one.shared => return (Confidence::Exact, held),
-        [] => {}
+    grade_within(candidates, t, Millis::MAX)
+}
+
+/// Grades session candidates for a call at `t` to a pool with `idle_ms` = `idle_timeout`;
+/// returns the confidence and the candidates that support it, best first.
+///
+/// A handover (`reuse_oldest`) makes a call ambiguous only while the session it was taken from
+/// would still have held the number had the pool not been exhausted: until that session's last
+/// page view + `idle_timeout`. After that the previous holder is in the same position as any
+/// session whose lease lapsed normally (a late candidate that a current holder outranks), so the
+/// current holder's calls are `exact`, as they would be after a normal lapse and reuse. Without
+/// this, one handover at a busy moment marked every call of the new holder `shared` for its
+/// whole lease, even an hour after the previous visitor was last seen (`telswap simulate`
+/// measured it: see benches/RESULTS.md "Attribution simulator").
+pub fn grade_within(candidates: &[LeaseRecord], t: Millis, idle_ms: Millis) -> (Confidence, Vec<LeaseRecord>) {
+    let held: Vec<&LeaseRecord> = candidates.iter().filter(|c| c.held_at(t)).collect();
+    // Sessions whose lease was cut short by a handover and would still be running at `t`.
+    let cut_short: Vec<&LeaseRecord> = candidates
+        .iter()
+        .filter(|c| c.shared && c.released.is_some_and(|r| r < t) && t <= c.last_seen.saturating_add(idle_ms))
+        .collect();
+    match (held.as_slice(), cut_short.is_empty()) {
+        ([one], true) => return (Confidence::Exact, vec![(*one).clone()]),
+        ([], true) => {}
         _ => {
-            // A handover: the current holder first, then whoever had it before, still in window.
-            let mut all: Vec<LeaseRecord> = candidates
-                .iter()
-                .filter(|c| c.shared || c.held_at(t))
-                .cloned()
-                .collect();
+            // A handover: the current holder first, then whoever had it before.
+            let mut all: Vec<LeaseRecord> = held.into_iter().chain(cut_short).cloned().collect();
             all.sort_by_key(|c| std::cmp::Reverse(c.started));
             return (Confidence::Shared, all);
         }
@@ -209,7 +228,6 @@ pub fn grade(candidates: &[LeaseRecord], t: Millis) -> (Confidence, Vec<LeaseRec
         .collect();
     late.sort_by_key(|c| std::cmp::Reverse(c.released));
     match late.first() {
-        Some(c) if c.shared => (Confidence::Shared, late),
         Some(_) => (Confidence::Late, late),
         None => (Confidence::None, Vec::new()),
     }
@@ -217,11 +235,23 @@ pub fn grade(candidates: &[LeaseRecord], t: Millis) -> (Confidence, Vec<LeaseRec
 
 impl Pools {
     pub fn new(rules: &RuleSet, clock: Arc<dyn Clock>, journal: Arc<dyn LeaseJournal>) -> Arc<Pools> {
+        Pools::with_free_order(rules, clock, journal, FreeOrder::LongestRested)
+    }
+
+    /// Pools whose session tables hand out free numbers in `order` (`telswap simulate` compares
+    /// the naive random order with the default).
+    pub fn with_free_order(
+        rules: &RuleSet,
+        clock: Arc<dyn Clock>,
+        journal: Arc<dyn LeaseJournal>,
+        order: FreeOrder,
+    ) -> Arc<Pools> {
         let pools = Pools {
             clock,
             pools: RwLock::new(HashMap::new()),
             journal,
             ids: Arc::new(AtomicU64::new(1)),
+            free_order: order,
         };
         pools.sync(rules);
         Arc::new(pools)
@@ -255,7 +285,8 @@ impl Pools {
                             p.match_window.as_millis() as Millis,
                             p.exhausted,
                             self.ids.clone(),
-                        ),
+                        )
+                        .with_free_order(self.free_order),
                     }))
                 };
                 keep.insert(key, entry);
@@ -464,5 +495,43 @@ impl NumberChooser for SourceChooser {
             Some(p) => source_choice(p),
             None => Choice::Original,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+
+    fn rec(id: LeaseId, started: Millis, last_seen: Millis, released: Option<Millis>) -> LeaseRecord {
+        LeaseRecord {
+            id,
+            number: 0,
+            session: format!("s{id}"),
+            visitor: format!("v{id}"),
+            started,
+            last_seen,
+            released,
+            shared: true,
+        }
+    }
+
+    #[test]
+    fn a_handover_is_ambiguous_only_while_the_previous_lease_would_have_run() {
+        // s1 was last seen at 10 min; at 12 min the exhausted pool handed its number to s2.
+        // With a 30-minute idle_timeout s1 would have held it until 40 min.
+        let c = [rec(2, 12 * MIN, 25 * MIN, None), rec(1, 0, 10 * MIN, Some(12 * MIN))];
+        let (conf, who) = grade_within(&c, 20 * MIN, 30 * MIN);
+        assert_eq!(conf, Confidence::Shared);
+        assert_eq!(who.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
+        let (conf, who) = grade_within(&c, 41 * MIN, 30 * MIN);
+        assert_eq!(conf, Confidence::Exact, "s1 is now like any lapsed lease");
+        assert_eq!(who.len(), 1);
+        assert_eq!(who[0].id, 2);
+        // Without the idle_timeout nothing ends the ambiguity.
+        assert_eq!(grade(&c, 41 * MIN).0, Confidence::Shared);
+        // Before the handover s1 alone held it.
+        assert_eq!(grade_within(&c, 11 * MIN, 30 * MIN).0, Confidence::Exact);
     }
 }
