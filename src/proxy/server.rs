@@ -76,51 +76,47 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let (proxy, builder, acceptor) = (proxy.clone(), builder.clone(), acceptor.clone());
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let info = ConnInfo {
-                remote,
-                tls: acceptor.is_some(),
-            };
-            let svc = service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
-            });
-            let result = match acceptor {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                                    .into_owned(),
-                            )
-                            .await
-                    }
-                    Err(e) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .into_owned(),
-                        )
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
+        let info = ConnInfo {
+            remote,
+            tls: acceptor.is_some(),
+        };
+        let svc = service_fn(move |req| {
+            let proxy = proxy.clone();
+            // Boxed per request: hyper's HTTP/1 dispatcher keeps a heap slot the size of the
+            // service's future (`Box<Option<S::Future>>`) for the connection's whole life, and
+            // `handle`'s future is many KiB once a request has run through it. Boxed, the slot
+            // is a pointer and an idle keep-alive connection keeps only hyper's own buffers.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
         });
+        // Separate tasks for plain and TLS connections: a task's allocation is the size of its
+        // whole future, so a plain connection does not carry room for a TLS stream's state.
+        match acceptor {
+            Some(acceptor) => tokio::spawn(async move {
+                match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+                        log_end(remote, watcher.watch(conn.into_owned()).await);
+                    }
+                    Err(e) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                }
+            }),
+            None => tokio::spawn(async move {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                log_end(remote, watcher.watch(conn.into_owned()).await);
+            }),
+        };
     }
     drop(listener);
     // In-flight requests finish; idle keep-alive connections are closed.
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("connections still open after 30 s; closing"),
+    }
+}
+
+fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {
+    if let Err(e) = result {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
 
