@@ -184,12 +184,12 @@ impl Admin {
             (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             (Method::GET, [""]) => self.page_overview(&query).await,
             (Method::GET, ["calls"]) => self.page_calls(&query).await,
-            (Method::GET, ["calls", id]) => self.page_call(id).await,
+            (Method::GET, ["calls", id]) => self.page_call(id, &query).await,
             (Method::POST, ["calls", id, "outcome"]) => {
                 let id = id.to_string();
                 self.form_outcome(&id, req).await
             }
-            (Method::GET, ["pools"]) => Ok(self.page_pools().await),
+            (Method::GET, ["pools"]) => self.page_pools(&query).await,
             (Method::GET, ["reports", name]) => self.page_report(name, &query).await,
             _ => Err((StatusCode::NOT_FOUND, "not found".to_string())),
         };
@@ -277,7 +277,9 @@ impl Admin {
         ))
     }
 
-    async fn page_call(&self, id: &str) -> Handled {
+    async fn page_call(&self, id: &str, query: &str) -> Handled {
+        // The range only travels on, in the navigation's links.
+        let range = self.range(query)?;
         let store = self.store.clone();
         let id = id.to_string();
         let call = tokio::task::spawn_blocking(move || store.call(&id))
@@ -288,7 +290,7 @@ impl Admin {
         let title = format!("Call from {}", call.caller);
         Ok(html_resp(
             StatusCode::OK,
-            self.page(&title, "/calls", None, &dashboard::call_page(&call)),
+            self.page(&title, "/calls", Some(&range), &dashboard::call_page(&call)),
         ))
     }
 
@@ -320,19 +322,27 @@ impl Admin {
         Ok(redirect(&format!("/calls/{id}")))
     }
 
-    async fn page_pools(&self) -> Resp {
-        let views = self.pool_views().await;
-        html_resp(
+    /// Occupancy over the page's range; the recommended size always reads the last 7 days.
+    async fn page_pools(&self, query: &str) -> Handled {
+        let range = self.range(query)?;
+        let views: Vec<_> = self
+            .pool_views(Some((range.from_ms as Millis, range.to_ms as Millis)))
+            .await
+            .into_iter()
+            .filter(|p| range.site.as_ref().is_none_or(|s| *s == p.site))
+            .collect();
+        Ok(html_resp(
             StatusCode::OK,
-            self.page("Pools", "/pools", None, &dashboard::pools_page(&views)),
-        )
+            self.page("Pools", "/pools", Some(&range), &dashboard::pools_page(&views)),
+        ))
     }
 
     /// Every pool with its live figures, its sizing from the last 7 days of leases, and its
-    /// occupancy samples.
-    async fn pool_views(&self) -> Vec<dashboard::PoolView> {
+    /// occupancy samples within `window` (default: the last 7 days).
+    async fn pool_views(&self, window: Option<(Millis, Millis)>) -> Vec<dashboard::PoolView> {
         let rules = self.proxy.rules();
         let now = self.now_ms();
+        let (from, to) = window.unwrap_or((now.saturating_sub(SIZING_WINDOW_MS), now + 1));
         let mut out = Vec::new();
         for p in self.pools.stats(&rules) {
             let idle = rules
@@ -345,9 +355,9 @@ impl Admin {
             let sizing = match p.mode {
                 PoolMode::Session => {
                     let (store, site, pool) = (self.store.clone(), p.site.clone(), p.name.clone());
-                    let from = now.saturating_sub(SIZING_WINDOW_MS) as i64;
+                    let since = now.saturating_sub(SIZING_WINDOW_MS) as i64;
                     let rows =
-                        tokio::task::spawn_blocking(move || store.leases_started(&site, &pool, from, now as i64 + 1))
+                        tokio::task::spawn_blocking(move || store.leases_started(&site, &pool, since, now as i64 + 1))
                             .await;
                     match rows {
                         Ok(Ok(rows)) => sizing::Traffic::from_leases(&rows, idle).map(sizing::Sizing::new),
@@ -362,7 +372,7 @@ impl Admin {
             };
             let series = self
                 .occupancy
-                .series(&p.site, &p.name, now.saturating_sub(SIZING_WINDOW_MS), now + 1, 120)
+                .series(&p.site, &p.name, from, to, 120)
                 .into_iter()
                 .map(|(at, leased, events)| (rfc3339(at).replace('T', " "), leased as f64, events as f64))
                 .collect();
@@ -492,7 +502,7 @@ impl Admin {
 
     async fn pools_json(&self) -> Resp {
         let pools: Vec<Value> = self
-            .pool_views()
+            .pool_views(None)
             .await
             .into_iter()
             .map(|p| {

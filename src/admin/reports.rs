@@ -1105,7 +1105,7 @@ impl Admin {
 
     /// One report of the period, for the API and the dashboard.
     pub(super) async fn report_value(&self, name: &str, p: &Period) -> Result<Value, (StatusCode, String)> {
-        let calls = self.period_calls(&p).await?;
+        let calls = self.period_calls(p).await?;
         let spend = if matches!(name, "roi" | "campaigns") {
             let site = p.site.clone();
             let from_day = p.from.map(|f| day_of(f, p.tz_offset_min));
