@@ -1,49 +1,24 @@
 //! Inbound calls end to end: a visitor's journey through the proxy, the provider's signed
 //! webhook, the forwarding answer, and the call as the admin API reports it.
 
-use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use ring::signature::KeyPair;
 use serde_json::Value;
-use telswap::app::{App, AppConfig};
+use telswap::app::App;
 use telswap::calls::signature::twilio_signature;
 use telswap::clock::{Clock, ManualClock};
-use telswap::proxy::server::ServeConfig;
-use tokio::net::TcpListener;
 
 const TOKEN: &str = "test-auth-token";
 const ADMIN: &str = "admin-secret-token";
 const PAGE: &str = "<html><body><p>Call <b>555-010-0000</b></p></body></html>";
-
-async fn origin() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "text/html")
-                            .body(Full::new(Bytes::from(PAGE)))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn rules(origin: std::net::SocketAddr, dialect: &str, exhausted: &str, size: usize) -> String {
     let numbers: Vec<String> = (1..=size).map(|i| format!("\"+1 555-010-100{i}\"")).collect();
@@ -90,30 +65,12 @@ struct Env {
 }
 
 async fn start(text: &str, data: &Path, clock: Arc<ManualClock>, telnyx_key: Option<String>) -> Env {
-    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), text.to_string())]).unwrap();
     let secrets: telswap::calls::Secrets = Arc::new(move |name: &str| match name {
         "TEST_TOKEN" => Some(TOKEN.to_string()),
         "TEST_TELNYX_KEY" => telnyx_key.clone(),
         _ => None,
     });
-    let app = App::start(
-        set,
-        AppConfig {
-            serve: ServeConfig {
-                rules: "rules".into(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                tls_listen: None,
-                certs: "certs".into(),
-            },
-            admin: Some("127.0.0.1:0".parse().unwrap()),
-            admin_token: Some(ADMIN.into()),
-            data: data.to_path_buf(),
-            secrets,
-            clock: Some(clock.clone() as Arc<dyn Clock>),
-        },
-    )
-    .await
-    .unwrap();
+    let app = common::start_app(text, data, clock.clone(), ADMIN, secrets).await;
     Env {
         app,
         client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
@@ -245,7 +202,7 @@ const LANDING: &str =
 #[tokio::test]
 async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let clock = ManualClock::new(now_ms());
     let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
     let (n, cookie) = env.visit(LANDING, None).await;
@@ -356,7 +313,7 @@ async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
 #[tokio::test]
 async fn a_call_after_release_inside_the_window_is_late_and_after_it_none() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let clock = ManualClock::new(now_ms());
     let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
     env.visit(LANDING, None).await;
@@ -384,7 +341,7 @@ async fn a_call_after_release_inside_the_window_is_late_and_after_it_none() {
 #[tokio::test]
 async fn a_handed_over_number_is_shared_with_both_candidates() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let clock = ManualClock::new(now_ms());
     let env = start(&rules(o, "twilio", "reuse_oldest", 1), data.path(), clock.clone(), None).await;
     let (a, _) = env.visit(LANDING, None).await;
@@ -415,7 +372,7 @@ async fn a_handed_over_number_is_shared_with_both_candidates() {
 #[tokio::test]
 async fn source_and_offline_numbers_attribute_the_channel_only() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let env = start(
         &rules(o, "twilio", "overflow", 1),
         data.path(),
@@ -481,7 +438,7 @@ async fn unsigned_tampered_or_foreign_webhooks_are_403_and_store_nothing_for_eve
     let public = base64::engine::general_purpose::STANDARD.encode(kp.public_key().as_ref());
     for dialect in ["twilio", "signalwire", "telnyx"] {
         let data = tempfile::tempdir().unwrap();
-        let o = origin().await;
+        let o = common::html_origin(PAGE).await;
         let clock = ManualClock::new(now_ms());
         let env = start(
             &rules(o, dialect, "overflow", 1),
@@ -588,7 +545,7 @@ fn owned(p: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn admin_api_needs_the_token_and_records_outcomes() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let env = start(
         &rules(o, "twilio", "overflow", 1),
         data.path(),
@@ -684,7 +641,7 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
 #[tokio::test]
 async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let text = rules(o, "twilio", "overflow", 2);
     let clock = ManualClock::new(now_ms());
     let env = start(&text, data.path(), clock.clone(), None).await;
@@ -713,7 +670,7 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
 #[tokio::test]
 async fn telswap_call_signs_like_the_provider_and_ends_the_call() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let env = start(
         &rules(o, "twilio", "overflow", 1),
         data.path(),

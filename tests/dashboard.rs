@@ -1,47 +1,21 @@
 //! The admin listener as a browser and a scraper see it: login, the session cookie, every
 //! dashboard page, the outcome form, the pools page's recommended size, and `/metrics`.
 
-use std::convert::Infallible;
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use telswap::app::{App, AppConfig};
+use hyper_util::rt::TokioExecutor;
+use telswap::app::App;
 use telswap::calls::signature::twilio_signature;
-use telswap::clock::{Clock, ManualClock};
-use telswap::proxy::server::ServeConfig;
-use tokio::net::TcpListener;
+use telswap::clock::ManualClock;
 
 const TOKEN: &str = "test-auth-token";
 const ADMIN: &str = "admin-secret-token";
 const PAGE: &str = "<html><body><p>Call <b>555-010-0000</b></p></body></html>";
-
-async fn origin() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "text/html")
-                            .body(Full::new(Bytes::from(PAGE)))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn rules(origin: std::net::SocketAddr) -> String {
     format!(
@@ -78,29 +52,11 @@ struct Answer {
 
 impl Env {
     async fn start(data: &std::path::Path) -> Env {
-        let o = origin().await;
-        let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), rules(o))]).unwrap();
+        let o = common::html_origin(PAGE).await;
         let secrets: telswap::calls::Secrets = Arc::new(|name: &str| (name == "TEST_TOKEN").then(|| TOKEN.to_string()));
         // 2026-11-27 14:00 UTC, a Friday.
         let clock = ManualClock::new(1_795_788_000_000);
-        let app = App::start(
-            set,
-            AppConfig {
-                serve: ServeConfig {
-                    rules: "rules".into(),
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    tls_listen: None,
-                    certs: "certs".into(),
-                },
-                admin: Some("127.0.0.1:0".parse().unwrap()),
-                admin_token: Some(ADMIN.into()),
-                data: data.to_path_buf(),
-                secrets,
-                clock: Some(clock.clone() as Arc<dyn Clock>),
-            },
-        )
-        .await
-        .unwrap();
+        let app = common::start_app(&rules(o), data, clock.clone(), ADMIN, secrets).await;
         Env {
             app,
             client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),

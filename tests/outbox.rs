@@ -5,6 +5,8 @@
 //! Time is a [`ManualClock`]: the test moves it past a retry and then runs a worker pass with
 //! [`telswap::outbox::Outbox::sync`], so no test sleeps for a backoff.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,11 +18,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use telswap::app::{App, AppConfig};
+use telswap::app::App;
 use telswap::calls::signature::twilio_signature;
 use telswap::clock::{Clock, ManualClock};
 use telswap::outbox::verify_signature;
-use telswap::proxy::server::ServeConfig;
 use telswap::store::Store;
 use tokio::net::TcpListener;
 
@@ -176,30 +177,12 @@ events = ["call.outcome"]
 }
 
 async fn start(receiver: &Receiver, data: &Path, clock: &Arc<ManualClock>, with_secret: bool) -> App {
-    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), rules(receiver.addr))]).unwrap();
     let secrets: telswap::calls::Secrets = Arc::new(move |name: &str| match name {
         "TEST_TOKEN" => Some(TOKEN.to_string()),
         "TEST_HOOK_SECRET" if with_secret => Some(HOOK_SECRET.to_string()),
         _ => None,
     });
-    App::start(
-        set,
-        AppConfig {
-            serve: ServeConfig {
-                rules: "rules".into(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                tls_listen: None,
-                certs: "certs".into(),
-            },
-            admin: Some("127.0.0.1:0".parse().unwrap()),
-            admin_token: Some(ADMIN.into()),
-            data: data.to_path_buf(),
-            secrets,
-            clock: Some(clock.clone() as Arc<dyn Clock>),
-        },
-    )
-    .await
-    .unwrap()
+    common::start_app(&rules(receiver.addr), data, clock.clone(), ADMIN, secrets).await
 }
 
 fn now_ms() -> u64 {

@@ -1,20 +1,18 @@
 //! Reports, ad spend and CSV exports end to end: visitors through the proxy, signed webhooks,
 //! status callbacks and outcomes, then every report's figures and the exports byte for byte.
 
-use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use telswap::app::{App, AppConfig};
+use telswap::app::App;
 use telswap::calls::signature::twilio_signature;
-use telswap::clock::{Clock, ManualClock};
-use telswap::proxy::server::ServeConfig;
-use tokio::net::TcpListener;
+use telswap::clock::ManualClock;
 
 const TOKEN: &str = "test-auth-token";
 const ADMIN: &str = "admin-secret-token";
@@ -31,29 +29,6 @@ const LANDING2: &str = "/services?utm_source=bing&utm_medium=cpc&utm_campaign=au
                         &msclkid=ms123&cta=footer";
 const LANDING3: &str =
     "/drains?utm_source=google&utm_medium=cpc&utm_campaign=spring&utm_term=drain+cleaning&gbraid=0AbCdEf";
-
-async fn origin() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "text/html")
-                            .body(Full::new(Bytes::from(PAGE)))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 fn rules(origin: std::net::SocketAddr) -> String {
     format!(
@@ -109,27 +84,9 @@ impl Reply {
 }
 
 async fn start(text: &str, data: &Path, clock: Arc<ManualClock>) -> Env {
-    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), text.to_string())]).unwrap();
     let secrets: telswap::calls::Secrets =
         Arc::new(move |name: &str| (name == "TEST_TOKEN").then(|| TOKEN.to_string()));
-    let app = App::start(
-        set,
-        AppConfig {
-            serve: ServeConfig {
-                rules: "rules".into(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                tls_listen: None,
-                certs: "certs".into(),
-            },
-            admin: Some("127.0.0.1:0".parse().unwrap()),
-            admin_token: Some(ADMIN.into()),
-            data: data.to_path_buf(),
-            secrets,
-            clock: Some(clock.clone() as Arc<dyn Clock>),
-        },
-    )
-    .await
-    .unwrap();
+    let app = common::start_app(text, data, clock.clone(), ADMIN, secrets).await;
     Env {
         app,
         client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
@@ -267,7 +224,7 @@ fn sub(v: &Value, keys: &[&str]) -> Value {
 #[tokio::test]
 async fn reports_spend_and_exports_from_real_calls() {
     let data = tempfile::tempdir().unwrap();
-    let o = origin().await;
+    let o = common::html_origin(PAGE).await;
     let clock = ManualClock::new(T0 - 2 * 3_600_000);
     let env = start(&rules(o), data.path(), clock.clone()).await;
 

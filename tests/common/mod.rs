@@ -756,3 +756,58 @@ pub fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// An origin that answers every request with `page` as `text/html` (the end-to-end tests'
+/// site: the calls, reports, dashboard and outbox tests only need the number to be on it).
+pub async fn html_origin(page: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "text/html")
+                            .body(Full::new(Bytes::from(page)))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The whole product (store, pools, webhooks, proxy and admin listeners) from one rules text
+/// (`site.toml`), on ephemeral loopback ports, with `data` as its folder and `clock` as its time.
+pub async fn start_app(
+    rules: &str,
+    data: &Path,
+    clock: Arc<telswap::clock::ManualClock>,
+    admin_token: &str,
+    secrets: telswap::calls::Secrets,
+) -> telswap::app::App {
+    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), rules.to_string())]).unwrap();
+    telswap::app::App::start(
+        set,
+        telswap::app::AppConfig {
+            serve: ServeConfig {
+                rules: "rules".into(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                tls_listen: None,
+                certs: "certs".into(),
+            },
+            admin: Some("127.0.0.1:0".parse().unwrap()),
+            admin_token: Some(admin_token.into()),
+            data: data.to_path_buf(),
+            secrets,
+            clock: Some(clock as Arc<dyn telswap::clock::Clock>),
+        },
+    )
+    .await
+    .unwrap()
+}
