@@ -3,7 +3,10 @@
 //!
 //! One group per page, each with three functions, so a single run gives the ratios (absolute
 //! figures drift between runs; REFERENCE.md §7):
-//! - `telswap`: [`PageRewriter`] exactly as the proxy drives it;
+//! - `telswap`: [`PageRewriter`] exactly as the proxy drives it (the byte-level engine on these
+//!   UTF-8 pages);
+//! - `telswap_lol_html`: the same rewrites made by lol_html with the number handlers (the engine
+//!   for other charsets and complex `exclude` selectors, and the only one before issue 6);
 //! - `lol_html_no_handlers`: lol_html (non-strict) parsing and serialising with no handlers at
 //!   all, the ceiling no rewriter built on it can pass;
 //! - `lol_html_noop_handlers`: the selectors and handler kinds `PageRewriter::new` registers, each
@@ -22,7 +25,7 @@ use lol_html::html_content::TextChunk;
 use lol_html::send::{DocumentContentHandlers, Element, ElementContentHandlers, HtmlRewriter, Settings};
 use telswap::rewrite::html::DEFAULT_MEMORY_LIMIT;
 use telswap::rewrite::matcher::Scan;
-use telswap::rewrite::{NumberMatcher, PageRewriter, PageRules, PhoneNumber, Replacement};
+use telswap::rewrite::{Engine, NumberMatcher, PageRewriter, PageRules, PhoneNumber, Replacement};
 
 /// What a socket read typically hands the proxy (and hyper's default read buffer).
 const CHUNK: usize = 16 * 1024;
@@ -58,8 +61,8 @@ fn replacement() -> Arc<Replacement> {
 
 /// The engine as the proxy drives it (the pattern of `rewrite_document`). Returns the output and
 /// the number of replacements.
-fn run_telswap(rules: &PageRules, to: &Arc<Replacement>, page: &[u8]) -> (Vec<u8>, usize) {
-    let mut rw = PageRewriter::new(rules, to.clone(), None).expect("utf-8 is supported");
+fn run_telswap(rules: &PageRules, to: &Arc<Replacement>, page: &[u8], engine: Engine) -> (Vec<u8>, usize) {
+    let mut rw = PageRewriter::with_engine(rules, to.clone(), None, engine).expect("utf-8 is supported");
     let mut out = Vec::with_capacity(page.len() + 64);
     for chunk in page.chunks(CHUNK) {
         rw.write(chunk);
@@ -140,8 +143,11 @@ fn pages(c: &mut Criterion) {
     let rules = rules();
     let to = replacement();
     for &(name, page, expected) in PAGES {
-        let (rewritten, swapped) = run_telswap(&rules, &to, page);
+        let (rewritten, swapped) = run_telswap(&rules, &to, page, Engine::Auto);
         assert_eq!(swapped, expected, "{name}: replacements made by the engine");
+        let (by_lol_html, swapped) = run_telswap(&rules, &to, page, Engine::LolHtml);
+        assert_eq!(swapped, expected, "{name}: replacements made through lol_html");
+        assert!(rewritten == by_lol_html, "{name}: the two engines differ");
         assert_eq!(
             lol_html(bare_settings(), page),
             page,
@@ -164,7 +170,12 @@ fn pages(c: &mut Criterion) {
             // Milliseconds per iteration: criterion's linear sampling would need minutes.
             group.sampling_mode(SamplingMode::Flat);
         }
-        group.bench_function("telswap", |b| b.iter(|| run_telswap(&rules, &to, black_box(page))));
+        group.bench_function("telswap", |b| {
+            b.iter(|| run_telswap(&rules, &to, black_box(page), Engine::Auto))
+        });
+        group.bench_function("telswap_lol_html", |b| {
+            b.iter(|| run_telswap(&rules, &to, black_box(page), Engine::LolHtml))
+        });
         group.bench_function("lol_html_no_handlers", |b| {
             b.iter(|| lol_html(bare_settings(), black_box(page)))
         });

@@ -1,6 +1,13 @@
-//! Streaming an HTML document through lol_html with the number handlers registered.
+//! Streaming an HTML document through a rewrite engine: [`PageRewriter`] picks the byte-level
+//! engine ([`super::fast`]) for UTF-8 pages whose `exclude` selectors it can match, and lol_html
+//! with the number handlers below for everything else (other charsets, complex selectors).
 //!
-//! Handlers, in the order lol_html runs them for one piece of input (registration order, and
+//! Without a charset in `Content-Type` the page's first bytes decide, as a browser's prescan
+//! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it.
+//! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself.
+//!
+//! lol_html's handlers,
+//! in the order lol_html runs them for one piece of input (registration order, and
 //! element-content handlers before document handlers):
 //! 1. for each `exclude` selector `S`, element and text handlers on `S` and `S *` that flag "this
 //!    element / this text is excluded" (selector matching, unlike end-tag handlers, also follows
@@ -19,13 +26,14 @@ use lol_html::html_content::{TextChunk, TextType};
 use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, DocumentContentHandlers, MemorySettings, Selector};
 
+use super::fast::{Exclude, FastRewriter};
 use super::matcher::{NumberMatcher, Replacement, TextStream};
 
 /// Attributes whose values may carry a phone number, besides `data-*` and `tel:`-like `href`s.
-const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
+pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
 
 /// URL schemes whose `href` is a phone number.
-const PHONE_SCHEMES: &[&str] = &["tel:", "sms:", "callto:", "facetime:", "facetime-audio:", "whatsapp:"];
+pub(crate) const PHONE_SCHEMES: &[&str] = &["tel:", "sms:", "callto:", "facetime:", "facetime-audio:", "whatsapp:"];
 
 /// lol_html's own buffers per response are capped here; past it the rest of the page passes
 /// unmodified (graceful bail-out) rather than the response failing. 2 MiB holds any realistic
@@ -110,23 +118,20 @@ impl Drop for Lend<'_> {
     }
 }
 
-/// Rewrites one HTML response as it streams: `write` each chunk, `take_output` what is ready.
-pub struct PageRewriter {
+/// The lol_html engine for one response.
+struct LolRewriter {
     inner: Option<HtmlRewriter<'static, Sink>>,
     out: Vec<u8>,
     stats: Arc<PageStats>,
 }
 
-impl PageRewriter {
-    /// `encoding`: the charset from `Content-Type`, if any; without one, `<meta charset>` is
-    /// honoured and UTF-8 assumed until then. Returns `None` for encodings lol_html cannot
-    /// parse (UTF-16 and friends): such pages pass through untouched.
-    pub fn new(
+impl LolRewriter {
+    fn new(
         rules: &PageRules,
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
-    ) -> Option<PageRewriter> {
-        let stats = Arc::new(PageStats::default());
+        stats: Arc<PageStats>,
+    ) -> Option<LolRewriter> {
         let flags = Arc::new(Flags::default());
         let mut settings = Settings::new_send()
             .with_strict(false)
@@ -250,15 +255,14 @@ impl PageRewriter {
 
         let out = Vec::with_capacity(16 * 1024);
         let inner = HtmlRewriter::new(settings, Sink);
-        Some(PageRewriter {
+        Some(LolRewriter {
             inner: Some(inner),
             out,
             stats,
         })
     }
 
-    /// Feeds the next chunk of the page. After a bail-out (memory limit) the rest passes as is.
-    pub fn write(&mut self, chunk: &[u8]) {
+    fn write(&mut self, chunk: &[u8]) {
         match &mut self.inner {
             Some(rw) => {
                 // Room for the output at once, rather than growing the buffer token by token.
@@ -275,8 +279,7 @@ impl PageRewriter {
         }
     }
 
-    /// Ends the page, flushing anything lol_html still holds.
-    pub fn end(&mut self) {
+    fn end(&mut self) {
         let Some(rw) = self.inner.take() else { return };
         let result = {
             let _lend = Lend::new(&mut self.out);
@@ -293,10 +296,148 @@ impl PageRewriter {
         self.stats.bailed_out.store(true, Ordering::Relaxed);
         tracing::warn!(error = %e, "rewrite bailed out; the rest of the page passes unmodified");
     }
+}
+
+/// Which engine rewrites a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The byte-level engine where it applies, lol_html elsewhere (what the proxy uses).
+    Auto,
+    /// lol_html for every page (tests and benches compare the two).
+    LolHtml,
+}
+
+enum Inner {
+    /// Boxed: lol_html's rewriter is large, and most responses take the byte-level engine.
+    Lol(Box<LolRewriter>),
+    Fast(FastRewriter),
+    /// No charset in `Content-Type`: the first bytes are held until they say which.
+    Sniff {
+        head: Vec<u8>,
+        rules: PageRules,
+        to: Arc<Replacement>,
+        exclude: Arc<Exclude>,
+    },
+    /// Only while [`PageRewriter::settle`] moves from `Sniff` to an engine.
+    Settling,
+}
+
+/// The prescan window: a `<meta>` charset after this many bytes is not looked for (as in
+/// browsers).
+const PRESCAN: usize = 1024;
+
+/// Rewrites one HTML response as it streams: `write` each chunk, `take_output` what is ready.
+pub struct PageRewriter {
+    inner: Inner,
+    stats: Arc<PageStats>,
+}
+
+impl PageRewriter {
+    /// `encoding`: the charset from `Content-Type`, if any; without one, `<meta charset>` is
+    /// honoured and UTF-8 assumed until then. Returns `None` for encodings lol_html cannot
+    /// parse (UTF-16 and friends): such pages pass through untouched.
+    pub fn new(
+        rules: &PageRules,
+        to: Arc<Replacement>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+    ) -> Option<PageRewriter> {
+        PageRewriter::with_engine(rules, to, encoding, Engine::Auto)
+    }
+
+    pub fn with_engine(
+        rules: &PageRules,
+        to: Arc<Replacement>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+        engine: Engine,
+    ) -> Option<PageRewriter> {
+        let stats = Arc::new(PageStats::default());
+        let exclude = match engine {
+            Engine::Auto => Exclude::compile(&rules.exclude).map(Arc::new),
+            Engine::LolHtml => None,
+        };
+        let inner = match (encoding, exclude) {
+            (Some(enc), Some(exclude)) if enc == encoding_rs::UTF_8 => {
+                Inner::Fast(fast_engine(rules, to, exclude, stats.clone()))
+            }
+            (None, Some(exclude)) => Inner::Sniff {
+                head: Vec::new(),
+                rules: rules.clone(),
+                to,
+                exclude,
+            },
+            (encoding, _) => Inner::Lol(Box::new(LolRewriter::new(rules, to, encoding, stats.clone())?)),
+        };
+        Some(PageRewriter { inner, stats })
+    }
+
+    /// Whether the byte-level engine is doing the work (`None` while the first bytes are read).
+    pub fn is_fast(&self) -> Option<bool> {
+        match self.inner {
+            Inner::Fast(_) => Some(true),
+            Inner::Lol(_) => Some(false),
+            Inner::Sniff { .. } | Inner::Settling => None,
+        }
+    }
+
+    /// Feeds the next chunk of the page. After a bail-out (memory limit) the rest passes as is.
+    pub fn write(&mut self, chunk: &[u8]) {
+        match &mut self.inner {
+            Inner::Lol(rw) => rw.write(chunk),
+            Inner::Fast(rw) => rw.write(chunk),
+            Inner::Sniff { head, .. } => {
+                head.extend_from_slice(chunk);
+                if let Some(utf8) = sniff(head, false) {
+                    self.settle(utf8);
+                }
+            }
+            Inner::Settling => {}
+        }
+    }
+
+    /// Ends the page, flushing anything still held.
+    pub fn end(&mut self) {
+        if let Inner::Sniff { head, .. } = &self.inner {
+            let utf8 = sniff(head, true).unwrap_or(true);
+            self.settle(utf8);
+        }
+        match &mut self.inner {
+            Inner::Lol(rw) => rw.end(),
+            Inner::Fast(rw) => rw.end(),
+            Inner::Sniff { .. } | Inner::Settling => unreachable!("settled above"),
+        }
+    }
+
+    /// Ends the sniff: the held bytes go to the engine the charset calls for.
+    fn settle(&mut self, utf8: bool) {
+        let Inner::Sniff {
+            head,
+            rules,
+            to,
+            exclude,
+        } = std::mem::replace(&mut self.inner, Inner::Settling)
+        else {
+            return;
+        };
+        self.inner = if utf8 {
+            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone());
+            rw.write(&head);
+            Inner::Fast(rw)
+        } else {
+            // Without a charset given, lol_html reads the `<meta>` itself.
+            let mut rw =
+                LolRewriter::new(&rules, to, None, self.stats.clone()).expect("no charset is always supported");
+            rw.write(&head);
+            Inner::Lol(Box::new(rw))
+        };
+    }
 
     /// Takes the output produced so far.
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.out)
+        match &mut self.inner {
+            Inner::Lol(rw) => std::mem::take(&mut rw.out),
+            Inner::Fast(rw) => rw.take_output(),
+            Inner::Sniff { .. } | Inner::Settling => Vec::new(),
+        }
     }
 
     pub fn stats(&self) -> Arc<PageStats> {
@@ -304,9 +445,84 @@ impl PageRewriter {
     }
 }
 
+fn fast_engine(rules: &PageRules, to: Arc<Replacement>, exclude: Arc<Exclude>, stats: Arc<PageStats>) -> FastRewriter {
+    FastRewriter::new(rules.matcher.clone(), to, exclude, rules.memory_limit, stats)
+}
+
+/// The prescan of a page without a charset in `Content-Type`: `Some(true)` for UTF-8 (declared,
+/// or nothing declared in time), `Some(false)` for another charset, `None` while undecided.
+fn sniff(head: &[u8], done: bool) -> Option<bool> {
+    let window = &head[..head.len().min(PRESCAN)];
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'<', &window[i..]) {
+        let lt = i + k;
+        let rest = &window[lt..];
+        let starts = |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
+        if starts(b"<body") || starts(b"</head") {
+            return Some(true);
+        }
+        if starts(b"<meta") {
+            let Some(gt) = memchr::memchr(b'>', rest) else {
+                // The tag goes on past what has arrived.
+                return if done || head.len() >= PRESCAN {
+                    Some(true)
+                } else {
+                    None
+                };
+            };
+            if let Some(label) = meta_charset(&rest[..gt]) {
+                let enc = encoding_rs::Encoding::for_label(label);
+                // A `<meta>` claiming UTF-16 means UTF-8 (the bytes are ASCII-compatible).
+                return Some(enc.is_none_or(|e| {
+                    e == encoding_rs::UTF_8 || e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE
+                }));
+            }
+        }
+        i = lt + 1;
+    }
+    if done || head.len() >= PRESCAN {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// The label after `charset=` in a `<meta ...` tag (its bytes up to `>`).
+fn meta_charset(tag: &[u8]) -> Option<&[u8]> {
+    let lower = tag.to_ascii_lowercase();
+    let at = memchr::memmem::find(&lower, b"charset")? + 7;
+    let mut i = at;
+    while i < tag.len() && tag[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if tag.get(i) != Some(&b'=') {
+        return None;
+    }
+    i += 1;
+    while i < tag.len() && matches!(tag[i], b'"' | b'\'' | b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    let start = i;
+    while i < tag.len() && !matches!(tag[i], b'"' | b'\'' | b' ' | b'\t' | b'\n' | b'\r' | b';' | b'/' | b'>') {
+        i += 1;
+    }
+    (i > start).then(|| &tag[start..i])
+}
+
 /// Rewrites a whole document in one call (tests, benches, small bodies).
 pub fn rewrite_document(rules: &PageRules, to: Arc<Replacement>, html: &[u8], chunk: usize) -> Vec<u8> {
-    let mut rw = PageRewriter::new(rules, to, None).expect("utf-8 is supported");
+    rewrite_document_with(rules, to, html, chunk, Engine::Auto)
+}
+
+/// [`rewrite_document`] with the engine chosen.
+pub fn rewrite_document_with(
+    rules: &PageRules,
+    to: Arc<Replacement>,
+    html: &[u8],
+    chunk: usize,
+    engine: Engine,
+) -> Vec<u8> {
+    let mut rw = PageRewriter::with_engine(rules, to, None, engine).expect("utf-8 is supported");
     let mut out = Vec::with_capacity(html.len() + 64);
     for piece in html.chunks(chunk.max(1)) {
         rw.write(piece);

@@ -415,12 +415,17 @@ impl NumberMatcher {
     /// Rewrites one complete value (an attribute, a JSON-LD string), or `None` when it holds no
     /// match. `count` is increased by the number of replacements.
     pub fn rewrite_value(&self, value: &str, to: &Replacement, count: &mut usize) -> Option<String> {
-        let bytes = value.as_bytes();
+        self.rewrite_bytes(value.as_bytes(), to, count).map(into_string)
+    }
+
+    /// [`rewrite_value`](Self::rewrite_value) on raw bytes (the byte-level engine's attribute
+    /// values, which are not checked to be UTF-8: bytes other than the matched digits are copied).
+    pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize) -> Option<Vec<u8>> {
         let mut out: Option<Vec<u8>> = None;
         let mut copied = 0;
         let mut from = 0;
         while let Scan::Found(m) = self.scan(bytes, from, [0; 3], true) {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 8));
+            let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 8));
             o.extend_from_slice(&bytes[copied..m.start]);
             to.write_bytes(&bytes[m.start..m.end], m.kind, o);
             *count += 1;
@@ -429,7 +434,7 @@ impl NumberMatcher {
         }
         out.map(|mut o| {
             o.extend_from_slice(&bytes[copied..]);
-            into_string(o)
+            o
         })
     }
 }
@@ -622,7 +627,7 @@ impl Replacement {
 /// across a chunk boundary.
 #[derive(Debug, Default)]
 pub struct TextStream {
-    pending: String,
+    pending: Vec<u8>,
     before: Before,
 }
 
@@ -638,41 +643,61 @@ impl TextStream {
         to: &Replacement,
         count: &mut usize,
     ) -> Option<String> {
+        // A candidate is only ever held back from an ASCII byte, so what is emitted splits the
+        // text at character boundaries and stays UTF-8.
+        self.push_bytes(matcher, chunk.as_bytes(), last, to, count)
+            .map(into_string)
+    }
+
+    /// [`push`](Self::push) on raw bytes.
+    pub fn push_bytes(
+        &mut self,
+        matcher: &NumberMatcher,
+        chunk: &[u8],
+        last: bool,
+        to: &Replacement,
+        count: &mut usize,
+    ) -> Option<Vec<u8>> {
         if self.pending.is_empty() {
             // Most chunks hold no digit, `+`, `&` or `%` (and every node ends with an empty one):
             // nothing to scan, only the look-back bytes to keep.
-            let Some(first) = first_interesting(chunk.as_bytes()) else {
-                self.advance(chunk.as_bytes(), last);
+            let Some(first) = first_interesting(chunk) else {
+                self.advance(chunk, last);
                 return None;
             };
             let out = rewrite_segment(matcher, chunk, first, self.before, last, to, count);
             return match out {
                 None => {
-                    self.advance(chunk.as_bytes(), last);
+                    self.advance(chunk, last);
                     None
                 }
                 Some((emit, held)) => {
-                    self.pending.push_str(&chunk[held..]);
-                    self.advance(emit.as_bytes(), last);
+                    self.pending.extend_from_slice(&chunk[held..]);
+                    self.advance(&emit, last);
                     Some(emit)
                 }
             };
         }
         // `pending` keeps its buffer for the next candidate held back.
-        self.pending.push_str(chunk);
+        self.pending.extend_from_slice(chunk);
         match rewrite_segment(matcher, &self.pending, 0, self.before, last, to, count) {
             None => {
-                let text = self.pending.clone();
-                self.pending.clear();
-                self.advance(text.as_bytes(), last);
+                let text = std::mem::take(&mut self.pending);
+                self.advance(&text, last);
                 Some(text)
             }
             Some((emit, held)) => {
                 self.pending.drain(..held);
-                self.advance(emit.as_bytes(), last);
+                self.advance(&emit, last);
                 Some(emit)
             }
         }
+    }
+
+    /// Gives up the text held back, unchanged (the byte-level engine's bail-out).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        self.before = [0; 3];
+        std::mem::take(&mut self.pending)
     }
 
     fn advance(&mut self, emitted: &[u8], last: bool) {
@@ -702,21 +727,20 @@ fn first_interesting(text: &[u8]) -> Option<usize> {
 /// `Some((emit, held_from))`: emit this, and hold `text[held_from..]` for the next chunk.
 fn rewrite_segment(
     matcher: &NumberMatcher,
-    text: &str,
+    bytes: &[u8],
     from: usize,
     before: Before,
     last: bool,
     to: &Replacement,
     count: &mut usize,
-) -> Option<(String, usize)> {
-    let bytes = text.as_bytes();
+) -> Option<(Vec<u8>, usize)> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut from = from;
     loop {
         match matcher.scan(bytes, from, before, last) {
             Scan::Found(m) => {
-                let o = out.get_or_insert_with(|| Vec::with_capacity(text.len() + 8));
+                let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 8));
                 o.extend_from_slice(&bytes[copied..m.start]);
                 to.write_bytes(&bytes[m.start..m.end], m.kind, o);
                 *count += 1;
@@ -726,12 +750,12 @@ fn rewrite_segment(
             Scan::Open(at) => {
                 let mut o = out.unwrap_or_default();
                 o.extend_from_slice(&bytes[copied..at]);
-                return Some((into_string(o), at));
+                return Some((o, at));
             }
             Scan::Done => {
                 return out.map(|mut o| {
                     o.extend_from_slice(&bytes[copied..]);
-                    (into_string(o), text.len())
+                    (o, bytes.len())
                 });
             }
         }

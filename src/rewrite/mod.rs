@@ -6,12 +6,15 @@
 //!
 //! - [`phone`]: parsing configured numbers and the digit forms they appear in;
 //! - [`matcher`]: finding those forms in raw text, shape-preserving replacement, chunk buffering;
-//! - [`html`]: the lol_html handlers (text, attributes, JSON-LD, exclusions, bail-out).
+//! - [`html`]: choosing the engine per response, and the lol_html handlers (text, attributes,
+//!   JSON-LD, exclusions, bail-out);
+//! - [`fast`]: the byte-level engine, the same rewrites at a fraction of lol_html's cost.
 
+pub mod fast;
 pub mod html;
 pub mod matcher;
 pub mod phone;
 
-pub use html::{PageRewriter, PageRules, PageStats, check_selector, rewrite_document};
+pub use html::{Engine, PageRewriter, PageRules, PageStats, check_selector, rewrite_document, rewrite_document_with};
 pub use matcher::{NumberMatcher, Replacement, TextStream};
 pub use phone::{PhoneError, PhoneNumber};

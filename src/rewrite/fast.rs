@@ -1,0 +1,1122 @@
+//! The byte-level engine: the rewrites of [`super::html`]'s lol_html handlers, made by a small
+//! HTML state tracker that copies every byte it does not have to look at.
+//!
+//! Why it exists: lol_html is a full tokenizer, and the handlers the rules need (a document text
+//! handler, an element handler on `*`, attribute selectors for `exclude`) each switch it from its
+//! fast tag scanner to full lexing of every tag and decoding of every text chunk: 5–7× the cost
+//! of its bare parse on a page full of markup (`benches/RESULTS.md`). Phone numbers are rare; a
+//! rewriter only needs to know, at each byte, whether it is page text, an attribute value (and
+//! which), a JSON-LD script, or something never rewritten (other scripts, styles, comments,
+//! excluded elements). That state is small:
+//!
+//! - text vs markup, with quote-aware tag ends (`<a title="a>b">`), comments, CDATA, doctype and
+//!   bogus comments;
+//! - raw-text elements, as lol_html's tree-builder simulator switches them: `textarea` and `title`
+//!   (rewritten), `script` (rewritten only as JSON-LD), `style`, `iframe`, `xmp`, `noembed`,
+//!   `noframes`, `noscript` (never), `plaintext` (never, to the end);
+//! - foreign content (`svg`, `math`), where those switches do not happen and `<![CDATA[` opens a
+//!   CDATA section;
+//! - the stack of open elements, only to know when an element matching `exclude` closes. End tags
+//!   close back to the nearest open element of the same name, like lol_html's selector matching;
+//!   an element closed only implicitly (`<li>` without `</li>`) keeps its exclusion until an
+//!   ancestor closes, the conservative direction.
+//!
+//! Text goes through the same [`TextStream`] and attribute values through the same
+//! [`NumberMatcher::rewrite_bytes`] as with lol_html, so both engines find the same numbers; the
+//! tests (`tests/engines.rs`) hold their outputs equal. Attribute values are replaced in place,
+//! quotes and all, where lol_html re-serialises the attribute.
+//!
+//! The engine works on bytes, so it runs only on UTF-8 pages (and ASCII-compatible bytes when no
+//! other charset is declared), and only when every `exclude` selector is a compound selector
+//! ([`Exclude`]); [`super::html::PageRewriter`] picks lol_html otherwise.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::html::{NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
+use super::matcher::{NumberMatcher, Replacement, TextStream};
+
+/// Elements with no end tag, never pushed on the stack.
+const VOID: &[&[u8]] = &[
+    b"area",
+    b"base",
+    b"br",
+    b"col",
+    b"embed",
+    b"hr",
+    b"img",
+    b"input",
+    b"link",
+    b"meta",
+    b"source",
+    b"track",
+    b"wbr",
+    b"param",
+    b"keygen",
+    b"frame",
+    b"basefont",
+    b"bgsound",
+];
+
+/// Where HTML content starts again inside `svg` ...
+const SVG_HTML_POINTS: &[&[u8]] = &[b"foreignobject", b"desc", b"title"];
+/// ... and inside `math`.
+const MATHML_TEXT_POINTS: &[&[u8]] = &[b"mi", b"mo", b"mn", b"ms", b"mtext"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    Html,
+    Svg,
+    MathMl,
+}
+
+/// Start tags that leave foreign content (HTML's "breakout" list, as lol_html has it).
+const FOREIGN_EXIT: &[&[u8]] = &[
+    b"b",
+    b"big",
+    b"blockquote",
+    b"body",
+    b"br",
+    b"center",
+    b"code",
+    b"dd",
+    b"div",
+    b"dl",
+    b"dt",
+    b"em",
+    b"embed",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"head",
+    b"hr",
+    b"i",
+    b"img",
+    b"li",
+    b"listing",
+    b"menu",
+    b"meta",
+    b"nobr",
+    b"ol",
+    b"p",
+    b"pre",
+    b"ruby",
+    b"s",
+    b"small",
+    b"span",
+    b"strong",
+    b"strike",
+    b"sub",
+    b"sup",
+    b"table",
+    b"tt",
+    b"u",
+    b"ul",
+    b"var",
+];
+
+/// Elements whose content is read as text up to their end tag, as lol_html's tree-builder
+/// simulator switches them (`None`: `plaintext`, the rest of the page). The script kind's JSON-LD
+/// flag is decided per tag.
+const RAW: &[(&[u8], Option<RawKind>)] = &[
+    (b"script", Some(RawKind::Script { json_ld: false })),
+    (b"style", Some(RawKind::RawText)),
+    (b"title", Some(RawKind::RcData)),
+    (b"textarea", Some(RawKind::RcData)),
+    (b"noscript", Some(RawKind::RawText)),
+    (b"iframe", Some(RawKind::RawText)),
+    (b"xmp", Some(RawKind::RawText)),
+    (b"noembed", Some(RawKind::RawText)),
+    (b"noframes", Some(RawKind::RawText)),
+    (b"plaintext", None),
+];
+
+// ---------------------------------------------------------------------------------------------
+// `exclude` selectors
+
+/// How an attribute selector compares the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Exists,
+    Equals,
+    /// `~=`: one of the whitespace-separated words.
+    Word,
+    /// `|=`: equal, or followed by `-`.
+    Dash,
+    Prefix,
+    Suffix,
+    Contains,
+}
+
+#[derive(Debug, Clone)]
+struct AttrSel {
+    /// Lowercase.
+    name: Vec<u8>,
+    op: Op,
+    value: Vec<u8>,
+    /// `[name="v" i]`.
+    fold: bool,
+}
+
+/// One compound selector: `tag#id.class[attr op value]...`, every part optional.
+#[derive(Debug, Clone, Default)]
+struct Compound {
+    /// Lowercase; `None` for `*` or no type.
+    tag: Option<Vec<u8>>,
+    attrs: Vec<AttrSel>,
+}
+
+/// The site's `exclude` selectors, when all of them are compound selectors (a type, `*`, `#id`,
+/// `.class` and attribute selectors with any operator, in a comma list): what the byte-level
+/// engine can match on one tag. Combinators and pseudo-classes are left to lol_html.
+#[derive(Debug, Clone, Default)]
+pub struct Exclude {
+    any_of: Vec<Compound>,
+}
+
+impl Exclude {
+    /// `None` when some selector is outside the supported forms.
+    pub fn compile(selectors: &[String]) -> Option<Exclude> {
+        let mut any_of = Vec::new();
+        for list in selectors {
+            for sel in list.split(',') {
+                any_of.push(parse_compound(sel.trim().as_bytes())?);
+            }
+        }
+        Some(Exclude { any_of })
+    }
+
+    fn matches(&self, tag: &[u8], name: &std::ops::Range<usize>, attrs: &[AttrSpan]) -> bool {
+        self.any_of.iter().any(|c| {
+            c.tag.as_ref().is_none_or(|t| tag[name.clone()].eq_ignore_ascii_case(t))
+                && c.attrs.iter().all(|a| {
+                    attrs
+                        .iter()
+                        .filter(|s| tag[s.name.clone()].eq_ignore_ascii_case(&a.name))
+                        // The first of duplicate attributes counts, as in a browser.
+                        .take(1)
+                        .any(|s| {
+                            let v = s.value.clone().map(|r| &tag[r]).unwrap_or(b"");
+                            value_matches(a, v)
+                        })
+                })
+        })
+    }
+}
+
+fn value_matches(a: &AttrSel, v: &[u8]) -> bool {
+    let eq = |x: &[u8], y: &[u8]| if a.fold { x.eq_ignore_ascii_case(y) } else { x == y };
+    let want = &a.value[..];
+    match a.op {
+        Op::Exists => true,
+        Op::Equals => eq(v, want),
+        Op::Word => {
+            !want.is_empty()
+                && !want.iter().any(u8::is_ascii_whitespace)
+                && v.split(u8::is_ascii_whitespace).any(|w| eq(w, want))
+        }
+        Op::Dash => eq(v, want) || (v.len() > want.len() && v[want.len()] == b'-' && eq(&v[..want.len()], want)),
+        Op::Prefix => !want.is_empty() && v.len() >= want.len() && eq(&v[..want.len()], want),
+        Op::Suffix => !want.is_empty() && v.len() >= want.len() && eq(&v[v.len() - want.len()..], want),
+        Op::Contains => !want.is_empty() && v.len() >= want.len() && v.windows(want.len()).any(|w| eq(w, want)),
+    }
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80
+}
+
+/// Parses one compound selector, or `None` for anything else (combinators, pseudo-classes,
+/// escapes, namespaces).
+fn parse_compound(s: &[u8]) -> Option<Compound> {
+    let mut c = Compound::default();
+    let mut i = 0;
+    let ident = |i: &mut usize| -> Option<Vec<u8>> {
+        let start = *i;
+        while *i < s.len() && is_ident_byte(s[*i]) {
+            *i += 1;
+        }
+        // An identifier cannot start with a digit, or with `-` and a digit.
+        let id = &s[start..*i];
+        let bad_start =
+            id.first().is_none_or(u8::is_ascii_digit) || (id.len() > 1 && id[0] == b'-' && id[1].is_ascii_digit());
+        (!bad_start).then(|| id.to_vec())
+    };
+    if s.is_empty() {
+        return None;
+    }
+    if s[0] == b'*' {
+        i = 1;
+    } else if is_ident_byte(s[0]) {
+        c.tag = Some(ident(&mut i)?.to_ascii_lowercase());
+    }
+    while i < s.len() {
+        match s[i] {
+            b'#' | b'.' => {
+                let (name, op): (&[u8], Op) = if s[i] == b'#' {
+                    (b"id", Op::Equals)
+                } else {
+                    (b"class", Op::Word)
+                };
+                i += 1;
+                let value = ident(&mut i)?;
+                c.attrs.push(AttrSel {
+                    name: name.to_vec(),
+                    op,
+                    value,
+                    fold: false,
+                });
+            }
+            b'[' => {
+                i += 1;
+                let ws = |i: &mut usize| {
+                    while *i < s.len() && s[*i].is_ascii_whitespace() {
+                        *i += 1;
+                    }
+                };
+                ws(&mut i);
+                let name = ident(&mut i)?.to_ascii_lowercase();
+                ws(&mut i);
+                let op = match s.get(i)? {
+                    b']' => Op::Exists,
+                    b'=' => Op::Equals,
+                    b'~' => Op::Word,
+                    b'|' => Op::Dash,
+                    b'^' => Op::Prefix,
+                    b'$' => Op::Suffix,
+                    b'*' => Op::Contains,
+                    _ => return None,
+                };
+                let mut sel = AttrSel {
+                    name,
+                    op,
+                    value: Vec::new(),
+                    fold: false,
+                };
+                if op != Op::Exists {
+                    i += if op == Op::Equals { 1 } else { 2 };
+                    if op != Op::Equals && s.get(i - 1) != Some(&b'=') {
+                        return None;
+                    }
+                    ws(&mut i);
+                    match s.get(i)? {
+                        &q @ (b'"' | b'\'') => {
+                            let end = i + 1 + s[i + 1..].iter().position(|&b| b == q)?;
+                            sel.value = s[i + 1..end].to_vec();
+                            if sel.value.contains(&b'\\') {
+                                return None;
+                            }
+                            i = end + 1;
+                        }
+                        _ => sel.value = ident(&mut i)?,
+                    }
+                    ws(&mut i);
+                    if matches!(s.get(i), Some(b'i' | b'I')) {
+                        sel.fold = true;
+                        i += 1;
+                        ws(&mut i);
+                    }
+                }
+                if s.get(i) != Some(&b']') {
+                    return None;
+                }
+                i += 1;
+                c.attrs.push(sel);
+            }
+            _ => return None,
+        }
+    }
+    Some(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tags
+
+/// An attribute of the tag at hand: offsets into the tag's bytes.
+#[derive(Debug, Clone)]
+struct AttrSpan {
+    name: std::ops::Range<usize>,
+    value: Option<std::ops::Range<usize>>,
+}
+
+/// A tag read whole: its name (offsets in the buffer), the offset after its `>`, and whether it
+/// ends with `/>`.
+struct TagEnd {
+    name: std::ops::Range<usize>,
+    end: usize,
+    self_closing: bool,
+}
+
+/// Reads the tag whose name starts at `at` (after `<` or `</`) as HTML's tokenizer does, up to
+/// its `>`, collecting attributes. `None`: the buffer ends inside the tag.
+fn read_tag(buf: &[u8], at: usize, attrs: &mut Vec<AttrSpan>) -> Option<TagEnd> {
+    attrs.clear();
+    let n = buf.len();
+    let mut i = at;
+    while i < n && !matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>') {
+        i += 1;
+    }
+    let name = at..i;
+    let mut self_closing = false;
+    loop {
+        // Before an attribute name.
+        while i < n && matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/') {
+            self_closing = buf[i] == b'/';
+            i += 1;
+        }
+        if i >= n {
+            return None;
+        }
+        if buf[i] == b'>' {
+            return Some(TagEnd {
+                name,
+                end: i + 1,
+                self_closing,
+            });
+        }
+        self_closing = false;
+        // The name: the first byte is taken whatever it is (`=` included), as the spec says.
+        let start = i;
+        i += 1;
+        while i < n && !matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>' | b'=') {
+            i += 1;
+        }
+        let name_at = start..i;
+        while i < n && matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ') {
+            i += 1;
+        }
+        if i >= n {
+            return None;
+        }
+        if buf[i] != b'=' {
+            attrs.push(AttrSpan {
+                name: name_at,
+                value: None,
+            });
+            continue;
+        }
+        i += 1;
+        while i < n && matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ') {
+            i += 1;
+        }
+        if i >= n {
+            return None;
+        }
+        let value = match buf[i] {
+            q @ (b'"' | b'\'') => {
+                let end = i + 1 + memchr::memchr(q, &buf[i + 1..])?;
+                let v = i + 1..end;
+                i = end + 1;
+                Some(v)
+            }
+            b'>' => None,
+            _ => {
+                let start = i;
+                while i < n && !matches!(buf[i], b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'>') {
+                    i += 1;
+                }
+                if i >= n {
+                    return None;
+                }
+                Some(start..i)
+            }
+        };
+        attrs.push(AttrSpan { name: name_at, value });
+    }
+}
+
+/// FNV-1a of the lowercase name: what the stack keeps of an open element.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn one_of(name: &[u8], list: &[&[u8]]) -> bool {
+    list.iter().any(|l| name.eq_ignore_ascii_case(l))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+/// What the bytes at hand are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Data,
+    /// Inside an element whose content is text up to its end tag.
+    /// `escape`: where a script is in HTML's escaped states: 0 none, 1 after `<!--`, 2 after
+    /// `<!--` and `<script` (where `</script>` does not end it).
+    Raw {
+        kind: RawKind,
+        end: &'static [u8],
+        escape: u8,
+    },
+    /// Inside a comment; `dashes`: how many `-` came right before (at most 2).
+    Comment {
+        dashes: u8,
+    },
+    /// Inside `<![CDATA[`; `brackets`: how many `]` came right before.
+    Cdata {
+        brackets: u8,
+    },
+    /// After `<plaintext>`: the rest of the page.
+    Plain,
+    /// Gave up (a tag or the open-element stack past the memory limit): copy the rest.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawKind {
+    /// `textarea`, `title`: text, rewritten.
+    RcData,
+    /// `script`: rewritten only when it is JSON-LD.
+    Script { json_ld: bool },
+    /// `style` and friends: never rewritten.
+    RawText,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    name: u64,
+    excluded: bool,
+    /// A `script[type="application/ld+json"]`: lol_html treats every script text inside it as
+    /// JSON-LD (possible only when it was opened in foreign content).
+    json_ld: bool,
+}
+
+/// Rewrites one UTF-8 HTML response as it streams; see the module doc.
+pub struct FastRewriter {
+    matcher: Arc<NumberMatcher>,
+    to: Arc<Replacement>,
+    exclude: Arc<Exclude>,
+    limit: usize,
+    stats: Arc<PageStats>,
+    mode: Mode,
+    /// The unread tail of the previous chunk: a tag, comment opening or end tag cut by the chunk
+    /// boundary, read again with the next chunk.
+    carry: Vec<u8>,
+    text: TextStream,
+    stack: Vec<Open>,
+    /// Open elements that match `exclude`.
+    excluded: usize,
+    /// Open JSON-LD script elements.
+    json_ld: usize,
+    /// The namespace stack, as lol_html's tree-builder simulator keeps it (never empty).
+    ns: Vec<Ns>,
+    attrs: Vec<AttrSpan>,
+    out: Vec<u8>,
+    /// In the buffer being read: bytes before this are already in `out`.
+    copied: usize,
+    swapped: usize,
+}
+
+/// What a `<` in page text turned out to start.
+enum Markup {
+    /// Handled up to here.
+    Done(usize),
+    /// Only a `<` of text.
+    Text,
+    /// The buffer ends before it can be told.
+    Incomplete,
+}
+
+impl FastRewriter {
+    pub fn new(
+        matcher: Arc<NumberMatcher>,
+        to: Arc<Replacement>,
+        exclude: Arc<Exclude>,
+        limit: usize,
+        stats: Arc<PageStats>,
+    ) -> FastRewriter {
+        FastRewriter {
+            matcher,
+            to,
+            exclude,
+            limit,
+            stats,
+            mode: Mode::Data,
+            carry: Vec::new(),
+            text: TextStream::default(),
+            stack: Vec::new(),
+            excluded: 0,
+            json_ld: 0,
+            ns: vec![Ns::Html],
+            attrs: Vec::new(),
+            out: Vec::with_capacity(16 * 1024),
+            copied: 0,
+            swapped: 0,
+        }
+    }
+
+    /// Feeds the next chunk of the page.
+    pub fn write(&mut self, chunk: &[u8]) {
+        self.out.reserve(chunk.len() + chunk.len() / 8);
+        if self.carry.is_empty() {
+            let rest = self.read(chunk);
+            self.carry.extend_from_slice(&chunk[rest..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.carry);
+            buf.extend_from_slice(chunk);
+            let rest = self.read(&buf);
+            buf.drain(..rest);
+            self.carry = buf;
+        }
+        if self.carry.len() > self.limit {
+            // One tag (or comment opening) larger than the limit: give up on the rest, as
+            // lol_html's graceful bail-out does.
+            let carry = std::mem::take(&mut self.carry);
+            self.bail_out("a tag larger than the memory limit", &carry);
+        }
+        self.flush_count();
+    }
+
+    /// Ends the page: whatever was held back (an unfinished tag, a candidate number at the very
+    /// end) is written as it came.
+    pub fn end(&mut self) {
+        let carry = std::mem::take(&mut self.carry);
+        if !carry.is_empty() {
+            // A tag that never closed: the page ends inside it; nothing in it is rewritten.
+            self.end_text();
+            self.out.extend_from_slice(&carry);
+        }
+        self.end_text();
+        self.flush_count();
+    }
+
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn flush_count(&mut self) {
+        if self.swapped > 0 {
+            self.stats.swapped.fetch_add(self.swapped, Ordering::Relaxed);
+            self.swapped = 0;
+        }
+    }
+
+    fn bail_out(&mut self, why: &str, rest: &[u8]) {
+        let pending = self.text.take_pending();
+        self.out.extend_from_slice(&pending);
+        self.out.extend_from_slice(rest);
+        self.mode = Mode::Passthrough;
+        self.stats.bailed_out.store(true, Ordering::Relaxed);
+        tracing::warn!(why, "rewrite bailed out; the rest of the page passes unmodified");
+    }
+
+    /// Copies `buf[copied..upto]` to the output.
+    #[inline]
+    fn copy(&mut self, buf: &[u8], upto: usize) {
+        if upto > self.copied {
+            self.out.extend_from_slice(&buf[self.copied..upto]);
+            self.copied = upto;
+        }
+    }
+
+    /// Reads `buf` from the start; returns where its unread tail (to carry) starts.
+    fn read(&mut self, buf: &[u8]) -> usize {
+        self.copied = 0;
+        let mut i = 0;
+        let n = buf.len();
+        while i < n {
+            match self.mode {
+                Mode::Passthrough => {
+                    i = n;
+                }
+                Mode::Plain => {
+                    i = n;
+                }
+                Mode::Data => match memchr::memchr(b'<', &buf[i..]) {
+                    None => {
+                        self.text_run(buf, i, n);
+                        i = n;
+                    }
+                    Some(k) => {
+                        let lt = i + k;
+                        self.text_run(buf, i, lt);
+                        match self.markup(buf, lt) {
+                            Markup::Done(next) => i = next,
+                            Markup::Text => {
+                                self.text_run(buf, lt, lt + 1);
+                                i = lt + 1;
+                            }
+                            Markup::Incomplete => {
+                                self.copy(buf, lt);
+                                return lt;
+                            }
+                        }
+                    }
+                },
+                Mode::Raw { kind, end, escape } => {
+                    let eligible = match kind {
+                        RawKind::RcData => true,
+                        RawKind::Script { json_ld } => json_ld || self.json_ld > 0,
+                        RawKind::RawText => false,
+                    } && self.excluded == 0;
+                    let script = matches!(kind, RawKind::Script { .. });
+                    let mut esc = escape;
+                    let mut from = i;
+                    loop {
+                        let found = if esc > 0 {
+                            memchr::memchr2(b'<', b'-', &buf[from..])
+                        } else {
+                            memchr::memchr(b'<', &buf[from..])
+                        };
+                        let Some(k) = found else {
+                            self.raw_run(buf, i, n, eligible);
+                            self.mode = Mode::Raw { kind, end, escape: esc };
+                            i = n;
+                            break;
+                        };
+                        let p = from + k;
+                        // In a script, what lol_html (and a browser) reads as the script's end
+                        // depends on `<!--`, `<script` and `-->` inside it (the spec's escaped
+                        // and double-escaped script states).
+                        let step = if buf[p] == b'-' {
+                            match word_at(&buf[p..], b"-->", false) {
+                                EndTag::Yes => {
+                                    esc = 0;
+                                    Step::Skip(p + 3)
+                                }
+                                EndTag::No => Step::Skip(p + 1),
+                                EndTag::Maybe => Step::Carry,
+                            }
+                        } else if script && esc == 0 && buf.get(p + 1) != Some(&b'/') {
+                            match word_at(&buf[p..], b"<!--", false) {
+                                EndTag::Yes => {
+                                    esc = 1;
+                                    // The `--` may also be the start of `-->` (`<!-->`).
+                                    Step::Skip(p + 2)
+                                }
+                                EndTag::No => Step::Skip(p + 1),
+                                EndTag::Maybe => Step::Carry,
+                            }
+                        } else if esc == 1 && buf.get(p + 1) != Some(&b'/') {
+                            match word_at(&buf[p..], b"<script", true) {
+                                EndTag::Yes => {
+                                    esc = 2;
+                                    Step::Skip(p + 1)
+                                }
+                                EndTag::No => Step::Skip(p + 1),
+                                EndTag::Maybe => Step::Carry,
+                            }
+                        } else {
+                            match end_tag_at(&buf[p..], end) {
+                                EndTag::No => Step::Skip(p + 1),
+                                EndTag::Maybe => Step::Carry,
+                                EndTag::Yes if esc == 2 => {
+                                    esc = 1;
+                                    Step::Skip(p + 2)
+                                }
+                                EndTag::Yes => Step::End,
+                            }
+                        };
+                        match step {
+                            Step::Skip(next) => from = next,
+                            Step::Carry => {
+                                // Cut by the chunk boundary: read it again with more.
+                                self.raw_run(buf, i, p, eligible);
+                                self.mode = Mode::Raw { kind, end, escape: esc };
+                                self.copy(buf, p);
+                                return p;
+                            }
+                            Step::End => {
+                                self.raw_run(buf, i, p, eligible);
+                                self.mode = Mode::Raw { kind, end, escape: esc };
+                                match self.end_tag(buf, p) {
+                                    Some(next) => {
+                                        self.mode = Mode::Data;
+                                        i = next;
+                                    }
+                                    None => {
+                                        self.copy(buf, p);
+                                        return p;
+                                    }
+                                }
+                                break;
+                            }
+                        }
+                    }
+                }
+                Mode::Comment { dashes } => {
+                    let (next, closed, dashes) = scan_close(buf, i, b'-', dashes);
+                    i = next;
+                    self.mode = if closed { Mode::Data } else { Mode::Comment { dashes } };
+                }
+                Mode::Cdata { brackets } => {
+                    let (next, closed, brackets) = scan_close(buf, i, b']', brackets);
+                    i = next;
+                    self.mode = if closed { Mode::Data } else { Mode::Cdata { brackets } };
+                }
+            }
+        }
+        self.copy(buf, n);
+        n
+    }
+
+    /// Page text `buf[from..to]` of the current text node.
+    #[inline]
+    fn text_run(&mut self, buf: &[u8], from: usize, to: usize) {
+        self.raw_run(buf, from, to, self.excluded == 0);
+    }
+
+    fn raw_run(&mut self, buf: &[u8], from: usize, to: usize, eligible: bool) {
+        if !eligible || from == to {
+            return;
+        }
+        let mut count = 0;
+        if let Some(emit) = self
+            .text
+            .push_bytes(&self.matcher, &buf[from..to], false, &self.to, &mut count)
+        {
+            self.copy(buf, from);
+            self.out.extend_from_slice(&emit);
+            self.copied = to;
+        }
+        self.swapped += count;
+    }
+
+    /// The current text node ends (markup follows): release any candidate held back.
+    #[inline]
+    fn end_text(&mut self) {
+        if self.text.pending_len() == 0 {
+            // Only the look-back bytes to forget.
+            self.text.push_bytes(&self.matcher, &[], true, &self.to, &mut 0);
+            return;
+        }
+        let mut count = 0;
+        if let Some(emit) = self.text.push_bytes(&self.matcher, &[], true, &self.to, &mut count) {
+            self.out.extend_from_slice(&emit);
+        }
+        self.swapped += count;
+    }
+
+    /// Reads the markup that starts with the `<` at `lt`.
+    fn markup(&mut self, buf: &[u8], lt: usize) -> Markup {
+        let n = buf.len();
+        let Some(&b1) = buf.get(lt + 1) else {
+            return Markup::Incomplete;
+        };
+        match b1 {
+            b if b.is_ascii_alphabetic() => match read_tag(buf, lt + 1, &mut self.attrs) {
+                Some(tag) => {
+                    self.end_text();
+                    Markup::Done(self.start_tag(buf, tag))
+                }
+                None => Markup::Incomplete,
+            },
+            b'/' => {
+                let Some(&b2) = buf.get(lt + 2) else {
+                    return Markup::Incomplete;
+                };
+                if b2.is_ascii_alphabetic() {
+                    return match self.end_tag(buf, lt) {
+                        Some(next) => Markup::Done(next),
+                        None => Markup::Incomplete,
+                    };
+                }
+                // `</>` is dropped by browsers, `</3` and such are bogus comments: both end at `>`.
+                self.bogus(buf, lt)
+            }
+            b'!' => {
+                if n < lt + 4 {
+                    // `<!--` or `<![CDATA[` may still be coming; a short `<!x>` is read below.
+                    if buf[lt + 1..].iter().all(|&b| b == b'!' || b == b'-' || b == b'[') {
+                        return Markup::Incomplete;
+                    }
+                    return self.bogus(buf, lt);
+                }
+                if &buf[lt + 2..lt + 4] == b"--" {
+                    self.end_text();
+                    // `<!-->` and `<!--->` close at once: start as if two dashes came before.
+                    self.mode = Mode::Comment { dashes: 2 };
+                    return Markup::Done(lt + 4);
+                }
+                if buf[lt + 2] == b'[' && self.ns() != Ns::Html {
+                    if n < lt + 9 {
+                        return Markup::Incomplete;
+                    }
+                    if &buf[lt + 2..lt + 9] == b"[CDATA[" {
+                        self.end_text();
+                        self.mode = Mode::Cdata { brackets: 0 };
+                        return Markup::Done(lt + 9);
+                    }
+                }
+                self.bogus(buf, lt)
+            }
+            b'?' => self.bogus(buf, lt),
+            _ => Markup::Text,
+        }
+    }
+
+    /// A doctype or bogus comment: up to the next `>`, copied.
+    fn bogus(&mut self, buf: &[u8], lt: usize) -> Markup {
+        match memchr::memchr(b'>', &buf[lt..]) {
+            Some(k) => {
+                self.end_text();
+                Markup::Done(lt + k + 1)
+            }
+            None => Markup::Incomplete,
+        }
+    }
+
+    fn ns(&self) -> Ns {
+        self.ns.last().copied().unwrap_or(Ns::Html)
+    }
+
+    fn leave_ns(&mut self) {
+        if self.ns.len() > 1 {
+            self.ns.pop();
+        }
+    }
+
+    /// The end tag at `lt` (`</name ...>`): pops back to the open element of that name. `None`
+    /// when the buffer ends inside it.
+    fn end_tag(&mut self, buf: &[u8], lt: usize) -> Option<usize> {
+        let tag = read_tag(buf, lt + 2, &mut self.attrs)?;
+        self.end_text();
+        let name = &buf[tag.name.clone()];
+        let hash = name_hash(name);
+        if let Some(at) = self.stack.iter().rposition(|o| o.name == hash) {
+            for open in self.stack.drain(at..) {
+                self.excluded -= usize::from(open.excluded);
+                self.json_ld -= usize::from(open.json_ld);
+            }
+        }
+        let ns = self.ns();
+        let leaves = if ns == Ns::Html {
+            // Leaving an integration point back into the foreign element around it.
+            match self.ns.len().checked_sub(2).map(|k| self.ns[k]) {
+                Some(Ns::MathMl) => one_of(name, MATHML_TEXT_POINTS) || name.eq_ignore_ascii_case(b"annotation-xml"),
+                Some(Ns::Svg) => one_of(name, SVG_HTML_POINTS),
+                _ => false,
+            }
+        } else {
+            (ns == Ns::Svg && name.eq_ignore_ascii_case(b"svg"))
+                || (ns == Ns::MathMl && name.eq_ignore_ascii_case(b"math"))
+                || one_of(name, &[b"p", b"br"])
+        };
+        if leaves {
+            self.leave_ns();
+        }
+        Some(tag.end)
+    }
+
+    /// A start tag, read whole: excluded or not, its attributes rewritten, the stack and the text
+    /// mode updated. Returns where reading goes on.
+    fn start_tag(&mut self, buf: &[u8], tag: TagEnd) -> usize {
+        let name = &buf[tag.name.clone()];
+        let excluded_here = !self.exclude.any_of.is_empty() && self.exclude.matches(buf, &tag.name, &self.attrs);
+        if !excluded_here && self.excluded == 0 {
+            self.rewrite_attributes(buf);
+        }
+        // Namespaces first, as lol_html's tree-builder simulator: `svg` and `math` enter theirs
+        // (even written `<svg/>`), foreign content is left on the breakout tags and entered
+        // back into HTML at integration points; only HTML start tags switch text modes.
+        let ns_before = self.ns();
+        let attr_is = |a: &AttrSpan, n: &[u8]| buf[a.name.clone()].eq_ignore_ascii_case(n);
+        if name.eq_ignore_ascii_case(b"svg") {
+            self.ns.push(Ns::Svg);
+        } else if name.eq_ignore_ascii_case(b"math") {
+            self.ns.push(Ns::MathMl);
+        } else if ns_before != Ns::Html {
+            if one_of(name, FOREIGN_EXIT)
+                || (name.eq_ignore_ascii_case(b"font")
+                    && self
+                        .attrs
+                        .iter()
+                        .any(|a| attr_is(a, b"color") || attr_is(a, b"size") || attr_is(a, b"face")))
+            {
+                self.leave_ns();
+            } else if !tag.self_closing
+                && ((ns_before == Ns::Svg && one_of(name, SVG_HTML_POINTS))
+                    || (ns_before == Ns::MathMl && one_of(name, MATHML_TEXT_POINTS))
+                    || (ns_before == Ns::MathMl
+                        && name.eq_ignore_ascii_case(b"annotation-xml")
+                        && self.attrs.iter().any(|a| {
+                            attr_is(a, b"encoding")
+                                && a.value.clone().is_some_and(|v| {
+                                    buf[v.clone()].eq_ignore_ascii_case(b"text/html")
+                                        || buf[v].eq_ignore_ascii_case(b"application/xhtml+xml")
+                                })
+                        })))
+            {
+                self.ns.push(Ns::Html);
+            }
+        }
+        let is_json_ld = name.eq_ignore_ascii_case(b"script")
+            && self
+                .attrs
+                .iter()
+                .any(|a| attr_is(a, b"type") && a.value.clone().is_some_and(|v| &buf[v] == b"application/ld+json"));
+        // As lol_html's selector stack: void HTML elements are never open; in foreign content
+        // `/>` closes.
+        let pushed = if self.ns() == Ns::Html {
+            !one_of(name, VOID)
+        } else {
+            !tag.self_closing
+        };
+        if pushed {
+            if (self.stack.len() + 1) * std::mem::size_of::<Open>() > self.limit {
+                self.copy(buf, tag.end);
+                self.bail_out("elements nested past the memory limit", &buf[tag.end..]);
+                self.copied = buf.len();
+                return buf.len();
+            }
+            self.stack.push(Open {
+                name: name_hash(name),
+                excluded: excluded_here,
+                json_ld: is_json_ld,
+            });
+            self.excluded += usize::from(excluded_here);
+            self.json_ld += usize::from(is_json_ld);
+        }
+        if ns_before == Ns::Html
+            && let Some(&(end, kind)) = RAW.iter().find(|(n, _)| name.eq_ignore_ascii_case(n))
+        {
+            self.mode = match kind {
+                None => Mode::Plain,
+                Some(RawKind::Script { .. }) => Mode::Raw {
+                    kind: RawKind::Script { json_ld: is_json_ld },
+                    end,
+                    escape: 0,
+                },
+                Some(kind) => Mode::Raw { kind, end, escape: 0 },
+            };
+        }
+        self.copy(buf, tag.end);
+        tag.end
+    }
+
+    /// Rewrites the listed attributes of the tag just read, in place.
+    fn rewrite_attributes(&mut self, buf: &[u8]) {
+        let min = self.matcher.min_digits();
+        for k in 0..self.attrs.len() {
+            let Some(value) = self.attrs[k].value.clone() else {
+                continue;
+            };
+            if value.len() < min {
+                continue;
+            }
+            let name = &buf[self.attrs[k].name.clone()];
+            let href = name.eq_ignore_ascii_case(b"href");
+            let data = name.len() > 5 && name[..5].eq_ignore_ascii_case(b"data-");
+            let listed = NUMBER_ATTRIBUTES
+                .iter()
+                .any(|a| name.eq_ignore_ascii_case(a.as_bytes()));
+            if !(href || data || listed) {
+                continue;
+            }
+            let v = &buf[value.clone()];
+            if !v.iter().any(u8::is_ascii_digit) {
+                continue;
+            }
+            if href {
+                let t = v.trim_ascii_start();
+                if !PHONE_SCHEMES
+                    .iter()
+                    .any(|s| t.len() >= s.len() && t[..s.len()].eq_ignore_ascii_case(s.as_bytes()))
+                {
+                    continue;
+                }
+            }
+            let mut count = 0;
+            if let Some(new) = self.matcher.rewrite_bytes(v, &self.to, &mut count) {
+                self.copy(buf, value.start);
+                self.out.extend_from_slice(&new);
+                self.copied = value.end;
+                self.swapped += count;
+            }
+        }
+    }
+}
+
+/// Looks for the end of a comment (`-->` or `--!>`, `c` = `-`) or CDATA section (`]]>`, `c` =
+/// `]`) from `i`. `run` says what came right before `i`: how many `c` (at most 2), or 3 for
+/// `--!`. Returns where reading goes on, whether it closed there, and the run at the buffer's end.
+fn scan_close(buf: &[u8], i: usize, c: u8, run: u8) -> (usize, bool, u8) {
+    // The carried run counts only up to the first `>`, which breaks any run.
+    let (mut start, mut carried) = (i, run);
+    while let Some(k) = memchr::memchr(b'>', &buf[start..]) {
+        let gt = start + k;
+        if run_before(&buf[start..gt], carried, c) >= 2 {
+            return (gt + 1, true, 0);
+        }
+        start = gt + 1;
+        carried = 0;
+    }
+    (buf.len(), false, run_before(&buf[start..], carried, c))
+}
+
+/// The run at the end of `seg` (see [`scan_close`]), given the run before it.
+fn run_before(seg: &[u8], carried: u8, c: u8) -> u8 {
+    if seg.is_empty() {
+        return carried;
+    }
+    if c == b'-'
+        && let Some((b'!', rest)) = seg.split_last()
+    {
+        return if run_before(rest, carried, c) == 2 { 3 } else { 0 };
+    }
+    let own = seg.iter().rev().take(2).take_while(|&&b| b == c).count() as u8;
+    if usize::from(own) == seg.len() {
+        let carried = if carried == 3 { 0 } else { carried };
+        (own + carried).min(2)
+    } else {
+        own
+    }
+}
+
+/// Whether `at` (starting with `<`, in a raw-text element closed by `</end`) is that end tag.
+enum EndTag {
+    Yes,
+    No,
+    /// The buffer ends before it can be told.
+    Maybe,
+}
+
+/// How the raw-text loop goes on after a `<` or `-`.
+enum Step {
+    Skip(usize),
+    Carry,
+    End,
+}
+
+/// Whether `at` starts with `word` (ASCII case-insensitive), followed, when `term`, by a byte
+/// that ends a tag name.
+fn word_at(at: &[u8], word: &[u8], term: bool) -> EndTag {
+    let have = at.len().min(word.len());
+    if !at[..have].eq_ignore_ascii_case(&word[..have]) {
+        return EndTag::No;
+    }
+    if have < word.len() {
+        return EndTag::Maybe;
+    }
+    if !term {
+        return EndTag::Yes;
+    }
+    match at.get(word.len()) {
+        None => EndTag::Maybe,
+        Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>') => EndTag::Yes,
+        Some(_) => EndTag::No,
+    }
+}
+
+fn end_tag_at(at: &[u8], end: &[u8]) -> EndTag {
+    let want = end.len() + 3; // `<` `/` name and one byte after it
+    let have = &at[..at.len().min(want)];
+    let prefix_ok = have.get(1).is_none_or(|&b| b == b'/')
+        && have
+            .get(2..(2 + end.len()).min(have.len()))
+            .is_none_or(|n| n.eq_ignore_ascii_case(&end[..n.len()]));
+    if !prefix_ok {
+        return EndTag::No;
+    }
+    match at.get(2 + end.len()) {
+        None => EndTag::Maybe,
+        Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>') => EndTag::Yes,
+        Some(_) => EndTag::No,
+    }
+}
