@@ -8,7 +8,8 @@
 # What runs (every process it starts is stopped on exit):
 # - origin: nginx (1 worker) serving PAGE (default benches/data/numbers-heavy.html) as `/`, the
 #   small-business page as `/small.html` and a generated BIG_MB page as `/big.html`;
-# - telswap `serve --threads 1`, rules: the site number +1 555-010-0000, one source pool for
+# - telswap `serve --threads 1` (and a second one with `--engine lol_html`, in the throughput
+#   rounds only, for the engine's share), rules: the site number +1 555-010-0000, one source pool for
 #   direct traffic (wrk sends no cookie, no referrer: every request is a new direct visitor, so
 #   each one is classified, gets a signed visitor cookie, a page-view row, and the swap);
 # - nginx (`worker_processes 1`) with `sub_filter` for every literal form of the number on the
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --no-engine) ENGINE=0; shift ;;
     --no-pin) PIN=0; shift ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -89,7 +90,7 @@ fi
 cp "$BIN" "$W/telswap"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P_ORIGIN=$(free_port); P_NGINX=$(free_port); P_TS=$(free_port); P_TS2=$(free_port)
+P_ORIGIN=$(free_port); P_NGINX=$(free_port); P_TS=$(free_port); P_TS2=$(free_port); P_TSL=$(free_port)
 
 mkdir -p "$W/www" "$W/logs" "$W/rules" "$W/temp"
 chmod 777 "$W/temp"
@@ -190,14 +191,16 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 PIDS+=($!)
 "${PROXY_CPU[@]}" "$NGINX" -p "$W" -c "$W/nginx.conf" 2>>"$W/logs/nginx.err" &
 PIDS+=($!)
-start_telswap() { # PORT DATA -> sets TS_PID
-  TELSWAP_ADMIN_TOKEN=$(head -c 18 /dev/urandom | base64) "${PROXY_CPU[@]}" "$W/telswap" serve \
+start_telswap() { # PORT DATA [ENGINE] -> sets TS_PID
+  TELSWAP_ENGINE=${3:-auto} TELSWAP_ADMIN_TOKEN=$(head -c 18 /dev/urandom | base64) "${PROXY_CPU[@]}" "$W/telswap" serve \
     --rules "$W/rules" --listen "127.0.0.1:$1" --admin 127.0.0.1:0 --data "$2" --threads 1 \
     >>"$W/logs/telswap.out" 2>>"$W/logs/telswap.err" &
   TS_PID=$!
   PIDS+=("$TS_PID")
   wait_port "$1"
 }
+start_telswap "$P_TSL" "$W/data-lol" lol_html
+TSL_PID=$TS_PID
 start_telswap "$P_TS" "$W/data"
 wait_port "$P_ORIGIN"; wait_port "$P_NGINX"
 
@@ -205,6 +208,8 @@ wait_port "$P_ORIGIN"; wait_port "$P_NGINX"
 curl -sf -o "$W/origin.html" "http://127.0.0.1:$P_ORIGIN/"
 curl -sf -o "$W/telswap.html" "http://127.0.0.1:$P_TS/"
 curl -sf -o "$W/nginx.html" "http://127.0.0.1:$P_NGINX/"
+curl -sf -o "$W/lolhtml.html" "http://127.0.0.1:$P_TSL/"
+cmp -s "$W/telswap.html" "$W/lolhtml.html" || { log "telswap's two engines answered differently"; exit 1; }
 PARITY=$(python3 "$ROOT/benches/load/parity.py" "$W/origin.html" "$W/telswap.html" "$W/nginx.html")
 log "$PARITY"
 
@@ -217,16 +222,16 @@ run_wrk() {
 }
 
 log "warm-up"
-for p in "$P_TS" "$P_NGINX" "$P_ORIGIN"; do
+for p in "$P_TS" "$P_TSL" "$P_NGINX" "$P_ORIGIN"; do
   "${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$p/" >/dev/null
 done
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : > "$W/thr.txt"
 for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then order="telswap nginx"; else order="nginx telswap"; fi
+  if [ $((r % 2)) = 1 ]; then order="telswap nginx lolhtml"; else order="lolhtml nginx telswap"; fi
   for who in $order; do
-    if [ "$who" = telswap ]; then port=$P_TS; else port=$P_NGINX; fi
+    case $who in telswap) port=$P_TS ;; lolhtml) port=$P_TSL ;; nginx) port=$P_NGINX ;; esac
     log "throughput round $r: $who"
     run_wrk "$who" "$port" "$ROOT/benches/load/report.lua" >> "$W/thr.txt"
   done
@@ -249,7 +254,7 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+kill "$TS_PID" "$TSL_PID"; wait "$TS_PID" "$TSL_PID" 2>/dev/null || true
 
 # Idle keep-alive connections: a fresh telswap, warmed with a few requests.
 log "idle: $IDLE keep-alive connections, held ${HOLD} s"
@@ -302,12 +307,13 @@ for path, d in ((sys.argv[1], thr), (sys.argv[2], lat)):
         d.setdefault(who, []).append(dict(rps=req / secs, mbs=byts / secs / 1e6, p50=p50 / 1000, p99=p99 / 1000, err=err + non2xx))
 med = lambda rows, k: st.median(r[k] for r in rows)
 print(f"{'':9} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}  rounds (req/s)                errors")
-for who in ("telswap", "nginx", "direct"):
+names = {"lolhtml": "telswap, lol_html engine (--engine lol_html)"}
+for who in ("telswap", "nginx", "direct", "lolhtml"):
     rows = thr.get(who, [])
     if rows:
         each = " ".join("%.1f" % r["rps"] for r in rows)
         print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'mbs'):8.1f} {med(rows,'p50'):8.2f} {med(rows,'p99'):8.2f}  "
-              f"{each:29} {sum(r['err'] for r in rows)}")
+              f"{each:29} {sum(r['err'] for r in rows)}  {names.get(who, '')}")
 print(f"\npaced at {sys.argv[4]} req/s (half of nginx's {float(sys.argv[3]):.1f}):")
 print(f"{'':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  rounds (p99 ms)               errors")
 for who in ("direct", "telswap", "nginx"):
@@ -319,7 +325,8 @@ ratio = med(thr['telswap'], 'rps') / med(thr['nginx'], 'rps')
 added_ts = med(lat['telswap'], 'p99') - med(lat['direct'], 'p99')
 added_ngx = med(lat['nginx'], 'p99') - med(lat['direct'], 'p99')
 errs = sum(r['err'] for rows in list(thr.values()) + list(lat.values()) for r in rows)
-print(f"\nthroughput telswap / nginx sub_filter: {ratio:.2f}x")
+print(f"\nthroughput telswap / nginx sub_filter: {ratio:.2f}x (with the lol_html engine: "
+      f"{med(thr['lolhtml'], 'rps') / med(thr['nginx'], 'rps'):.2f}x)")
 print(f"added p99 over direct: telswap {added_ts:.2f} ms, nginx sub_filter {added_ngx:.2f} ms")
 print(f"VALUES ratio={ratio:.3f} added_ts={added_ts:.3f} errors={errs}")
 EOF

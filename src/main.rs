@@ -103,6 +103,10 @@ struct ServeArgs {
     /// Worker threads of the async runtime (default: one per CPU).
     #[arg(long, env = "TELSWAP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Rewrite engine: `auto` (the byte-level engine for UTF-8 pages with simple `exclude`
+    /// selectors, lol_html for the rest) or `lol_html` (lol_html for every page).
+    #[arg(long, env = "TELSWAP_ENGINE", default_value = "auto", value_parser = ["auto", "lol_html"])]
+    engine: String,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +118,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { rules } => check(&rules),
-        Command::Serve(args) => run_on(args.threads, serve(args)),
+        Command::Serve(args) => {
+            if args.engine == "lol_html" {
+                telswap::rewrite::set_engine(telswap::rewrite::Engine::LolHtml);
+            }
+            run_on(args.threads, serve(args))
+        }
         Command::Demo { listen, admin } => run(demo(listen, admin)),
         Command::Call(args) => run(call(args)),
         Command::Simulate(args) => telswap::simulate::cli(&args),

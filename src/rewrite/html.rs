@@ -19,7 +19,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use lol_html::errors::RewritingError;
 use lol_html::html_content::{TextChunk, TextType};
@@ -300,11 +300,28 @@ impl LolRewriter {
 
 /// Which engine rewrites a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Engine {
     /// The byte-level engine where it applies, lol_html elsewhere (what the proxy uses).
     Auto,
     /// lol_html for every page (tests and benches compare the two).
     LolHtml,
+}
+
+/// The engine [`PageRewriter::new`] uses: `telswap serve --engine` sets it once at start-up (an
+/// escape hatch for a site where the byte-level engine would misread a page).
+static ENGINE: AtomicU8 = AtomicU8::new(Engine::Auto as u8);
+
+pub fn set_engine(engine: Engine) {
+    ENGINE.store(engine as u8, Ordering::Relaxed);
+}
+
+fn engine() -> Engine {
+    if ENGINE.load(Ordering::Relaxed) == Engine::LolHtml as u8 {
+        Engine::LolHtml
+    } else {
+        Engine::Auto
+    }
 }
 
 enum Inner {
@@ -341,7 +358,7 @@ impl PageRewriter {
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
     ) -> Option<PageRewriter> {
-        PageRewriter::with_engine(rules, to, encoding, Engine::Auto)
+        PageRewriter::with_engine(rules, to, encoding, engine())
     }
 
     pub fn with_engine(

@@ -15,6 +15,8 @@ pub mod html;
 pub mod matcher;
 pub mod phone;
 
-pub use html::{Engine, PageRewriter, PageRules, PageStats, check_selector, rewrite_document, rewrite_document_with};
+pub use html::{
+    Engine, PageRewriter, PageRules, PageStats, check_selector, rewrite_document, rewrite_document_with, set_engine,
+};
 pub use matcher::{NumberMatcher, Replacement, TextStream};
 pub use phone::{PhoneError, PhoneNumber};
