@@ -435,6 +435,17 @@ fn name_hash(name: &[u8]) -> u64 {
     })
 }
 
+/// [`VOID`], by the first letter first: every start tag asks, and most are not void.
+fn is_void(name: &[u8]) -> bool {
+    let Some(first) = name.first() else { return false };
+    match first.to_ascii_lowercase() {
+        b'a' | b'b' | b'c' | b'e' | b'f' | b'h' | b'i' | b'k' | b'l' | b'm' | b'p' | b's' | b't' | b'w' => {
+            name.len() <= 8 && one_of(name, VOID)
+        }
+        _ => false,
+    }
+}
+
 fn one_of(name: &[u8], list: &[&[u8]]) -> bool {
     list.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
@@ -635,7 +646,7 @@ impl FastRewriter {
                     }
                     Some(k) => {
                         let lt = i + k;
-                        self.text_run(buf, i, lt);
+                        self.text_run_before_lt(buf, i, lt);
                         match self.markup(buf, lt) {
                             Markup::Done(next) => i = next,
                             Markup::Text => {
@@ -762,6 +773,23 @@ impl FastRewriter {
         self.raw_run(buf, from, to, self.excluded == 0);
     }
 
+    /// Page text `buf[from..to]` that a `<` follows. A number cannot run on past a `<`, so a run
+    /// with fewer digits than the shortest form holds none, and, with nothing held back from
+    /// earlier chunks, only its last bytes need keeping for the next run's left boundary. Most
+    /// text between tags is like that (prices, dates, counts, words), and it skips the matcher.
+    #[inline]
+    fn text_run_before_lt(&mut self, buf: &[u8], from: usize, to: usize) {
+        let run = &buf[from..to];
+        if self.excluded == 0
+            && self.text.pending_len() == 0
+            && run.iter().filter(|b| b.is_ascii_digit()).count() < self.matcher.min_digits()
+        {
+            self.text.skip(run);
+            return;
+        }
+        self.text_run(buf, from, to);
+    }
+
     fn raw_run(&mut self, buf: &[u8], from: usize, to: usize, eligible: bool) {
         if !eligible || from == to {
             return;
@@ -781,9 +809,7 @@ impl FastRewriter {
     /// The current text node ends (markup follows): release any candidate held back.
     #[inline]
     fn end_text(&mut self) {
-        if self.text.pending_len() == 0 {
-            // Only the look-back bytes to forget.
-            self.text.push_bytes(&self.matcher, &[], true, &self.to, &mut 0);
+        if self.text.end_if_idle() {
             return;
         }
         let mut count = 0;
@@ -954,7 +980,7 @@ impl FastRewriter {
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.
         let pushed = if self.ns() == Ns::Html {
-            !one_of(name, VOID)
+            !is_void(name)
         } else {
             !tag.self_closing
         };
@@ -974,6 +1000,10 @@ impl FastRewriter {
             self.json_ld += usize::from(is_json_ld);
         }
         if ns_before == Ns::Html
+            && matches!(
+                name.first().map(u8::to_ascii_lowercase),
+                Some(b's' | b't' | b'n' | b'i' | b'x' | b'p')
+            )
             && let Some(&(end, kind)) = RAW.iter().find(|(n, _)| name.eq_ignore_ascii_case(n))
         {
             self.mode = match kind {

@@ -694,6 +694,27 @@ impl TextStream {
         }
     }
 
+    /// Ends a text node that holds nothing back: only the look-back bytes to forget. Returns
+    /// `false` (and does nothing) when text is held, which [`push_bytes`](Self::push_bytes) with
+    /// `last` must then release.
+    #[inline]
+    pub fn end_if_idle(&mut self) -> bool {
+        if self.pending.is_empty() {
+            self.before = [0; 3];
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Passes text that holds no match, with nothing held back: only its last bytes are kept, for
+    /// the left boundary of what follows.
+    #[inline]
+    pub fn skip(&mut self, text: &[u8]) {
+        debug_assert!(self.pending.is_empty());
+        self.advance(text, false);
+    }
+
     /// Gives up the text held back, unchanged (the byte-level engine's bail-out).
     pub fn take_pending(&mut self) -> Vec<u8> {
         self.before = [0; 3];
