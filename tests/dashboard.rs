@@ -375,6 +375,8 @@ async fn pools_page_recommends_a_size_from_the_leases_and_metrics_count_it_all()
         "telswap_calls_total{confidence=\"none\"} 0",
         "telswap_pool_size{site=\"site\",pool=\"ads\"} 2",
         "telswap_rewritten_total 4",
+        // UTF-8 pages with the default `exclude`: all four took the byte-level engine.
+        "telswap_rewritten_lol_html_total 0",
         "telswap_numbers_swapped_total 4",
     ] {
         assert!(m.contains(want), "metrics lack {want}:\n{m}");

@@ -566,6 +566,11 @@ impl Admin {
             s.rewritten.load(Relaxed),
         );
         counter(
+            "rewritten_lol_html_total",
+            "Of those, rewritten by lol_html (a charset other than UTF-8, a complex exclude selector, or --engine lol_html); the rest by the byte-level engine.",
+            s.rewritten_lol_html.load(Relaxed),
+        );
+        counter(
             "numbers_swapped_total",
             "Phone numbers replaced in pages.",
             s.swapped.load(Relaxed),

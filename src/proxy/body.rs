@@ -110,6 +110,9 @@ pub fn rewrite(origin: ProxyBody, coding: Coding, mut rw: PageRewriter, stats: A
     tokio::spawn(async move {
         let page = rw.stats();
         let result = pump(origin, coding, &mut rw, &tx).await;
+        if rw.is_fast() == Some(false) {
+            stats.rewritten_lol_html.fetch_add(1, Ordering::Relaxed);
+        }
         stats
             .swapped
             .fetch_add(page.swapped.load(Ordering::Relaxed) as u64, Ordering::Relaxed);

@@ -24,6 +24,8 @@ pub struct Stats {
     pub upstream_errors: AtomicU64,
     pub upstream_timeouts: AtomicU64,
     pub rewritten: AtomicU64,
+    /// Of those, the ones lol_html rewrote (the rest took the byte-level engine).
+    pub rewritten_lol_html: AtomicU64,
     pub swapped: AtomicU64,
     pub bail_outs: AtomicU64,
     /// site → status → count; nested so that the hot path looks a site up without allocating.
