@@ -15,7 +15,8 @@
 //!   (rewritten), `script` (rewritten only as JSON-LD), `style`, `iframe`, `xmp`, `noembed`,
 //!   `noframes`, `noscript` (never), `plaintext` (never, to the end);
 //! - foreign content (`svg`, `math`), where those switches do not happen and `<![CDATA[` opens a
-//!   CDATA section;
+//!   CDATA section, left and re-entered as lol_html's namespace stack does (the HTML breakout
+//!   tags, `foreignObject`/`desc`/`title` and MathML text integration points);
 //! - the stack of open elements, only to know when an element matching `exclude` closes. End tags
 //!   close back to the nearest open element of the same name, like lol_html's selector matching;
 //!   an element closed only implicitly (`<li>` without `</li>`) keeps its exclusion until an
