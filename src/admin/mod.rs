@@ -580,6 +580,24 @@ impl Admin {
             "Responses where the rewriter hit its memory limit.",
             s.bail_outs.load(Relaxed),
         );
+        for (name, help, v) in [
+            (
+                "connections_open",
+                "Plain-HTTP client connections open now.",
+                &s.connections_open,
+            ),
+            (
+                "connections_idle",
+                "Of those, keep-alive connections parked between requests (no request buffers held).",
+                &s.connections_idle,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP telswap_{name} {help}\n# TYPE telswap_{name} gauge\ntelswap_{name} {}",
+                v.load(Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP telswap_requests_total Requests answered on the public listeners, by site and status.\n# TYPE telswap_requests_total counter"

@@ -105,20 +105,22 @@ fn decoder(body: ProxyBody, coding: Coding) -> Box<dyn AsyncRead + Send + Unpin>
 }
 
 /// Returns the visitor's body: the origin's body rewritten, in the same content coding.
-pub fn rewrite(origin: ProxyBody, coding: Coding, mut rw: PageRewriter, stats: Arc<Stats>) -> ProxyBody {
+pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<Stats>) -> ProxyBody {
+    if coding == Coding::Identity {
+        return Inline {
+            origin,
+            rw: std::sync::Mutex::new(rw),
+            stats,
+            ended: false,
+            recorded: false,
+        }
+        .boxed();
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(CHANNEL_DEPTH);
     tokio::spawn(async move {
-        let page = rw.stats();
+        let mut rw = rw;
         let result = pump(origin, coding, &mut rw, &tx).await;
-        if rw.is_fast() == Some(false) {
-            stats.rewritten_lol_html.fetch_add(1, Ordering::Relaxed);
-        }
-        stats
-            .swapped
-            .fetch_add(page.swapped.load(Ordering::Relaxed) as u64, Ordering::Relaxed);
-        if page.bailed_out.load(Ordering::Relaxed) {
-            stats.bail_outs.fetch_add(1, Ordering::Relaxed);
-        }
+        record(&rw, &stats);
         if let Err(e) = result {
             tracing::warn!(error = %e, "rewritten response ended early");
             // The visitor sees a reset stream rather than a silently truncated page.
@@ -127,6 +129,104 @@ pub fn rewrite(origin: ProxyBody, coding: Coding, mut rw: PageRewriter, stats: A
     });
     let stream = tokio_stream_from(rx);
     http_body_util::StreamBody::new(stream).boxed()
+}
+
+/// Adds one finished page's figures to the proxy's counters.
+fn record(rw: &PageRewriter, stats: &Stats) {
+    let page = rw.stats();
+    if rw.is_fast() == Some(false) {
+        stats.rewritten_lol_html.fetch_add(1, Ordering::Relaxed);
+    }
+    stats
+        .swapped
+        .fetch_add(page.swapped.load(Ordering::Relaxed) as u64, Ordering::Relaxed);
+    if page.bailed_out.load(Ordering::Relaxed) {
+        stats.bail_outs.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An uncompressed page, rewritten as the visitor's connection pulls it: each origin chunk is
+/// rewritten when hyper asks for the next one, so there is no task, channel or extra copy, and
+/// a slow visitor slows the read from the origin by itself (hyper polls a body only when it can
+/// write). Compressed pages go through [`pump`], where the codecs' async interfaces live.
+struct Inline {
+    origin: ProxyBody,
+    /// Only ever reached through `&mut self` ([`std::sync::Mutex::get_mut`], no locking): the
+    /// mutex is there because a response body must be `Sync` and lol_html's rewriter is not.
+    rw: std::sync::Mutex<PageRewriter>,
+    stats: Arc<Stats>,
+    ended: bool,
+    recorded: bool,
+}
+
+impl Inline {
+    fn rw(&mut self) -> &mut PageRewriter {
+        self.rw.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record_once(&mut self) {
+        if !self.recorded {
+            self.recorded = true;
+            let stats = self.stats.clone();
+            record(self.rw(), &stats);
+        }
+    }
+}
+
+impl hyper::body::Body for Inline {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        while !this.ended {
+            match std::pin::Pin::new(&mut this.origin).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not relayed on rewritten pages (as before: the pump read data only).
+                    let Ok(data) = frame.into_data() else { continue };
+                    let rw = this.rw();
+                    rw.write(&data);
+                    let out = rw.take_output();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.ended = true;
+                    this.record_once();
+                    tracing::warn!(error = %e, "rewritten response ended early");
+                    // The visitor sees a reset stream rather than a silently truncated page.
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    this.rw().end();
+                    this.record_once();
+                    let out = this.rw().take_output();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        // The visitor went away mid-page: what was swapped so far still counts.
+        self.record_once();
+    }
 }
 
 fn tokio_stream_from(

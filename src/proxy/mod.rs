@@ -11,6 +11,7 @@
 //! Depends on `rules`, `visitor`, `pool` and `rewrite`; nothing depends on it but `main`.
 
 pub mod body;
+pub mod conn;
 pub mod headers;
 pub mod server;
 pub mod stats;
@@ -181,7 +182,10 @@ impl Proxy {
         }
 
         let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let client_upgrade = upgrade.then(|| match req.extensions_mut().remove::<conn::ManualUpgrade>() {
+            Some(manual) => ClientUpgrade::Manual(manual),
+            None => ClientUpgrade::Hyper(hyper::upgrade::on(&mut req)),
+        });
         let is_head = req.method() == http::Method::HEAD;
         let upstream_req = match self.upstream_request(site, host, req, conn, upgrade) {
             Ok(r) => r,
@@ -471,16 +475,29 @@ fn headers_coding(parts: &http::response::Parts) -> Option<body::Coding> {
     body::Coding::from_header(v)
 }
 
+/// The visitor's side of a protocol switch: hyper's upgrade (TLS and HTTP/2 connections), or the
+/// socket itself from a plain connection ([`conn::ManualUpgrade`]).
+enum ClientUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Manual(conn::ManualUpgrade),
+}
+
 /// Relays bytes both ways once both sides have switched protocols (WebSocket).
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((c, u)) => {
-            let mut c = TokioIo::new(c);
-            let mut u = TokioIo::new(u);
-            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-        }
-        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-    }
+async fn tunnel(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let mut u = match upstream.await {
+        Ok(u) => TokioIo::new(u),
+        Err(e) => return tracing::debug!(error = %e, "upstream upgrade failed"),
+    };
+    let _ = match client {
+        ClientUpgrade::Hyper(on) => match on.await {
+            Ok(c) => tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut u).await,
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        },
+        ClientUpgrade::Manual(manual) => match manual.socket().await {
+            Some(mut c) => tokio::io::copy_bidirectional(&mut c, &mut u).await,
+            None => return tracing::debug!("the connection ended before switching protocols"),
+        },
+    };
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {

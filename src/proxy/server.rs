@@ -10,11 +10,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::conn::{self, Builders};
 use super::tls::SniResolver;
 use super::{ConnInfo, Proxy};
 
@@ -24,17 +26,40 @@ use super::{ConnInfo, Proxy};
 /// nginx accepts by default (4 × 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// The HTTP/1 settings, for hyper's own builder and hyper-util's `auto` one alike. The header
+/// read timeout bounds a slow client's request head (slowloris).
+macro_rules! http1_settings {
+    ($b:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(MAX_HEADER_BYTES)
+    };
+}
+
+/// The HTTP/2 settings, likewise.
+macro_rules! http2_settings {
+    ($b:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32)
+            .max_concurrent_streams(256)
+    };
+}
+
+/// For TLS connections: HTTP/1.1 or HTTP/2 as ALPN chose.
 fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(MAX_HEADER_BYTES);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(256);
+    http1_settings!(b.http1());
+    http2_settings!(b.http2());
     b
+}
+
+/// For plain connections ([`conn::serve_plain`]).
+fn plain_builders() -> Builders {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1_settings!(http1);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2_settings!(http2);
+    Builders { http1, http2 }
 }
 
 /// Serves plain HTTP on `listener` until `shutdown` turns true, then drains open connections.
@@ -58,8 +83,10 @@ async fn serve(
     proxy: Arc<Proxy>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder());
-    let graceful = GracefulShutdown::new();
+    let tls_builder = Arc::new(builder());
+    let plain = Arc::new(plain_builders());
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
     loop {
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -74,49 +101,45 @@ async fn serve(
             _ = stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, acceptor) = (proxy.clone(), builder.clone(), acceptor.clone());
-        let watcher = graceful.watcher();
+        let (proxy, stop) = (proxy.clone(), stop.clone());
         let info = ConnInfo {
             remote,
             tls: acceptor.is_some(),
         };
-        let svc = service_fn(move |req| {
-            let proxy = proxy.clone();
-            // Boxed per request: hyper's HTTP/1 dispatcher keeps a heap slot the size of the
-            // service's future (`Box<Option<S::Future>>`) for the connection's whole life, and
-            // `handle`'s future is many KiB once a request has run through it. Boxed, the slot
-            // is a pointer and an idle keep-alive connection keeps only hyper's own buffers.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
-        });
         // Separate tasks for plain and TLS connections: a task's allocation is the size of its
         // whole future, so a plain connection does not carry room for a TLS stream's state.
-        match acceptor {
-            Some(acceptor) => tokio::spawn(async move {
-                match acceptor.accept(stream).await {
-                    Ok(tls) => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-                        log_end(remote, watcher.watch(conn.into_owned()).await);
-                    }
-                    Err(e) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                }
-            }),
-            None => tokio::spawn(async move {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                log_end(remote, watcher.watch(conn.into_owned()).await);
-            }),
+        match acceptor.clone() {
+            Some(acceptor) => {
+                let builder = tls_builder.clone();
+                tasks.spawn(async move {
+                    let tls = tokio::select! {
+                        r = acceptor.accept(stream) => match r {
+                            Ok(tls) => tls,
+                            Err(e) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        },
+                        _ = stop.cancelled() => return,
+                    };
+                    let svc = service_fn(move |req| {
+                        let proxy = proxy.clone();
+                        // Boxed per request: hyper's HTTP/1 dispatcher keeps a heap slot the
+                        // size of the service's future for the connection's whole life.
+                        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
+                    });
+                    let conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), svc));
+                    let r = conn::with_graceful_stop(conn, &stop, |c| c.graceful_shutdown()).await;
+                    conn::log_end(remote, r);
+                })
+            }
+            None => tasks.spawn(conn::serve_plain(stream, proxy, info, plain.clone(), stop)),
         };
     }
     drop(listener);
     // In-flight requests finish; idle keep-alive connections are closed.
+    stop.cancel();
+    tasks.close();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = tasks.wait() => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("connections still open after 30 s; closing"),
-    }
-}
-
-fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {
-    if let Err(e) = result {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Stats {
     pub rewritten_lol_html: AtomicU64,
     pub swapped: AtomicU64,
     pub bail_outs: AtomicU64,
+    /// Plain-HTTP connections open now (gauge).
+    pub connections_open: AtomicU64,
+    /// Of those, keep-alive connections parked between requests, holding no HTTP buffers.
+    pub connections_idle: AtomicU64,
     /// site → status → count; nested so that the hot path looks a site up without allocating.
     by_status: Mutex<HashMap<String, HashMap<u16, u64>>>,
     pub upstream_latency: Histogram,

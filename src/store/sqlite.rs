@@ -1413,7 +1413,13 @@ mod tests {
     #[test]
     fn ten_thousand_page_views_then_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+        // Room for all 10,001 writes: with the default bound of 10,000 the last one is refused
+        // whenever the writer has not taken the first yet (a race the test used to lose).
+        let options = StoreOptions {
+            queue_capacity: 10_001,
+            ..StoreOptions::default()
+        };
+        let store = SqliteStore::open_with(dir.path(), options).unwrap();
         let session = SessionRow {
             id: "s1".into(),
             site: "example".into(),

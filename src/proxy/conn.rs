@@ -1,0 +1,429 @@
+//! Plain HTTP connections: HTTP/1.1 with idle keep-alive connections parked without buffers,
+//! and HTTP/2 by prior knowledge (h2c).
+//!
+//! Why not hand the socket to one hyper connection for its whole life: hyper's HTTP/1 connection
+//! keeps an 8 KiB read buffer, an 8 KiB header write buffer and its dispatcher for as long as
+//! the socket is open, so 10,000 idle keep-alive connections cost over 200 MB
+//! (`benches/RESULTS.md`). nginx frees a keep-alive connection's request buffers as soon as its
+//! response is sent (`ngx_http_set_keepalive`) and allocates again when the next request's
+//! first byte arrives; this does the same. Each request (or pipelined burst) is served by a fresh
+//! hyper connection; once the response is written and flushed and hyper waits for the next
+//! request, the connection is closed *without* shutting the socket down
+//! ([`hyper::server::conn::http1::Connection::into_parts`]), any bytes hyper read ahead are kept,
+//! and the bare socket waits for readability. A parked connection holds the socket, its task
+//! and a timer: well under 1 KiB.
+//!
+//! A connection is parked only when that is known to be safe: no response in flight, hyper's
+//! write buffer flushed, hyper waiting on the socket for more bytes, and the last request had no
+//! body left to read. Otherwise the hyper connection goes on as usual. A protocol switch
+//! (WebSocket) on such a connection is handed over by [`ManualUpgrade`], since hyper's own
+//! upgrade needs the connection to end with a shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{Request, StatusCode};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnInfo, Proxy, ProxyBody};
+
+/// How long a parked keep-alive connection waits for its next request before it is closed. The
+/// same as hyper's header read timeout that used to close idle connections here; nginx's
+/// `keepalive_timeout` default is 75 s.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): a plain connection that starts with it speaks
+/// HTTP/2 by prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The client's socket, with the bytes already read from it but not yet consumed in front, and
+/// what the connection loop needs to know of how hyper last used it.
+pub struct Socket {
+    pre: Bytes,
+    tcp: TcpStream,
+    state: Arc<ConnState>,
+}
+
+/// What one round of a plain HTTP/1 connection (one hyper connection) has been doing.
+#[derive(Default)]
+struct ConnState {
+    /// Requests whose response has not been dropped by hyper yet (hyper drops a response body
+    /// once it has been written whole, or given up).
+    in_flight: AtomicUsize,
+    /// Responses finished in this round.
+    finished: AtomicUsize,
+    /// The last request came with a body (hyper may still have some of it to read).
+    body: AtomicBool,
+    /// The last read of the socket found nothing to read.
+    read_pending: AtomicBool,
+    /// Everything hyper wrote has been flushed.
+    flushed: AtomicBool,
+    /// A `101 Switching Protocols` was answered: the socket goes to the tunnel.
+    switching: AtomicBool,
+    upgrade: Mutex<Option<oneshot::Sender<Socket>>>,
+}
+
+impl ConnState {
+    fn reset(&self) {
+        self.finished.store(0, Ordering::Relaxed);
+        self.read_pending.store(false, Ordering::Relaxed);
+        self.flushed.store(true, Ordering::Relaxed);
+    }
+
+    fn can_park(&self) -> bool {
+        self.finished.load(Ordering::Relaxed) > 0
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.body.load(Ordering::Relaxed)
+            && self.read_pending.load(Ordering::Relaxed)
+            && self.flushed.load(Ordering::Relaxed)
+            && !self.switching.load(Ordering::Relaxed)
+    }
+}
+
+/// The client side of a WebSocket (or other) upgrade on a parked-style connection: the socket,
+/// sent once the `101` has been written. Put in the request's extensions for the proxy's tunnel.
+#[derive(Clone)]
+pub struct ManualUpgrade(Arc<Mutex<Option<oneshot::Receiver<Socket>>>>);
+
+impl ManualUpgrade {
+    /// Waits for the socket; `None` when the connection ended without switching.
+    pub async fn socket(self) -> Option<Socket> {
+        let rx = self.0.lock().expect("upgrade receiver").take()?;
+        rx.await.ok()
+    }
+}
+
+/// Counts a request in flight until its response body is dropped.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn start(state: &Arc<ConnState>) -> InFlight {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that tells the connection when hyper is done with it.
+pub struct Tracked {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            buf.put_slice(&self.pre[..n]);
+            self.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        self.state.read_pending.store(r.is_pending(), Ordering::Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.state.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.state.flushed.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper flushes the socket only once its own write buffer is empty.
+        let r = Pin::new(&mut self.tcp).poll_flush(cx);
+        if r.is_ready() {
+            self.state.flushed.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// The hyper settings for plain connections.
+pub struct Builders {
+    pub http1: http1::Builder,
+    pub http2: http2::Builder<TokioExecutor>,
+}
+
+/// Serves one plain connection until it closes, the client goes quiet for [`KEEP_ALIVE_IDLE`]
+/// between requests, or `stop` is cancelled (in-flight responses finish first).
+pub async fn serve_plain(
+    tcp: TcpStream,
+    proxy: Arc<Proxy>,
+    info: ConnInfo,
+    builders: Arc<Builders>,
+    stop: CancellationToken,
+) {
+    let stats = proxy.stats.clone();
+    let _open = Gauge::up(&stats.connections_open);
+    let state = Arc::new(ConnState::default());
+    let mut socket = Socket {
+        pre: Bytes::new(),
+        tcp,
+        state,
+    };
+    match sniff_h2(&mut socket, &stop).await {
+        Ok(Some(true)) => return serve_h2(socket, proxy, info, &builders.http2, &stop).await,
+        Ok(Some(false)) => {}
+        Ok(None) => return,
+        Err(e) => return log_end(info.remote, Err(e)),
+    }
+    loop {
+        match serve_h1_round(socket, &proxy, info, &builders.http1, &stop).await {
+            Round::Parked(s) => socket = s,
+            Round::Done => return,
+        }
+        // Parked: only the socket is left. Wait for the next request's first byte.
+        if socket.pre.is_empty() {
+            let _idle = Gauge::up(&stats.connections_idle);
+            tokio::select! {
+                r = socket.tcp.readable() => if let Err(e) = r {
+                    return log_end(info.remote, Err(e));
+                },
+                _ = tokio::time::sleep(KEEP_ALIVE_IDLE) => return close(socket).await,
+                _ = stop.cancelled() => return close(socket).await,
+            }
+        }
+    }
+}
+
+/// One unit of a gauge, held while it lasts.
+struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a AtomicU64) -> Gauge<'a> {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Round {
+    /// The connection is idle between requests; here is its socket.
+    Parked(Socket),
+    /// The connection is over (closed, failed, upgraded or shut down).
+    Done,
+}
+
+/// Serves requests on `socket` with one hyper connection until it can be parked or is over.
+async fn serve_h1_round(
+    socket: Socket,
+    proxy: &Arc<Proxy>,
+    info: ConnInfo,
+    http1: &http1::Builder,
+    stop: &CancellationToken,
+) -> Round {
+    let state = socket.state.clone();
+    state.reset();
+    let svc = {
+        let (proxy, state) = (proxy.clone(), state.clone());
+        service_fn(move |mut req: Request<Incoming>| {
+            let in_flight = InFlight::start(&state);
+            state.body.store(!req.body().is_end_stream(), Ordering::Relaxed);
+            if super::headers::wants_upgrade(req.headers()) {
+                let (tx, rx) = oneshot::channel();
+                *state.upgrade.lock().expect("upgrade sender") = Some(tx);
+                req.extensions_mut()
+                    .insert(ManualUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            }
+            let (proxy, state) = (proxy.clone(), state.clone());
+            // Boxed: hyper keeps a slot the size of the service's future for the connection.
+            Box::pin(async move {
+                let resp = proxy.handle(req, info).await;
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    state.switching.store(true, Ordering::Relaxed);
+                }
+                Ok::<_, Infallible>(resp.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                }))
+            })
+        })
+    };
+    // Boxed so that the connection's buffers and state are freed when it is parked; the task
+    // keeps only this loop's small state.
+    let mut conn = Box::new(http1.serve_connection(TokioIo::new(socket), svc));
+    let mut asked = false;
+    let mut stopping = false;
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
+    let result = std::future::poll_fn(|cx| {
+        if !stopping && cancelled.as_mut().poll(cx).is_ready() {
+            stopping = true;
+            Pin::new(&mut *conn).graceful_shutdown();
+        }
+        loop {
+            match conn.poll_without_shutdown(cx) {
+                Poll::Ready(r) => return Poll::Ready(r),
+                Poll::Pending if !asked && !stopping && state.can_park() => {
+                    // hyper is idle: closing it now ends it at once, socket untouched.
+                    asked = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
+    if let Err(e) = result {
+        log_end(info.remote, Err(e));
+        return Round::Done;
+    }
+    let parts = (*conn).into_parts();
+    let mut socket = parts.io.into_inner();
+    if !parts.read_buf.is_empty() {
+        // Read ahead by hyper (the start of the next request); `pre` is empty here, as hyper
+        // reads what is in front before the socket.
+        socket.pre = parts.read_buf;
+    }
+    let upgrade = state.upgrade.lock().expect("upgrade sender").take();
+    if state.switching.swap(false, Ordering::Relaxed) {
+        if let Some(tx) = upgrade {
+            let _ = tx.send(socket);
+        }
+        return Round::Done;
+    }
+    if !asked || stopping {
+        // hyper ended the connection itself (`Connection: close`, HTTP/1.0, the client closed).
+        close(socket).await;
+        return Round::Done;
+    }
+    Round::Parked(socket)
+}
+
+/// Reads the first bytes of a new connection, far enough to tell the HTTP/2 preface from an
+/// HTTP/1 request line; they stay in front of the socket. `None`: closed before a byte came.
+async fn sniff_h2(socket: &mut Socket, stop: &CancellationToken) -> io::Result<Option<bool>> {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut n = 0;
+    while n < buf.len() && buf[..n] == H2_PREFACE[..n] {
+        let read = tokio::select! {
+            r = socket.tcp.read(&mut buf[n..]) => r?,
+            _ = tokio::time::sleep(KEEP_ALIVE_IDLE) => 0,
+            _ = stop.cancelled() => 0,
+        };
+        if read == 0 {
+            if n > 0 {
+                break;
+            }
+            return Ok(None);
+        }
+        n += read;
+    }
+    socket.pre = Bytes::copy_from_slice(&buf[..n]);
+    Ok(Some(n == buf.len() && buf == *H2_PREFACE))
+}
+
+async fn serve_h2(
+    socket: Socket,
+    proxy: Arc<Proxy>,
+    info: ConnInfo,
+    http2: &http2::Builder<TokioExecutor>,
+    stop: &CancellationToken,
+) {
+    let svc = service_fn(move |req| {
+        let proxy = proxy.clone();
+        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
+    });
+    let conn = Box::pin(http2.serve_connection(TokioIo::new(socket), svc));
+    log_end(
+        info.remote,
+        with_graceful_stop(conn, stop, |c| c.graceful_shutdown()).await,
+    );
+}
+
+/// Drives a hyper connection; when `stop` is cancelled, shuts it down gracefully with
+/// `shutdown` (in-flight requests finish, idle connections close) and waits for that.
+pub async fn with_graceful_stop<C, E>(
+    mut conn: Pin<Box<C>>,
+    stop: &CancellationToken,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>> + ?Sized,
+{
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        _ = stop.cancelled() => shutdown(conn.as_mut()),
+    }
+    conn.await
+}
+
+async fn close(mut socket: Socket) {
+    let _ = socket.tcp.shutdown().await;
+}
+
+pub fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {
+    if let Err(e) = result {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("peer", &self.tcp.peer_addr().ok())
+            .finish()
+    }
+}

@@ -1,0 +1,292 @@
+//! Keep-alive: a plain HTTP/1.1 connection between requests is parked without hyper's buffers
+//! (`src/proxy/conn.rs`), and a client cannot tell: sequential, pipelined and body-carrying
+//! requests on one connection, HTTP/1.0, a WebSocket switch after a parked request, HTTP/2 by
+//! prior knowledge, the idle timeout, and shutdown all behave as on any keep-alive server.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use telswap::proxy::conn::KEEP_ALIVE_IDLE;
+use telswap::proxy::server::Running;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PAGE: &str = "<!doctype html><html><body><p>Call (555) 010-0000</p></body></html>\n";
+const SWAPPED: &str = "<!doctype html><html><body><p>Call (555) 010-2001</p></body></html>\n";
+
+async fn setup() -> (Origin, Running) {
+    let html = Route::page(200, &[("content-type", "text/html; charset=utf-8")], PAGE);
+    let origin = Origin::start(vec![
+        ("/", html.clone()),
+        ("/two", html),
+        ("/form", Route::page(200, &[("content-type", "text/plain")], "thanks")),
+        ("/ws", Route::WebSocketEcho),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    (origin, proxy)
+}
+
+/// A keep-alive request (no `Connection: close`).
+fn keep_alive(method: &str, target: &str, extra: &str) -> Vec<u8> {
+    format!("{method} {target} HTTP/1.1\r\nHost: site.test\r\n{extra}\r\n").into_bytes()
+}
+
+/// Reads exactly one response off `s` (`Content-Length` or chunked), leaving what follows in `buf`.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> RawResponse {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Some(len) = complete_response_len(buf) {
+                let wire: Vec<u8> = buf.drain(..len).collect();
+                return parse_response(wire, false);
+            }
+            assert!(
+                read_more(s, buf).await,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    })
+    .await
+    .expect("a response within the deadline")
+}
+
+/// The length of the first whole response in `buf`, if it is all there.
+fn complete_response_len(buf: &[u8]) -> Option<usize> {
+    let head_end = find(buf, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if let Some(cl) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+        let end = head_end + cl.trim().parse::<usize>().ok()?;
+        return (buf.len() >= end).then_some(end);
+    }
+    if head.contains("transfer-encoding: chunked") {
+        let mut at = head_end;
+        loop {
+            let line = find(&buf[at..], b"\r\n")?;
+            let size = std::str::from_utf8(&buf[at..at + line])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim()
+                .to_string();
+            let size = usize::from_str_radix(&size, 16).ok()?;
+            at += line + 2;
+            if size == 0 {
+                // No trailers: the final chunk's CRLF ends the response.
+                return (buf.len() >= at + 2).then_some(at + 2);
+            }
+            at += size + 2;
+            if buf.len() < at {
+                return None;
+            }
+        }
+    }
+    Some(head_end)
+}
+
+/// Waits until the proxy counts `n` parked connections (parking follows the response's flush
+/// on the proxy's side, a moment after the client has read it).
+async fn until_idle(proxy: &Running, n: u64) {
+    tokio::time::timeout(DEADLINE, async {
+        while proxy.proxy.stats.connections_idle.load(Ordering::Relaxed) != n {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} parked connection(s) expected"));
+}
+
+/// A connection that has had one response and is parked.
+async fn parked_connection(proxy: &Running) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut buf = Vec::new();
+    s.write_all(&keep_alive("GET", "/form", "")).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), "thanks");
+    until_idle(proxy, 1).await;
+    (s, buf)
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_connection_parked_in_between() {
+    let (origin, proxy) = setup().await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut buf = Vec::new();
+    for (i, path) in ["/", "/two", "/?utm_source=google&utm_medium=organic", "/two"]
+        .iter()
+        .enumerate()
+    {
+        s.write_all(&keep_alive("GET", path, "")).await.unwrap();
+        let resp = read_response(&mut s, &mut buf).await;
+        assert_eq!(resp.status, 200, "request {i}");
+        assert!(
+            resp.text() == PAGE || resp.text() == SWAPPED,
+            "request {i}: {}",
+            resp.text()
+        );
+        until_idle(&proxy, 1).await;
+        assert_eq!(proxy.proxy.stats.connections_open.load(Ordering::Relaxed), 1);
+    }
+    // The organic visitor's pages were swapped (the cookie was not sent back, so each visit
+    // is classified afresh: the third is organic, the others direct and left alone).
+    assert_eq!(origin.requests().len(), 4);
+    drop(s);
+    tokio::time::timeout(DEADLINE, async {
+        while proxy.proxy.stats.connections_open.load(Ordering::Relaxed) != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("a closed connection is no longer counted");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (_origin, proxy) = setup().await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut burst = keep_alive("GET", "/?utm_source=google&utm_medium=organic", "");
+    burst.extend(keep_alive("GET", "/form", ""));
+    burst.extend(keep_alive("GET", "/two", ""));
+    s.write_all(&burst).await.unwrap();
+    let mut buf = Vec::new();
+    let first = read_response(&mut s, &mut buf).await;
+    let second = read_response(&mut s, &mut buf).await;
+    let third = read_response(&mut s, &mut buf).await;
+    assert_eq!(first.text(), SWAPPED);
+    assert_eq!(second.text(), "thanks");
+    assert_eq!(third.text(), PAGE);
+    assert!(buf.is_empty(), "nothing more than three responses");
+    until_idle(&proxy, 1).await;
+    // And the connection still serves after the burst.
+    s.write_all(&keep_alive("GET", "/form", "")).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), "thanks");
+}
+
+#[tokio::test]
+async fn a_request_split_across_writes_after_a_parked_one_is_read_whole() {
+    let (_origin, proxy) = setup().await;
+    let (mut s, mut buf) = parked_connection(&proxy).await;
+    let req = keep_alive("GET", "/form", "Accept: text/plain\r\n");
+    for piece in req.chunks(5) {
+        s.write_all(piece).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), "thanks");
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_relayed_and_the_connection_goes_on() {
+    let (origin, proxy) = setup().await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut buf = Vec::new();
+    let body = "name=Ann&phone=5550100000";
+    let post = format!(
+        "POST /form HTTP/1.1\r\nHost: site.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(post.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), "thanks");
+    s.write_all(&keep_alive("GET", "/", "")).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), PAGE);
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body, body.as_bytes());
+}
+
+#[tokio::test]
+async fn http_1_0_without_keep_alive_is_closed_after_its_response() {
+    let (_origin, proxy) = setup().await;
+    let wire = exchange_wire(proxy.http, b"GET /form HTTP/1.0\r\nHost: site.test\r\n\r\n").await;
+    let resp = parse_response(wire, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "thanks");
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let (_origin, proxy) = setup().await;
+    // `exchange` sends `Connection: close` and reads until the proxy closes.
+    let resp = get(proxy.http, "site.test", "/?utm_source=google&utm_medium=organic").await;
+    assert_eq!(resp.text(), SWAPPED);
+}
+
+#[tokio::test]
+async fn a_websocket_switch_after_a_parked_request_tunnels() {
+    let (_origin, proxy) = setup().await;
+    let (mut s, mut buf) = parked_connection(&proxy).await;
+    let upgrade = keep_alive(
+        "GET",
+        "/ws",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    );
+    s.write_all(&upgrade).await.unwrap();
+    let head = read_response(&mut s, &mut buf).await;
+    assert_eq!(head.status, 101);
+    tokio::time::timeout(DEADLINE, async {
+        for msg in [b"\x81\x05hello".as_slice(), &[b'y'; 30_000]] {
+            s.write_all(msg).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            let pre = buf.len().min(back.len());
+            back[..pre].copy_from_slice(&buf[..pre]);
+            buf.drain(..pre);
+            s.read_exact(&mut back[pre..]).await.unwrap();
+            assert!(back == msg, "the tunnel changed the bytes");
+        }
+    })
+    .await
+    .expect("the tunnel echoed within the deadline");
+}
+
+#[tokio::test]
+async fn http2_by_prior_knowledge_on_the_plain_listener() {
+    let (_origin, proxy) = setup().await;
+    let tcp = TcpStream::connect(proxy.http).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = http::Request::get("http://site.test/?utm_source=google&utm_medium=organic")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.expect("h2c response");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], SWAPPED.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_closed_after_the_idle_timeout() {
+    let (_origin, proxy) = setup().await;
+    let (mut s, _) = parked_connection(&proxy).await;
+    // Only virtual time passes from here: the runtime advances the clock to the proxy's timer.
+    tokio::time::pause();
+    let parked = tokio::time::Instant::now();
+    let mut byte = [0u8; 1];
+    assert_eq!(s.read(&mut byte).await.unwrap(), 0, "closed, nothing sent");
+    let waited = parked.elapsed();
+    assert!(
+        // The timer started a moment of real time before the clock was paused.
+        waited + Duration::from_secs(1) >= KEEP_ALIVE_IDLE && waited <= KEEP_ALIVE_IDLE + Duration::from_millis(5),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn stopping_closes_parked_connections_at_once() {
+    let (_origin, proxy) = setup().await;
+    let (mut s, _) = parked_connection(&proxy).await;
+    tokio::time::timeout(DEADLINE, proxy.stop())
+        .await
+        .expect("stop does not wait for idle keep-alive connections");
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut byte)).await.expect("closed");
+    assert!(matches!(n, Ok(0) | Err(_)), "the parked connection was closed");
+}
