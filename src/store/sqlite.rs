@@ -8,8 +8,9 @@
 //!   The outbox is written here too: an event's rows in the same transaction as the call
 //!   update or outcome that caused it, and each delivery attempt's result.
 //! - **Writer thread** (`telswap-store-writer`, its own connection, `synchronous=NORMAL`): takes
-//!   [`Write`]s from a bounded `sync_channel` ([`StoreOptions::queue_capacity`], 10,000) and
-//!   commits up to [`StoreOptions::batch_max`] (1,000) per transaction. A write that fails on
+//!   [`Write`]s from a bounded `sync_channel` ([`StoreOptions::queue_capacity`], 10,000), lets
+//!   them gather for [`StoreOptions::linger`] (20 ms) after the first, and commits up to
+//!   [`StoreOptions::batch_max`] (1,000) per transaction. A write that fails on
 //!   its own (a bad row) is logged, counted in [`StoreStats::failed`] and skipped; the rest of
 //!   its batch commits. NORMAL in WAL mode may lose the last batches on a power cut, never on a
 //!   process crash, and never corrupts the file.
@@ -187,6 +188,8 @@ pub struct StoreOptions {
     pub batch_max: usize,
     /// How long a connection waits for another one's write lock (default 5 s).
     pub busy_timeout: Duration,
+    /// How long the writer lets writes gather after the first one of a batch (default 20 ms).
+    pub linger: Duration,
 }
 
 impl Default for StoreOptions {
@@ -195,9 +198,19 @@ impl Default for StoreOptions {
             queue_capacity: 10_000,
             batch_max: 1_000,
             busy_timeout: Duration::from_secs(5),
+            linger: DEFAULT_LINGER,
         }
     }
 }
+
+/// The writer's linger: after the first write of a batch arrives it sleeps this long, then takes
+/// everything queued. Why: without it the writer woke for nearly every page view (a futex wake
+/// and a context switch on the request path) and committed a transaction of one or two rows
+/// each time; at 2,000 page views a second that cost the proxy more CPU than its own HTTP work
+/// and put the commits in the request latency tail (`benches/RESULTS.md`). Sleeping rather than
+/// waiting on the queue is the point: a sender only wakes a receiver that is blocked. A flush or
+/// close waits at most this long more.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
 
 /// Idle read connections kept for reuse.
 const READ_POOL_IDLE: usize = 4;
@@ -287,10 +300,10 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         counters.outbox_pending.store(pending.max(0) as u64, Ordering::Relaxed);
         let writer_counters = Arc::clone(&counters);
-        let batch_max = options.batch_max.max(1);
+        let (batch_max, linger) = (options.batch_max.max(1), options.linger);
         let writer = std::thread::Builder::new()
             .name("telswap-store-writer".into())
-            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max))?;
+            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max, linger))?;
         info!(path = %path.display(), schema_version = version, "store opened");
         Ok(Arc::new(SqliteStore {
             path,
@@ -1108,15 +1121,27 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
 }
 
 /// The writer thread. Returns the failure not yet reported to a flush, if any.
-fn run_writer(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters, batch_max: usize) -> Option<String> {
+fn run_writer(
+    mut conn: Connection,
+    rx: Receiver<Msg>,
+    counters: &Counters,
+    batch_max: usize,
+    linger: Duration,
+) -> Option<String> {
     let mut batch = Vec::with_capacity(batch_max);
     let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
     let mut failure: Option<String> = None;
     let mut closing = false;
+    let mut backlog = false;
     loop {
-        // Block for the first message (unless closing), then take what is already queued.
+        // Block for the first message (unless closing), let more gather ([`DEFAULT_LINGER`]),
+        // then take what is queued.
         let first = if closing { rx.try_recv().ok() } else { rx.recv().ok() };
         let Some(first) = first else { break };
+        // A backlog (the last batch was full) is taken at once.
+        if !closing && !backlog && !linger.is_zero() && matches!(first, Msg::Write(_)) {
+            std::thread::sleep(linger);
+        }
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -1129,6 +1154,7 @@ fn run_writer(mut conn: Connection, rx: Receiver<Msg>, counters: &Counters, batc
             }
             next = rx.try_recv().ok();
         }
+        backlog = batch.len() >= batch_max;
         if let Err(e) = commit_batch(&mut conn, &mut batch, counters) {
             failure = Some(e);
         }
