@@ -37,27 +37,31 @@ use std::sync::atomic::Ordering;
 use super::html::{NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
 use super::matcher::{NumberMatcher, Replacement, TextStream};
 
-/// Elements with no end tag, never pushed on the stack.
-const VOID: &[&[u8]] = &[
-    b"area",
-    b"base",
-    b"br",
-    b"col",
-    b"embed",
-    b"hr",
-    b"img",
-    b"input",
-    b"link",
-    b"meta",
-    b"source",
-    b"track",
-    b"wbr",
-    b"param",
-    b"keygen",
-    b"frame",
-    b"basefont",
-    b"bgsound",
-];
+/// Elements with no end tag, never pushed on the stack (`low`: the lowercase name). A `match`
+/// compiles to a switch on the length and a few comparisons: every start tag asks.
+fn is_void(low: &[u8]) -> bool {
+    matches!(
+        low,
+        b"area"
+            | b"base"
+            | b"br"
+            | b"col"
+            | b"embed"
+            | b"hr"
+            | b"img"
+            | b"input"
+            | b"link"
+            | b"meta"
+            | b"source"
+            | b"track"
+            | b"wbr"
+            | b"param"
+            | b"keygen"
+            | b"frame"
+            | b"basefont"
+            | b"bgsound"
+    )
+}
 
 /// Where HTML content starts again inside `svg` ...
 const SVG_HTML_POINTS: &[&[u8]] = &[b"foreignobject", b"desc", b"title"];
@@ -120,20 +124,24 @@ const FOREIGN_EXIT: &[&[u8]] = &[
 ];
 
 /// Elements whose content is read as text up to their end tag, as lol_html's tree-builder
-/// simulator switches them (`None`: `plaintext`, the rest of the page). The script kind's JSON-LD
-/// flag is decided per tag.
-const RAW: &[(&[u8], Option<RawKind>)] = &[
-    (b"script", Some(RawKind::Script { json_ld: false })),
-    (b"style", Some(RawKind::RawText)),
-    (b"title", Some(RawKind::RcData)),
-    (b"textarea", Some(RawKind::RcData)),
-    (b"noscript", Some(RawKind::RawText)),
-    (b"iframe", Some(RawKind::RawText)),
-    (b"xmp", Some(RawKind::RawText)),
-    (b"noembed", Some(RawKind::RawText)),
-    (b"noframes", Some(RawKind::RawText)),
-    (b"plaintext", None),
-];
+/// simulator switches them (`None`: `plaintext`, the rest of the page), by lowercase name, with
+/// the end tag's name. The script kind's JSON-LD flag is decided per tag.
+fn raw_kind(low: &[u8]) -> Option<(&'static [u8], Option<RawKind>)> {
+    let (end, kind): (&'static [u8], _) = match low {
+        b"script" => (b"script", Some(RawKind::Script { json_ld: false })),
+        b"style" => (b"style", Some(RawKind::RawText)),
+        b"title" => (b"title", Some(RawKind::RcData)),
+        b"textarea" => (b"textarea", Some(RawKind::RcData)),
+        b"noscript" => (b"noscript", Some(RawKind::RawText)),
+        b"iframe" => (b"iframe", Some(RawKind::RawText)),
+        b"xmp" => (b"xmp", Some(RawKind::RawText)),
+        b"noembed" => (b"noembed", Some(RawKind::RawText)),
+        b"noframes" => (b"noframes", Some(RawKind::RawText)),
+        b"plaintext" => (b"plaintext", None),
+        _ => return None,
+    };
+    Some((end, kind))
+}
 
 // ---------------------------------------------------------------------------------------------
 // `exclude` selectors
@@ -436,14 +444,51 @@ fn name_hash(name: &[u8]) -> u64 {
     })
 }
 
-/// [`VOID`], by the first letter first: every start tag asks, and most are not void.
-fn is_void(name: &[u8]) -> bool {
-    let Some(first) = name.first() else { return false };
-    match first.to_ascii_lowercase() {
-        b'a' | b'b' | b'c' | b'e' | b'f' | b'h' | b'i' | b'k' | b'l' | b'm' | b'p' | b's' | b't' | b'w' => {
-            name.len() <= 8 && one_of(name, VOID)
+/// What a start tag's name means to the engine, from one lowercasing pass: every start tag asks
+/// whether it is void, raw text, `svg`, `math` or `script`, and most are none of them.
+#[derive(Debug, Clone, Copy)]
+struct TagName {
+    /// [`name_hash`] of the name.
+    hash: u64,
+    void: bool,
+    /// A raw-text element's end tag name and kind ([`raw_kind`]).
+    raw: Option<(&'static [u8], Option<RawKind>)>,
+    foreign: Option<Ns>,
+    script: bool,
+}
+
+impl TagName {
+    fn of(name: &[u8]) -> TagName {
+        // The longest name looked up here is `plaintext`.
+        let mut low = [0u8; 12];
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for (i, &b) in name.iter().enumerate() {
+            let l = b.to_ascii_lowercase();
+            h = (h ^ u64::from(l)).wrapping_mul(0x0100_0000_01b3);
+            if let Some(slot) = low.get_mut(i) {
+                *slot = l;
+            }
         }
-        _ => false,
+        let mut t = TagName {
+            hash: h,
+            void: false,
+            raw: None,
+            foreign: None,
+            script: false,
+        };
+        if name.len() > low.len() {
+            return t;
+        }
+        let low = &low[..name.len()];
+        t.void = is_void(low);
+        t.raw = raw_kind(low);
+        t.script = low == b"script";
+        t.foreign = match low {
+            b"svg" => Some(Ns::Svg),
+            b"math" => Some(Ns::MathMl),
+            _ => None,
+        };
+        t
     }
 }
 
@@ -781,9 +826,10 @@ impl FastRewriter {
     #[inline]
     fn text_run_before_lt(&mut self, buf: &[u8], from: usize, to: usize) {
         let run = &buf[from..to];
+        let min = self.matcher.min_digits();
         if self.excluded == 0
             && self.text.pending_len() == 0
-            && run.iter().filter(|b| b.is_ascii_digit()).count() < self.matcher.min_digits()
+            && (run.len() < min || run.iter().filter(|b| b.is_ascii_digit()).count() < min)
         {
             self.text.skip(run);
             return;
@@ -935,6 +981,7 @@ impl FastRewriter {
     /// mode updated. Returns where reading goes on.
     fn start_tag(&mut self, buf: &[u8], tag: TagEnd) -> usize {
         let name = &buf[tag.name.clone()];
+        let info = TagName::of(name);
         let excluded_here = !self.exclude.any_of.is_empty() && self.exclude.matches(buf, &tag.name, &self.attrs);
         if !excluded_here && self.excluded == 0 {
             self.rewrite_attributes(buf);
@@ -944,10 +991,8 @@ impl FastRewriter {
         // back into HTML at integration points; only HTML start tags switch text modes.
         let ns_before = self.ns();
         let attr_is = |a: &AttrSpan, n: &[u8]| buf[a.name.clone()].eq_ignore_ascii_case(n);
-        if name.eq_ignore_ascii_case(b"svg") {
-            self.ns.push(Ns::Svg);
-        } else if name.eq_ignore_ascii_case(b"math") {
-            self.ns.push(Ns::MathMl);
+        if let Some(ns) = info.foreign {
+            self.ns.push(ns);
         } else if ns_before != Ns::Html {
             if one_of(name, FOREIGN_EXIT)
                 || (name.eq_ignore_ascii_case(b"font")
@@ -973,7 +1018,7 @@ impl FastRewriter {
                 self.ns.push(Ns::Html);
             }
         }
-        let is_json_ld = name.eq_ignore_ascii_case(b"script")
+        let is_json_ld = info.script
             && self
                 .attrs
                 .iter()
@@ -981,7 +1026,7 @@ impl FastRewriter {
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.
         let pushed = if self.ns() == Ns::Html {
-            !is_void(name)
+            !info.void
         } else {
             !tag.self_closing
         };
@@ -993,7 +1038,7 @@ impl FastRewriter {
                 return buf.len();
             }
             self.stack.push(Open {
-                name: name_hash(name),
+                name: info.hash,
                 excluded: excluded_here,
                 json_ld: is_json_ld,
             });
@@ -1001,11 +1046,7 @@ impl FastRewriter {
             self.json_ld += usize::from(is_json_ld);
         }
         if ns_before == Ns::Html
-            && matches!(
-                name.first().map(u8::to_ascii_lowercase),
-                Some(b's' | b't' | b'n' | b'i' | b'x' | b'p')
-            )
-            && let Some(&(end, kind)) = RAW.iter().find(|(n, _)| name.eq_ignore_ascii_case(n))
+            && let Some((end, kind)) = info.raw
         {
             self.mode = match kind {
                 None => Mode::Plain,
@@ -1017,7 +1058,8 @@ impl FastRewriter {
                 Some(kind) => Mode::Raw { kind, end, escape: 0 },
             };
         }
-        self.copy(buf, tag.end);
+        // Not copied yet: untouched bytes are copied in one go before the next change (or at
+        // the end of the buffer), not tag by tag.
         tag.end
     }
 
