@@ -726,8 +726,11 @@ impl TextStream {
             self.before = [0; 3];
             return;
         }
-        for &b in emitted.iter().rev().take(3).rev() {
-            self.before = [self.before[1], self.before[2], b];
+        match *emitted {
+            [.., a, b, c] => self.before = [a, b, c],
+            [a, b] => self.before = [self.before[2], a, b],
+            [a] => self.before = [self.before[1], self.before[2], a],
+            [] => {}
         }
     }
 
