@@ -1,5 +1,6 @@
-//! Listeners: accept loops for plain HTTP and HTTPS (HTTP/1.1 and HTTP/2 by ALPN), graceful
-//! shutdown, and `SIGHUP` reload of rules and certificates.
+//! Listeners: accept loops for plain HTTP ([`super::conn`]: HTTP/1.1 with parked keep-alive
+//! connections, h2c) and HTTPS (HTTP/1.1 and HTTP/2 by ALPN), graceful shutdown, and `SIGHUP`
+//! reload of rules and certificates.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
