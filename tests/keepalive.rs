@@ -180,6 +180,23 @@ async fn a_request_split_across_writes_after_a_parked_one_is_read_whole() {
 }
 
 #[tokio::test]
+async fn half_a_request_read_ahead_with_the_last_one_survives_parking() {
+    let (_origin, proxy) = setup().await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut buf = Vec::new();
+    // The first request and the start of the second in one write: hyper reads both, answers
+    // the first, and is left holding half a request head when the connection is parked.
+    let second = keep_alive("GET", "/two", "Accept: text/html\r\n");
+    let (head, tail) = second.split_at(20);
+    let mut burst = keep_alive("GET", "/form", "");
+    burst.extend_from_slice(head);
+    s.write_all(&burst).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), "thanks");
+    s.write_all(tail).await.unwrap();
+    assert_eq!(read_response(&mut s, &mut buf).await.text(), PAGE);
+}
+
+#[tokio::test]
 async fn a_request_with_a_body_is_relayed_and_the_connection_goes_on() {
     let (origin, proxy) = setup().await;
     let mut s = TcpStream::connect(proxy.http).await.unwrap();
