@@ -535,19 +535,24 @@ impl crate::pool::LeaseJournal for StoreJournal {
 }
 
 impl crate::visitor::sessions::VisitSink for StoreJournal {
-    fn page_view(&self, rec: &SessionRecord, path: &str, at: Millis) {
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis) {
         use crate::store::{PageViewRow, SessionRow, Write};
         let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(|t| serde_json::to_value(t).ok());
-        self.store.enqueue(Write::Session(SessionRow {
-            id: rec.session.clone(),
-            site: rec.site.clone(),
-            visitor: rec.visitor.clone(),
-            started: rec.started as i64,
-            device: rec.device.as_str().to_string(),
-            first_touch: touch(&rec.first),
-            last_touch: touch(&rec.last),
-            touches: rec.touches,
-        }));
+        // The session row (and its visitor's, which it also upserts) is rewritten only when it
+        // changed: a session's later page views usually bring nothing new to it, and each of
+        // these upserts dirties B-tree pages keyed by random ids, the writer's main cost.
+        if session_changed {
+            self.store.enqueue(Write::Session(SessionRow {
+                id: rec.session.clone(),
+                site: rec.site.clone(),
+                visitor: rec.visitor.clone(),
+                started: rec.started as i64,
+                device: rec.device.as_str().to_string(),
+                first_touch: touch(&rec.first),
+                last_touch: touch(&rec.last),
+                touches: rec.touches,
+            }));
+        }
         self.store.enqueue(Write::PageView(PageViewRow {
             site: rec.site.clone(),
             visitor: rec.visitor.clone(),

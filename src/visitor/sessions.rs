@@ -39,9 +39,11 @@ pub struct SessionRecord {
 }
 
 /// Receives every page view with its session record (e.g. to make it durable). Called under
-/// the session's lock: keep it cheap (queue, don't write).
+/// the session's lock: keep it cheap (queue, don't write). `session_changed`: the record's
+/// durable fields (touches) differ from what the last call carried, or this is the session's
+/// first view since this process started; otherwise only the page view itself is new.
 pub trait VisitSink: Send + Sync {
-    fn page_view(&self, rec: &SessionRecord, path: &str, at: Millis);
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis);
 }
 
 #[derive(Clone)]
@@ -101,6 +103,8 @@ impl SessionLog {
             }))
         });
         let mut r = rec.lock().expect("session lock");
+        let first_view = r.pages.is_empty() && r.pages_dropped == 0;
+        let changed = first_view || r.touches != state.2 || r.first != *state.0 || r.last != *state.1;
         r.first = state.0.clone();
         r.last = state.1.clone();
         r.touches = state.2;
@@ -113,7 +117,7 @@ impl SessionLog {
             r.pages_dropped += 1;
         }
         if let Some(sink) = &self.sink {
-            sink.page_view(&r, path, at);
+            sink.page_view(&r, changed, path, at);
         }
     }
 
@@ -133,5 +137,42 @@ impl SessionLog {
 
     pub fn run_pending_tasks(&self) {
         self.cache.run_pending_tasks();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Changes(Mutex<Vec<(String, bool)>>);
+
+    impl VisitSink for Changes {
+        fn page_view(&self, _: &SessionRecord, session_changed: bool, path: &str, _: Millis) {
+            self.0.lock().unwrap().push((path.to_string(), session_changed));
+        }
+    }
+
+    #[test]
+    fn the_session_counts_as_changed_on_its_first_view_and_when_its_touches_change() {
+        let sink = Arc::new(Changes::default());
+        let log = SessionLog::new(100).with_sink(sink.clone());
+        let paid = StoredTouch {
+            src: "google".into(),
+            med: "cpc".into(),
+            ..StoredTouch::default()
+        };
+        let view = |touches: (&Option<StoredTouch>, &Option<StoredTouch>, u32), path: &str, at: Millis| {
+            log.page_view("site", "v1", "s1", 1_000, Device::Desktop, touches, path, at);
+        };
+        let (none, some) = (None, Some(paid));
+        view((&none, &none, 0), "/", 1_000);
+        view((&none, &none, 0), "/about", 2_000);
+        view((&some, &some, 1), "/offer", 3_000);
+        view((&some, &some, 1), "/contact", 4_000);
+        let got = sink.0.lock().unwrap().clone();
+        let want = [("/", true), ("/about", false), ("/offer", true), ("/contact", false)];
+        assert_eq!(got, want.map(|(p, c)| (p.to_string(), c)).to_vec());
+        assert_eq!(log.get("s1").unwrap().pages.len(), 4, "every view is still kept");
     }
 }
