@@ -330,6 +330,18 @@ async fn serve_h1_round(
         log_end(info.remote, Err(e));
         return Round::Done;
     }
+    let switching = state.switching.swap(false, Ordering::Relaxed);
+    if !switching && (!asked || stopping) {
+        // hyper ended the connection itself (`Connection: close`, HTTP/1.0, the client closed, a
+        // request body left unread, shutdown). `poll_without_shutdown` may call that done with
+        // the end of the response still in hyper's write buffer, which `into_parts` would drop:
+        // finish the ordinary way instead, which flushes it and shuts the socket down.
+        drop(state.upgrade.lock().expect("upgrade sender").take());
+        if let Err(e) = Pin::new(&mut *conn).await {
+            log_end(info.remote, Err(e));
+        }
+        return Round::Done;
+    }
     let parts = (*conn).into_parts();
     let mut socket = parts.io.into_inner();
     if !parts.read_buf.is_empty() {
@@ -338,17 +350,13 @@ async fn serve_h1_round(
         socket.pre = parts.read_buf;
     }
     let upgrade = state.upgrade.lock().expect("upgrade sender").take();
-    if state.switching.swap(false, Ordering::Relaxed) {
+    if switching {
         if let Some(tx) = upgrade {
             let _ = tx.send(socket);
         }
         return Round::Done;
     }
-    if !asked || stopping {
-        // hyper ended the connection itself (`Connection: close`, HTTP/1.0, the client closed).
-        close(socket).await;
-        return Round::Done;
-    }
+    // Parked only when hyper was idle with everything flushed ([`ConnState::can_park`]).
     Round::Parked(socket)
 }
 
@@ -357,10 +365,12 @@ async fn serve_h1_round(
 async fn sniff_h2(socket: &mut Socket, stop: &CancellationToken) -> io::Result<Option<bool>> {
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut n = 0;
+    // One deadline for the whole preface, so a client cannot hold the connection by dribbling it.
+    let deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE;
     while n < buf.len() && buf[..n] == H2_PREFACE[..n] {
         let read = tokio::select! {
             r = socket.tcp.read(&mut buf[n..]) => r?,
-            _ = tokio::time::sleep(KEEP_ALIVE_IDLE) => 0,
+            _ = tokio::time::sleep_until(deadline) => 0,
             _ = stop.cancelled() => 0,
         };
         if read == 0 {
