@@ -225,7 +225,7 @@ def main():
         b.go(f"{admin}/calls/{paid['id']}")
         b.select("select[name=kind]", "sale")
         b.type("input[name=value]", "240")
-        b.click("form.range button")
+        b.click('form[action$="/outcome"] button')
         shot("call-after-outcome")
         after = api(f"/api/calls/{paid['id']}")
         check("outcome kind", (after["outcome"] or {}).get("kind"), "sale")
