@@ -167,8 +167,8 @@ impl Inline {
     fn record_once(&mut self) {
         if !self.recorded {
             self.recorded = true;
-            let stats = self.stats.clone();
-            record(self.rw(), &stats);
+            let rw = self.rw.get_mut().unwrap_or_else(|e| e.into_inner());
+            record(rw, &self.stats);
         }
     }
 }

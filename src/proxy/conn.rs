@@ -344,11 +344,9 @@ async fn serve_h1_round(
     }
     let parts = (*conn).into_parts();
     let mut socket = parts.io.into_inner();
-    if !parts.read_buf.is_empty() {
-        // Read ahead by hyper (the start of the next request); `pre` is empty here, as hyper
-        // reads what is in front before the socket.
-        socket.pre = parts.read_buf;
-    }
+    // Read ahead by hyper (the start of the next request, often nothing); `pre` is empty here,
+    // as hyper reads what is in front before the socket.
+    socket.pre = parts.read_buf;
     let upgrade = state.upgrade.lock().expect("upgrade sender").take();
     if switching {
         if let Some(tx) = upgrade {
@@ -392,15 +390,32 @@ async fn serve_h2(
     http2: &http2::Builder<TokioExecutor>,
     stop: &CancellationToken,
 ) {
-    let svc = service_fn(move |req| {
-        let proxy = proxy.clone();
-        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
-    });
-    let conn = Box::pin(http2.serve_connection(TokioIo::new(socket), svc));
+    let conn = Box::pin(http2.serve_connection(TokioIo::new(socket), service(proxy, info)));
     log_end(
         info.remote,
         with_graceful_stop(conn, stop, |c| c.graceful_shutdown()).await,
     );
+}
+
+/// One request through the proxy, boxed: hyper's HTTP/1 dispatcher keeps a heap slot the size
+/// of the service's future for the connection's whole life.
+type Handling = Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
+
+/// The proxy as a hyper service for one connection (HTTP/2, and TLS connections of either
+/// version).
+pub fn service(
+    proxy: Arc<Proxy>,
+    info: ConnInfo,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = http::Response<ProxyBody>,
+    Error = Infallible,
+    Future = Handling,
+> + Clone {
+    service_fn(move |req| {
+        let proxy = proxy.clone();
+        Box::pin(async move { Ok(proxy.handle(req, info).await) }) as Handling
+    })
 }
 
 /// Drives a hyper connection; when `stop` is cancelled, shuts it down gracefully with
@@ -427,13 +442,5 @@ async fn close(mut socket: Socket) {
 pub fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {
     if let Err(e) = result {
         tracing::debug!(%remote, error = %e, "connection ended with an error");
-    }
-}
-
-impl std::fmt::Debug for Socket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket")
-            .field("peer", &self.tcp.peer_addr().ok())
-            .finish()
     }
 }

@@ -2,13 +2,11 @@
 //! connections, h2c) and HTTPS (HTTP/1.1 and HTTP/2 by ALPN), graceful shutdown, and `SIGHUP`
 //! reload of rules and certificates.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
@@ -120,12 +118,7 @@ async fn serve(
                         },
                         _ = stop.cancelled() => return,
                     };
-                    let svc = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        // Boxed per request: hyper's HTTP/1 dispatcher keeps a heap slot the
-                        // size of the service's future for the connection's whole life.
-                        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, info).await) })
-                    });
+                    let svc = conn::service(proxy, info);
                     let conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), svc));
                     let r = conn::with_graceful_stop(conn, &stop, |c| c.graceful_shutdown()).await;
                     conn::log_end(remote, r);

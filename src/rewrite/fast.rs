@@ -439,13 +439,21 @@ fn read_tag(buf: &[u8], at: usize, attrs: &mut Vec<AttrSpan>) -> Option<TagEnd> 
 
 /// FNV-1a of the lowercase name: what the stack keeps of an open element.
 fn name_hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
-    })
+    name.iter()
+        .fold(FNV_OFFSET, |h, &b| fnv_step(h, b.to_ascii_lowercase()))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One byte of FNV-1a; [`name_hash`] and [`TagName::of`] must hash alike (end tags are found
+/// on the stack by it).
+#[inline]
+fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
 }
 
 /// What a start tag's name means to the engine, from one lowercasing pass: every start tag asks
-/// whether it is void, raw text, `svg`, `math` or `script`, and most are none of them.
+/// whether it is void, raw text (`script` among them), `svg` or `math`, and most are none of them.
 #[derive(Debug, Clone, Copy)]
 struct TagName {
     /// [`name_hash`] of the name.
@@ -454,17 +462,16 @@ struct TagName {
     /// A raw-text element's end tag name and kind ([`raw_kind`]).
     raw: Option<(&'static [u8], Option<RawKind>)>,
     foreign: Option<Ns>,
-    script: bool,
 }
 
 impl TagName {
     fn of(name: &[u8]) -> TagName {
         // The longest name looked up here is `plaintext`.
         let mut low = [0u8; 12];
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut h = FNV_OFFSET;
         for (i, &b) in name.iter().enumerate() {
             let l = b.to_ascii_lowercase();
-            h = (h ^ u64::from(l)).wrapping_mul(0x0100_0000_01b3);
+            h = fnv_step(h, l);
             if let Some(slot) = low.get_mut(i) {
                 *slot = l;
             }
@@ -474,7 +481,6 @@ impl TagName {
             void: false,
             raw: None,
             foreign: None,
-            script: false,
         };
         if name.len() > low.len() {
             return t;
@@ -482,13 +488,16 @@ impl TagName {
         let low = &low[..name.len()];
         t.void = is_void(low);
         t.raw = raw_kind(low);
-        t.script = low == b"script";
         t.foreign = match low {
             b"svg" => Some(Ns::Svg),
             b"math" => Some(Ns::MathMl),
             _ => None,
         };
         t
+    }
+
+    fn is_script(&self) -> bool {
+        matches!(self.raw, Some((_, Some(RawKind::Script { .. }))))
     }
 }
 
@@ -1015,7 +1024,7 @@ impl FastRewriter {
                 self.ns.push(Ns::Html);
             }
         }
-        let is_json_ld = info.script
+        let is_json_ld = info.is_script()
             && self
                 .attrs
                 .iter()
