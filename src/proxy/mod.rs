@@ -308,7 +308,7 @@ impl Proxy {
         }
         let prev = identity::from_cookie_headers(cookies()).and_then(|v| identity::decode(v, &self.cookie_key));
         let now = self.clock.now_ms();
-        let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::random_id(16));
+        let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
         let st = &visit.state;
         let deciding = identity::deciding_touch(st, site.attribution == Attribution::First);
         let audience = deciding.map(|t| Audience {

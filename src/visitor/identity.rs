@@ -249,6 +249,26 @@ pub fn random_id(bytes: usize) -> String {
     B64.encode(buf)
 }
 
+/// A visitor or session id minted at `now_ms`: 6 bytes of the time (big-endian milliseconds)
+/// then 10 random bytes, URL-safe, 22 characters like [`random_id`]`(16)`.
+///
+/// Why the time first: these ids are the keys of the `visitors` and `sessions` B-trees and of
+/// the page-view index. Random keys scatter each group commit over the whole tree, so a commit
+/// of a few hundred new visitors dirtied (and, once the tables outgrew SQLite's page cache,
+/// first read back) about one page per row: 7.7 page writes and 5.6 page reads per page view at
+/// 9,000 a second. Ids minted in the same few seconds share their first characters, so they land
+/// in one region of the tree and a commit touches a handful of pages. 80 random bits still make
+/// an id unguessable; the cookie that carries it is signed anyway, and already holds the time.
+pub fn time_ordered_id(now_ms: u64) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = [0u8; 16];
+    buf[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
+    ring::rand::SystemRandom::new()
+        .fill(&mut buf[6..])
+        .expect("system randomness");
+    B64.encode(buf)
+}
+
 /// `base64url(json).base64url(hmac)`.
 pub fn encode(state: &VisitorState, key: &CookieKey) -> String {
     let json = serde_json::to_vec(state).expect("visitor state serialises");
@@ -295,6 +315,21 @@ pub fn set_cookie(value: &str, secure: bool) -> String {
 mod tests {
     use super::*;
     use crate::visitor::classify::{Landing, classify};
+
+    #[test]
+    fn time_ordered_ids_share_a_prefix_within_seconds_and_never_repeat() {
+        let t = 1_767_571_200_000u64 / 4096 * 4096;
+        let a = time_ordered_id(t);
+        let b = time_ordered_id(t + 1_000);
+        let c = time_ordered_id(t);
+        assert_eq!(a.len(), 22);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{a}");
+        // 48 bits of time are 8 characters; the top 36 bits (4,096 ms windows) are the first 6.
+        assert_eq!(a[..6], b[..6], "{a} {b}");
+        assert_eq!(a[..8], c[..8]);
+        assert_ne!(a, c, "the random part differs");
+        assert_ne!(a[..6], time_ordered_id(t + 86_400_000)[..6]);
+    }
 
     fn ids() -> impl FnMut() -> String {
         let mut n = 0;
