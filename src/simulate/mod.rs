@@ -226,6 +226,24 @@ pub fn smallest_pool(traffic: &Traffic, setup: &Setup, target: f64, hint: usize)
     Some((hi, best))
 }
 
+/// The idle timeouts `telswap simulate` also sizes both policies at, beside the one asked for.
+pub const IDLE_TIMEOUTS: [Duration; 6] = [
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(15 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+];
+
+/// The smallest pool reaching the target at one idle timeout, for both policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleSizing {
+    pub idle_timeout: Duration,
+    pub ours: Option<usize>,
+    pub naive: Option<usize>,
+}
+
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -269,6 +287,8 @@ pub struct Report {
     pub smallest_ours: Option<usize>,
     pub smallest_naive: Option<usize>,
     pub rules: Vec<RuleSize>,
+    /// Smallest pools by idle timeout ([`IDLE_TIMEOUTS`] and the one asked for, ascending).
+    pub by_idle: Vec<IdleSizing>,
 }
 
 impl Report {
@@ -278,6 +298,20 @@ impl Report {
             (Some(a), Some(b)) => Some(a as f64 / b as f64),
             _ => None,
         }
+    }
+
+    /// Each policy at its own best idle timeout: (ours' smallest pool, its idle timeout,
+    /// naive's smallest pool, its idle timeout), when both reach the target somewhere.
+    pub fn best_settings(&self) -> Option<(usize, Duration, usize, Duration)> {
+        let best = |f: fn(&IdleSizing) -> Option<usize>| {
+            self.by_idle
+                .iter()
+                .filter_map(|b| f(b).map(|n| (n, b.idle_timeout)))
+                .min()
+        };
+        let (a, ai) = best(|b| b.ours)?;
+        let (n, ni) = best(|b| b.naive)?;
+        Some((a, ai, n, ni))
     }
 
     /// Ours' accuracy at Nimbata's size.
@@ -321,6 +355,30 @@ pub fn simulate(o: &Options) -> Report {
     let naive = run(&traffic, &naive_setup(size));
     let smallest_ours = smallest_pool(&traffic, &ours_setup(1), o.target, little).map(|(n, _)| n);
     let smallest_naive = smallest_pool(&traffic, &naive_setup(1), o.target, little).map(|(n, _)| n);
+    let mut idles: Vec<Duration> = IDLE_TIMEOUTS.into_iter().chain([o.idle_timeout]).collect();
+    idles.sort_unstable();
+    idles.dedup();
+    let by_idle = idles
+        .into_iter()
+        .map(|idle_timeout| {
+            if idle_timeout == o.idle_timeout {
+                return IdleSizing {
+                    idle_timeout,
+                    ours: smallest_ours,
+                    naive: smallest_naive,
+                };
+            }
+            let at = |setup: Setup| {
+                let hint = smallest_ours.unwrap_or(little);
+                smallest_pool(&traffic, &Setup { idle_timeout, ..setup }, o.target, hint).map(|(n, _)| n)
+            };
+            IdleSizing {
+                idle_timeout,
+                ours: at(ours_setup(1)),
+                naive: at(naive_setup(1)),
+            }
+        })
+        .collect();
 
     let mut rules = Vec::new();
     for (rule, label, n) in [
@@ -362,6 +420,7 @@ pub fn simulate(o: &Options) -> Report {
         smallest_ours,
         smallest_naive,
         rules,
+        by_idle,
     }
 }
 
@@ -484,6 +543,28 @@ mod tests {
             naive.accuracy()
         );
         assert!(ours.late > naive.late);
+    }
+
+    #[test]
+    fn every_idle_timeout_is_sized_and_the_one_asked_for_is_among_them() {
+        let mut o = small();
+        o.idle_timeout = 7 * MIN;
+        let r = simulate(&o);
+        let idles: Vec<Duration> = r.by_idle.iter().map(|b| b.idle_timeout).collect();
+        assert_eq!(idles.len(), IDLE_TIMEOUTS.len() + 1);
+        assert!(idles.windows(2).all(|w| w[0] < w[1]), "{idles:?}");
+        let asked = r.by_idle.iter().find(|b| b.idle_timeout == 7 * MIN).unwrap();
+        assert_eq!((asked.ours, asked.naive), (r.smallest_ours, r.smallest_naive));
+        let (a, ai, n, _) = r.best_settings().expect("reachable");
+        assert!(a <= r.smallest_ours.unwrap() && n <= r.smallest_naive.unwrap());
+        let at = run(
+            &Traffic::generate(&o.profile, o.seed, START),
+            &Setup {
+                idle_timeout: ai,
+                ..setup(a, FreeOrder::LongestRested)
+            },
+        );
+        assert!(at.accuracy() >= o.target, "{at:?}");
     }
 
     #[test]

@@ -259,6 +259,37 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
+        "smallest pool reaching {} by idle_timeout {:>6} {:>9}",
+        pct(o.target),
+        "ours",
+        "naive"
+    );
+    for b in &r.by_idle {
+        let mark = if b.idle_timeout == o.idle_timeout {
+            " (asked)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  idle_timeout {:<24} {:>9} {:>9}",
+            format!("{}{mark}", human(b.idle_timeout)),
+            found(b.ours),
+            found(b.naive)
+        );
+    }
+    if let Some((a, ai, n, ni)) = r.best_settings() {
+        let _ = writeln!(
+            s,
+            "each at its best: ours {a} numbers (idle_timeout {}), naive {n} (idle_timeout {}): {}",
+            human(ai),
+            human(ni),
+            pct(a as f64 / n as f64)
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
         "{:<22} {:>8} {:>16} {:>16}",
         "sizing rule", "numbers", "right (ours)", "right (naive)"
     );
@@ -295,6 +326,15 @@ pub fn render(r: &Report) -> String {
         None => {
             let _ = writeln!(s, "aim: ours vs naive: target not reached by both, no ratio");
         }
+    }
+    if let Some((a, _, n, _)) = r.best_settings() {
+        let ratio = a as f64 / n as f64;
+        let _ = writeln!(
+            s,
+            "aim, each policy at its best idle_timeout: {} ({})",
+            verdict(ratio <= 0.6),
+            pct(ratio)
+        );
     }
     s
 }

@@ -323,7 +323,10 @@ mod tests {
         let b = time_ordered_id(t + 1_000);
         let c = time_ordered_id(t);
         assert_eq!(a.len(), 22);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{a}");
+        assert!(
+            a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{a}"
+        );
         // 48 bits of time are 8 characters; the top 36 bits (4,096 ms windows) are the first 6.
         assert_eq!(a[..6], b[..6], "{a} {b}");
         assert_eq!(a[..8], c[..8]);
