@@ -237,11 +237,13 @@ pub const IDLE_TIMEOUTS: [Duration; 6] = [
 ];
 
 /// The smallest pool reaching the target at one idle timeout, for both policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct IdleSizing {
     pub idle_timeout: Duration,
     pub ours: Option<usize>,
     pub naive: Option<usize>,
+    /// Ours' accuracy with Nimbata's pool size at this idle timeout.
+    pub at_nimbata: f64,
 }
 
 /// What to simulate.
@@ -266,6 +268,8 @@ pub struct RuleSize {
     pub size: usize,
     pub ours: f64,
     pub naive: f64,
+    /// The most any policy could get right at this size ([`Traffic::ceiling`]).
+    pub ceiling: f64,
 }
 
 /// Everything `telswap simulate` prints.
@@ -314,9 +318,20 @@ impl Report {
         Some((a, ai, n, ni))
     }
 
-    /// Ours' accuracy at Nimbata's size.
-    pub fn at_nimbata(&self) -> Option<f64> {
-        self.rules.iter().find(|r| r.rule == "Nimbata").map(|r| r.ours)
+    /// The idle timeout that serves Nimbata's pool size best, and ours' accuracy with it.
+    pub fn nimbata_best(&self) -> Option<(Duration, f64)> {
+        self.by_idle
+            .iter()
+            .map(|b| (b.idle_timeout, b.at_nimbata))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// Ours' accuracy at Nimbata's size, and the ceiling there.
+    pub fn at_nimbata(&self) -> Option<(f64, f64)> {
+        self.rules
+            .iter()
+            .find(|r| r.rule == "Nimbata")
+            .map(|r| (r.ours, r.ceiling))
     }
 }
 
@@ -358,12 +373,25 @@ pub fn simulate(o: &Options) -> Report {
     let mut idles: Vec<Duration> = IDLE_TIMEOUTS.into_iter().chain([o.idle_timeout]).collect();
     idles.sort_unstable();
     idles.dedup();
+    let nimbata_at = |idle_timeout: Duration| {
+        let setup = Setup {
+            idle_timeout,
+            ..ours_setup(nimbata)
+        };
+        if setup == ours_setup(size) {
+            ours.accuracy()
+        } else {
+            run(&traffic, &setup).accuracy()
+        }
+    };
     let by_idle = idles
         .into_iter()
         .map(|idle_timeout| {
+            let at_nimbata = nimbata_at(idle_timeout);
             if idle_timeout == o.idle_timeout {
                 return IdleSizing {
                     idle_timeout,
+                    at_nimbata,
                     ours: smallest_ours,
                     naive: smallest_naive,
                 };
@@ -374,6 +402,7 @@ pub fn simulate(o: &Options) -> Report {
             };
             IdleSizing {
                 idle_timeout,
+                at_nimbata,
                 ours: at(ours_setup(1)),
                 naive: at(naive_setup(1)),
             }
@@ -408,6 +437,7 @@ pub fn simulate(o: &Options) -> Report {
             size: n,
             ours,
             naive,
+            ceiling: traffic.ceiling(n),
         });
     }
     Report {
@@ -503,6 +533,32 @@ mod tests {
             .count() as u64;
         assert_eq!(o.exact + o.late + lapsed, o.calls, "{o:?}");
         assert_eq!(o.wrong + o.shared_first + o.shared_other, 0);
+    }
+
+    #[test]
+    fn no_policy_beats_the_ceiling_and_enough_numbers_lift_it_to_one() {
+        let t = Traffic::generate(&small().profile, 7, START);
+        assert_eq!(t.ceiling(t.peak_concurrent + 1), 1.0);
+        assert!(t.ceiling(1) < t.ceiling(2) && t.ceiling(2) <= t.ceiling(4));
+        for size in [1, 2, 3, 5] {
+            for idle in [2 * MIN, 30 * MIN] {
+                let o = run(
+                    &t,
+                    &Setup {
+                        idle_timeout: idle,
+                        ..setup(size, FreeOrder::LongestRested)
+                    },
+                );
+                // Counting a shared call as right when the caller is ranked first, as the
+                // ceiling does; a small allowance for the luck of one traffic sample.
+                let first = o.share(o.exact + o.late + o.shared_first);
+                assert!(
+                    first <= t.ceiling(size) + 0.02,
+                    "{size} {idle:?}: {first} > {}",
+                    t.ceiling(size)
+                );
+            }
+        }
     }
 
     #[test]

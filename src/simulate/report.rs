@@ -259,10 +259,11 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "smallest pool reaching {} by idle_timeout {:>6} {:>9}",
+        "smallest pool reaching {} by idle_timeout {:>6} {:>9}   right at Nimbata's {}",
         pct(o.target),
         "ours",
-        "naive"
+        "naive",
+        r.rules.iter().find(|x| x.rule == "Nimbata").map_or(0, |x| x.size)
     );
     for b in &r.by_idle {
         let mark = if b.idle_timeout == o.idle_timeout {
@@ -272,10 +273,11 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "  idle_timeout {:<24} {:>9} {:>9}",
+            "  idle_timeout {:<24} {:>9} {:>9}   {:>9}",
             format!("{}{mark}", human(b.idle_timeout)),
             found(b.ours),
-            found(b.naive)
+            found(b.naive),
+            pct(b.at_nimbata)
         );
     }
     if let Some((a, ai, n, ni)) = r.best_settings() {
@@ -290,28 +292,47 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<22} {:>8} {:>16} {:>16}",
-        "sizing rule", "numbers", "right (ours)", "right (naive)"
+        "{:<22} {:>8} {:>16} {:>16} {:>14}",
+        "sizing rule", "numbers", "right (ours)", "right (naive)", "ceiling"
     );
     for rule in &r.rules {
         let _ = writeln!(
             s,
-            "{:<22} {:>8} {:>16} {:>16}",
+            "{:<22} {:>8} {:>16} {:>16} {:>14}",
             rule.rule,
             rule.label,
             pct(rule.ours),
-            pct(rule.naive)
+            pct(rule.naive),
+            pct(rule.ceiling)
         );
     }
+    let _ = writeln!(
+        s,
+        "ceiling: the most any lease policy can get right at that size when a call is told apart by"
+    );
+    let _ = writeln!(
+        s,
+        "         number and time alone (N numbers among C visitors on the site: at best N/C)"
+    );
     let _ = writeln!(s);
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    if let Some(a) = r.at_nimbata() {
+    if let Some((a, ceiling)) = r.at_nimbata() {
         let _ = writeln!(
             s,
-            "aim: >= 95% right session at Nimbata's size: {} ({})",
+            "aim: >= 95% right session at Nimbata's size: {} ({}; no policy can exceed {} there)",
             verdict(a >= 0.95),
-            pct(a)
+            pct(a),
+            pct(ceiling)
         );
+        if let Some((idle, best)) = r.nimbata_best() {
+            let _ = writeln!(
+                s,
+                "     at Nimbata's size with its best idle_timeout ({}): {} ({})",
+                human(idle),
+                verdict(best >= 0.95),
+                pct(best)
+            );
+        }
     }
     match r.ratio() {
         Some(ratio) => {

@@ -100,6 +100,48 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// The most any pool of `numbers` numbers can get right on this traffic when calls are told
+    /// apart by (number, time) alone, whatever its lease policy and ranking.
+    ///
+    /// At a call, every visitor on the site is showing a tracking number (a page view needs
+    /// one). If `C` of them are on the site and `C > numbers`, they cover at most `numbers`
+    /// numbers, so for each number at most one of its holders can be the one an attribution
+    /// picks; nothing marks the caller out from the others (who will call is not known in
+    /// advance), so the caller is picked at best `numbers / C` of the time. A caller who has
+    /// left competes with the `C` still on the site: `numbers / (C + 1)`. The bound is generous:
+    /// it forgets the other visitors who left and may still call, and counts a shared call as
+    /// right when the caller happens to be ranked first.
+    pub fn ceiling(&self, numbers: usize) -> f64 {
+        // Arrivals and leavings in time order; a visitor is on the site up to and including
+        // the instant of leaving.
+        let mut edges: Vec<(Millis, i8)> = Vec::with_capacity(self.visits.len() * 2);
+        for v in &self.visits {
+            edges.push((v.arrive(), 1));
+            edges.push((v.leave + 1, -1));
+        }
+        edges.sort_unstable();
+        let mut calls: Vec<(Millis, bool)> = self
+            .visits
+            .iter()
+            .filter_map(|v| v.call.map(|c| (c, c > v.leave)))
+            .collect();
+        if calls.is_empty() {
+            return 1.0;
+        }
+        calls.sort_unstable();
+        let (mut on_site, mut next, mut sum) = (0i64, 0usize, 0.0);
+        for &(t, after_leaving) in &calls {
+            while next < edges.len() && edges[next].0 <= t {
+                on_site += i64::from(edges[next].1);
+                next += 1;
+            }
+            // A caller on the site is among the `on_site`; one who left is not.
+            let competing = on_site.max(1) as f64 + if after_leaving { 1.0 } else { 0.0 };
+            sum += (numbers as f64 / competing).min(1.0);
+        }
+        sum / calls.len() as f64
+    }
+
     /// Generates the traffic of `profile` from `seed`, starting at `start` (midnight UTC).
     pub fn generate(profile: &Profile, seed: u64, start: Millis) -> Traffic {
         let root = Rng::new(seed);
