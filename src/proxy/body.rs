@@ -46,6 +46,11 @@ impl Coding {
 }
 
 const READ_SIZE: usize = 16 * 1024;
+/// How long the first bytes of a page without a declared charset wait for the rest of the
+/// prescan window when the origin pauses (HTML's encoding sniffing: "500ms or 1024 bytes,
+/// whichever came first"). Without it an origin that flushes a short `<head>` early and then
+/// renders the rest would have its early flush held back until 1024 bytes.
+pub const PRESCAN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Chunks in flight to the visitor; with [`READ_SIZE`] this bounds a response's buffered output.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -111,6 +116,7 @@ pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<S
             origin,
             rw: std::sync::Mutex::new(rw),
             stats,
+            prescan: None,
             ended: false,
             recorded: false,
         }
@@ -155,6 +161,8 @@ struct Inline {
     /// mutex is there because a response body must be `Sync` and lol_html's rewriter is not.
     rw: std::sync::Mutex<PageRewriter>,
     stats: Arc<Stats>,
+    /// Runs while the origin pauses with prescan bytes held ([`PRESCAN_WAIT`]).
+    prescan: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
     recorded: bool,
 }
@@ -185,7 +193,26 @@ impl hyper::body::Body for Inline {
         let this = &mut *self;
         while !this.ended {
             match std::pin::Pin::new(&mut this.origin).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if !this.rw().holds_prescan() {
+                        return Poll::Pending;
+                    }
+                    let timer = this
+                        .prescan
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(PRESCAN_WAIT)));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.prescan = None;
+                    let rw = this.rw();
+                    rw.settle_now();
+                    let out = rw.take_output();
+                    if out.is_empty() {
+                        // The origin's waker is registered: its next bytes poll again.
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not relayed on rewritten pages (as before: the pump read data only).
                     let Ok(data) = frame.into_data() else { continue };
@@ -244,12 +271,25 @@ async fn pump(
     let mut reader = decoder(origin, coding);
     let mut enc = encoder(coding);
     let mut buf = vec![0u8; READ_SIZE];
+    let mut prescan_until = None;
     loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            break;
+        if rw.holds_prescan() {
+            let until = *prescan_until.get_or_insert_with(|| tokio::time::Instant::now() + PRESCAN_WAIT);
+            // `read` is cancel-safe: when the wait ends first, no byte is lost.
+            tokio::select! {
+                n = reader.read(&mut buf) => match n? {
+                    0 => break,
+                    n => rw.write(&buf[..n]),
+                },
+                () = tokio::time::sleep_until(until) => rw.settle_now(),
+            }
+        } else {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            rw.write(&buf[..n]);
         }
-        rw.write(&buf[..n]);
         let out = rw.take_output();
         let out = match &mut enc {
             Some((e, shared)) => {
@@ -275,4 +315,134 @@ async fn pump(
         let _ = tx.send(Ok(Frame::data(Bytes::from(out)))).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::html::DEFAULT_MEMORY_LIMIT;
+    use crate::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement};
+
+    /// An early flush: the start of a `<head>`, short of the prescan window and of anything that
+    /// settles it (`<meta charset>`, `</head>`, `<body>`).
+    const HEAD: &str = "<!doctype html><html><head><title>Call 555-010-0000</title>\n";
+    const REST: &str = "</head><body><p>Or call (555) 010-0000 today.</p></body></html>";
+
+    fn rewritten() -> String {
+        format!("{HEAD}{REST}")
+            .replace("555-010-0000", "555-010-1001")
+            .replace("(555) 010-0000", "(555) 010-1001")
+    }
+
+    fn rewriter() -> PageRewriter {
+        let rules = PageRules {
+            matcher: Arc::new(NumberMatcher::new(&[
+                PhoneNumber::parse("+1 555-010-0000", "US").unwrap()
+            ])),
+            exclude: vec!["[data-telswap-ignore]".into()],
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        };
+        let to = Arc::new(Replacement::new(
+            PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
+            "1",
+        ));
+        // No charset given: the prescan decides.
+        PageRewriter::new(&rules, to, None).unwrap()
+    }
+
+    type Origin = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
+    /// An origin body fed by hand: what is sent is what the origin has flushed so far.
+    fn origin() -> (Origin, ProxyBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        (tx, http_body_util::StreamBody::new(tokio_stream_from(rx)).boxed())
+    }
+
+    async fn send(tx: &Origin, bytes: &[u8]) {
+        tx.send(Ok(Frame::data(Bytes::copy_from_slice(bytes)))).await.unwrap();
+    }
+
+    /// The visitor's next frame while the origin is paused; fails (rather than hanging) when
+    /// the early flush is held back.
+    async fn next(body: &mut ProxyBody) -> Bytes {
+        let frame = tokio::time::timeout(PRESCAN_WAIT * 4, body.frame()).await;
+        let frame = frame.expect("the visitor got nothing while the origin paused");
+        frame.unwrap().unwrap().into_data().unwrap()
+    }
+
+    async fn rest_of(mut body: ProxyBody) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            out.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_flush_short_of_the_prescan_window_reaches_the_visitor_after_the_wait() {
+        let (tx, body) = origin();
+        let mut visitor = rewrite(body, Coding::Identity, rewriter(), Arc::new(Stats::default()));
+        send(&tx, HEAD.as_bytes()).await;
+        let start = tokio::time::Instant::now();
+        let first = next(&mut visitor).await;
+        // The origin has sent nothing more: this frame is the early flush, let go by the wait.
+        assert_eq!(start.elapsed(), PRESCAN_WAIT);
+        let first = String::from_utf8(first.to_vec()).unwrap();
+        assert!(first.contains("Call 555-010-1001"), "{first}");
+        send(&tx, REST.as_bytes()).await;
+        drop(tx);
+        let all = format!("{first}{}", String::from_utf8(rest_of(visitor).await).unwrap());
+        assert_eq!(all, rewritten());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_that_keep_coming_settle_the_prescan_without_the_wait() {
+        let (tx, body) = origin();
+        let mut visitor = rewrite(body, Coding::Identity, rewriter(), Arc::new(Stats::default()));
+        send(&tx, HEAD.as_bytes()).await;
+        let more = tokio::spawn(async move {
+            tokio::time::sleep(PRESCAN_WAIT / 5).await;
+            send(&tx, REST.as_bytes()).await;
+        });
+        let start = tokio::time::Instant::now();
+        let first = visitor.frame().await.unwrap().unwrap().into_data().unwrap();
+        // `</head>` arrived 100 ms in and settled it: no waiting out the rest of the 500 ms.
+        assert_eq!(start.elapsed(), PRESCAN_WAIT / 5);
+        more.await.unwrap();
+        let all = [first.to_vec(), rest_of(visitor).await].concat();
+        assert_eq!(String::from_utf8(all).unwrap(), rewritten());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_compressed_early_flush_also_passes_after_the_wait() {
+        let (tx, body) = origin();
+        let mut visitor = rewrite(body, Coding::Gzip, rewriter(), Arc::new(Stats::default()));
+        let mut gz = GzipEncoder::new(Vec::new());
+        gz.write_all(HEAD.as_bytes()).await.unwrap();
+        gz.flush().await.unwrap();
+        let flushed = gz.get_ref().len();
+        send(&tx, gz.get_ref()).await;
+        let start = tokio::time::Instant::now();
+        // The gzip header may go first; the page's first bytes come when the wait ends.
+        let mut first = Vec::new();
+        while start.elapsed() < PRESCAN_WAIT {
+            first.extend_from_slice(&next(&mut visitor).await);
+        }
+        assert_eq!(start.elapsed(), PRESCAN_WAIT);
+        let (mut so_far, mut buf) = (Vec::new(), [0u8; 256]);
+        let mut partial = GzipDecoder::new(&first[..]);
+        while let Ok(n @ 1..) = partial.read(&mut buf).await {
+            so_far.extend_from_slice(&buf[..n]);
+        }
+        let so_far = String::from_utf8(so_far).unwrap();
+        assert!(so_far.contains("Call 555-010-1001"), "{so_far:?}");
+        gz.write_all(REST.as_bytes()).await.unwrap();
+        gz.shutdown().await.unwrap();
+        send(&tx, &gz.get_ref()[flushed..]).await;
+        drop(tx);
+        let all = [first.to_vec(), rest_of(visitor).await].concat();
+        let mut plain = String::new();
+        GzipDecoder::new(&all[..]).read_to_string(&mut plain).await.unwrap();
+        assert_eq!(plain, rewritten());
+    }
 }

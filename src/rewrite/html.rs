@@ -3,7 +3,8 @@
 //! with the number handlers below for everything else (other charsets, complex selectors).
 //!
 //! Without a charset in `Content-Type` the page's first bytes decide, as a browser's prescan
-//! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it.
+//! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it,
+//! or the origin pauses for 500 ms short of that (`proxy::body::PRESCAN_WAIT`).
 //! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself.
 //!
 //! lol_html's handlers,
@@ -411,12 +412,26 @@ impl PageRewriter {
         }
     }
 
-    /// Ends the page, flushing anything still held.
-    pub fn end(&mut self) {
+    /// Whether page bytes are held for the charset prescan (some have arrived, not yet enough
+    /// to decide): the caller ends the wait with [`PageRewriter::settle_now`] if the origin
+    /// pauses.
+    pub fn holds_prescan(&self) -> bool {
+        matches!(&self.inner, Inner::Sniff { head, .. } if !head.is_empty())
+    }
+
+    /// Ends the charset prescan with the bytes that have arrived, as a browser does when the
+    /// page stops short of the window (HTML's encoding sniffing: "wait 500ms or 1024 bytes,
+    /// whichever came first"), so a page the origin flushes early reaches the visitor early.
+    pub fn settle_now(&mut self) {
         if let Inner::Sniff { head, .. } = &self.inner {
             let utf8 = sniff(head, true).unwrap_or(true);
             self.settle(utf8);
         }
+    }
+
+    /// Ends the page, flushing anything still held.
+    pub fn end(&mut self) {
+        self.settle_now();
         match &mut self.inner {
             Inner::Lol(rw) => rw.end(),
             Inner::Fast(rw) => rw.end(),
