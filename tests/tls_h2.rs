@@ -80,7 +80,7 @@ struct TwoSites {
     origin_a: Origin,
     origin_b: Origin,
     ca: CertificateDer<'static>,
-    _running: telswap::proxy::server::Running,
+    running: telswap::proxy::server::Running,
     _certs: tempfile::TempDir,
 }
 
@@ -96,7 +96,7 @@ async fn two_sites() -> TwoSites {
         origin_a,
         origin_b,
         ca,
-        _running: running,
+        running,
         _certs: certs,
     }
 }
@@ -271,6 +271,106 @@ async fn http1_over_tls_is_chosen_by_alpn_and_works() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|s| s.header("x-forwarded-proto") == Some("https")));
     assert_eq!(env.origin_a.connections(), 0);
+}
+
+/// An idle HTTP/1.1 keep-alive connection over TLS sheds hyper's buffers as a plain one does
+/// (parked: `connections_idle`), and its next request on the same TLS session is served.
+#[tokio::test]
+async fn an_idle_tls_keep_alive_connection_is_parked_and_serves_its_next_request() {
+    use std::sync::atomic::Ordering;
+    let env = two_sites().await;
+    let stats = env.running.proxy.stats.clone();
+    let tls = connect(env.https, "b.test", client_config(&env.ca, &[b"http/1.1"]))
+        .await
+        .expect("TLS handshake");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    for round in 0..3 {
+        let req = Request::get(format!("/?{TRACKED_QUERY}"))
+            .header("host", "b.test")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+            .await
+            .expect("deadline")
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK, "round {round}");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body, rewritten("B", "2002").as_bytes(), "round {round}");
+        tokio::time::timeout(DEADLINE, async {
+            while stats.connections_idle.load(Ordering::Relaxed) != 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the TLS connection was not parked"));
+        assert_eq!(
+            stats.connections_open.load(Ordering::Relaxed),
+            1,
+            "round {round}: one connection"
+        );
+    }
+    assert_eq!(env.origin_b.requests().len(), 3);
+}
+
+/// A WebSocket switch over TLS tunnels through the parked-connection loop's own upgrade.
+#[tokio::test]
+async fn a_websocket_switch_over_tls_tunnels() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (certs, ca) = make_certs(&["b.test"]);
+    let origin = Origin::start(vec![("/", Route::html(&page("B"))), ("/ws", Route::WebSocketEcho)]).await;
+    let running = start_proxy_with(
+        &[("b", site_rules(&["b.test"], &origin.url(), "", TRACKING_B))],
+        Some(certs.path()),
+    )
+    .await;
+    let mut tls = connect(
+        running.https.expect("HTTPS"),
+        "b.test",
+        client_config(&ca, &[b"http/1.1"]),
+    )
+    .await
+    .expect("TLS handshake");
+    tokio::time::timeout(DEADLINE, async {
+        // A page first, so the switch comes on a connection that has been parked.
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        // The whole response: the page, and with chunked coding its last chunk too.
+        let done = |got: &[u8]| {
+            let text = String::from_utf8_lossy(got).to_ascii_lowercase();
+            text.contains("</html>")
+                && (!text.contains("transfer-encoding: chunked") || text.ends_with("\r\n0\r\n\r\n"))
+        };
+        while !done(&got) {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the page ended");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        tls.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: b.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            assert_eq!(tls.read(&mut b).await.unwrap(), 1, "closed before the switch");
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        for msg in [b"\x81\x05hello".as_slice(), &[b'y'; 30_000]] {
+            tls.write_all(msg).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            tls.read_exact(&mut back).await.unwrap();
+            assert!(back == msg, "the tunnel changed the bytes");
+        }
+    })
+    .await
+    .expect("switched and echoed within the deadline");
 }
 
 /// A client that accepts any certificate for any name: it fails a handshake only when the server

@@ -583,7 +583,7 @@ impl Admin {
         for (name, help, v) in [
             (
                 "connections_open",
-                "Plain-HTTP client connections open now.",
+                "Client connections (plain and TLS, after the handshake) open now.",
                 &s.connections_open,
             ),
             (

@@ -1,5 +1,6 @@
-//! Plain HTTP connections: HTTP/1.1 with idle keep-alive connections parked without buffers,
-//! and HTTP/2 by prior knowledge (h2c).
+//! Client connections, plain or TLS: HTTP/1.1 with idle keep-alive connections parked without
+//! hyper's buffers, and HTTP/2 (by prior knowledge on plain connections, by ALPN on TLS, where a
+//! client that chose h2 sends the same preface first).
 //!
 //! Why not hand the socket to one hyper connection for its whole life: hyper's HTTP/1 connection
 //! keeps an 8 KiB read buffer, an 8 KiB header write buffer and its dispatcher for as long as
@@ -55,8 +56,79 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// what the connection loop needs to know of how hyper last used it.
 pub struct Socket {
     pre: Bytes,
-    tcp: TcpStream,
+    tcp: Transport,
     state: Arc<ConnState>,
+}
+
+/// The byte stream under a connection. A parked TLS connection keeps rustls' state (keys, and a
+/// 4 KiB record buffer rustls shrinks to when it is empty) but, as a plain one, none of hyper's.
+pub enum Transport {
+    Plain(TcpStream),
+    /// Boxed: rustls' connection state is large, and most connections in a test or a benchmark
+    /// are plain.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    /// Waits until the client sends more. A TLS stream is parked only after hyper's read came
+    /// back empty-handed (no plaintext left in rustls, [`ConnState::can_park`]), so what comes
+    /// next comes on the socket.
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.readable().await,
+            Transport::Tls(tls) => tls.get_ref().0.readable().await,
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Transport::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Transport::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Transport::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(tcp) => tcp.is_write_vectored(),
+            Transport::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Transport::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Transport::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+        }
+    }
 }
 
 /// What one round of a plain HTTP/1 connection (one hyper connection) has been doing.
@@ -195,16 +267,17 @@ impl AsyncWrite for Socket {
     }
 }
 
-/// The hyper settings for plain connections.
+/// The hyper settings for client connections.
 pub struct Builders {
     pub http1: http1::Builder,
     pub http2: http2::Builder<TokioExecutor>,
 }
 
-/// Serves one plain connection until it closes, the client goes quiet for [`KEEP_ALIVE_IDLE`]
-/// between requests, or `stop` is cancelled (in-flight responses finish first).
-pub async fn serve_plain(
-    tcp: TcpStream,
+/// Serves one connection (plain, or TLS after its handshake) until it closes, the client goes
+/// quiet for [`KEEP_ALIVE_IDLE`] between requests, or `stop` is cancelled (in-flight responses
+/// finish first).
+pub async fn serve_client(
+    tcp: Transport,
     proxy: Arc<Proxy>,
     info: ConnInfo,
     builders: Arc<Builders>,
@@ -409,8 +482,7 @@ async fn serve_h2(
 /// of the service's future for the connection's whole life.
 type Handling = Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
 
-/// The proxy as a hyper service for one connection (HTTP/2, and TLS connections of either
-/// version).
+/// The proxy as a hyper service for one HTTP/2 connection.
 pub fn service(
     proxy: Arc<Proxy>,
     info: ConnInfo,

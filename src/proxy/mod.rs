@@ -475,8 +475,9 @@ fn headers_coding(parts: &http::response::Parts) -> Option<body::Coding> {
     body::Coding::from_header(v)
 }
 
-/// The visitor's side of a protocol switch: hyper's upgrade (TLS and HTTP/2 connections), or the
-/// socket itself from a plain connection ([`conn::ManualUpgrade`]).
+/// The visitor's side of a protocol switch: the socket itself from the connection loop
+/// ([`conn::ManualUpgrade`], plain or TLS), or hyper's upgrade where a connection is served
+/// by hyper alone.
 enum ClientUpgrade {
     Hyper(hyper::upgrade::OnUpgrade),
     Manual(conn::ManualUpgrade),

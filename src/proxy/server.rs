@@ -1,21 +1,20 @@
-//! Listeners: accept loops for plain HTTP ([`super::conn`]: HTTP/1.1 with parked keep-alive
-//! connections, h2c) and HTTPS (HTTP/1.1 and HTTP/2 by ALPN), graceful shutdown, and `SIGHUP`
-//! reload of rules and certificates.
+//! Listeners: accept loops for plain HTTP and HTTPS (the TLS handshake, then the same
+//! connection loop, [`super::conn`]: HTTP/1.1 with parked keep-alive connections, HTTP/2),
+//! graceful shutdown, and `SIGHUP` reload of rules and certificates.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn::{self, Builders};
+use super::conn::{self, Builders, Transport};
 use super::tls::SniResolver;
 use super::{ConnInfo, Proxy};
 
@@ -25,8 +24,8 @@ use super::{ConnInfo, Proxy};
 /// nginx accepts by default (4 × 8 KiB).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The HTTP/1 settings, for hyper's own builder and hyper-util's `auto` one alike. The header
-/// read timeout bounds a slow client's request head (slowloris).
+/// The HTTP/1 settings. The header read timeout bounds a slow client's request head
+/// (slowloris).
 macro_rules! http1_settings {
     ($b:expr) => {
         $b.timer(TokioTimer::new())
@@ -44,16 +43,8 @@ macro_rules! http2_settings {
     };
 }
 
-/// For TLS connections: HTTP/1.1 or HTTP/2 as ALPN chose.
-fn builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    http1_settings!(b.http1());
-    http2_settings!(b.http2());
-    b
-}
-
-/// For plain connections ([`conn::serve_plain`]).
-fn plain_builders() -> Builders {
+/// For every connection ([`conn::serve_client`]).
+fn builders() -> Builders {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1_settings!(http1);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -82,8 +73,7 @@ async fn serve(
     proxy: Arc<Proxy>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tls_builder = Arc::new(builder());
-    let plain = Arc::new(plain_builders());
+    let builders = Arc::new(builders());
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     loop {
@@ -106,25 +96,27 @@ async fn serve(
             tls: acceptor.is_some(),
         };
         // Separate tasks for plain and TLS connections: a task's allocation is the size of its
-        // whole future, so a plain connection does not carry room for a TLS stream's state.
+        // whole future, so a plain connection does not carry room for a TLS handshake's state.
+        let builders = builders.clone();
         match acceptor.clone() {
-            Some(acceptor) => {
-                let builder = tls_builder.clone();
-                tasks.spawn(async move {
-                    let tls = tokio::select! {
-                        r = acceptor.accept(stream) => match r {
-                            Ok(tls) => tls,
-                            Err(e) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                        },
-                        _ = stop.cancelled() => return,
-                    };
-                    let svc = conn::service(proxy, info);
-                    let conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), svc));
-                    let r = conn::with_graceful_stop(conn, &stop, |c| c.graceful_shutdown()).await;
-                    conn::log_end(remote, r);
-                })
-            }
-            None => tasks.spawn(conn::serve_plain(stream, proxy, info, plain.clone(), stop)),
+            Some(acceptor) => tasks.spawn(async move {
+                let tls = tokio::select! {
+                    r = acceptor.accept(stream) => match r {
+                        Ok(tls) => tls,
+                        Err(e) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                    },
+                    _ = stop.cancelled() => return,
+                };
+                // An h2 client (ALPN `h2`) starts with the HTTP/2 preface, which the loop detects.
+                conn::serve_client(Transport::Tls(Box::new(tls)), proxy, info, builders, stop).await
+            }),
+            None => tasks.spawn(conn::serve_client(
+                Transport::Plain(stream),
+                proxy,
+                info,
+                builders,
+                stop,
+            )),
         };
     }
     drop(listener);

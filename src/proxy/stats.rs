@@ -28,7 +28,7 @@ pub struct Stats {
     pub rewritten_lol_html: AtomicU64,
     pub swapped: AtomicU64,
     pub bail_outs: AtomicU64,
-    /// Plain-HTTP connections open now (gauge).
+    /// Client connections open now, plain and TLS after the handshake (gauge).
     pub connections_open: AtomicU64,
     /// Of those, keep-alive connections parked between requests, holding no HTTP buffers.
     pub connections_idle: AtomicU64,
