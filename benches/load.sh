@@ -18,7 +18,8 @@
 # - throughput: wrk -t1 -cC -dD on each proxy, alternating ROUNDS times (T N, N T, T N, ...);
 # - latency: paced wrk (benches/load/paced.lua) at half of nginx sub_filter's saturation rate
 #   from the same run, on direct-to-origin, telswap and nginx, alternating ROUNDS times;
-# - idle: a fresh telswap, IDLE_CONNS keep-alive connections each after one request, RSS;
+# - idle: a fresh telswap, IDLE_CONNS keep-alive connections each after one request, RSS; then
+#   the same over HTTPS (a self-signed certificate made with the openssl command);
 # - big page: a fresh telswap streaming the BIG_MB page, RSS growth (peak VmHWM minus before);
 # - engine: `cargo bench --bench rewrite` on numbers-heavy, telswap / lol_html no-op handlers.
 set -euo pipefail
@@ -56,10 +57,10 @@ done
 log() { printf '[load] %s\n' "$*" >&2; }
 
 # Tools: Debian's nginx and wrk when missing.
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v openssl >/dev/null; then
   log "installing nginx and wrk"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q && apt-get install -y -q nginx wrk
+  apt-get update -q && apt-get install -y -q nginx wrk openssl
 fi
 NGINX=$(command -v nginx)
 if [ "$PIN" = 1 ] && [ "$(nproc)" -ge 2 ]; then
@@ -191,13 +192,15 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 PIDS+=($!)
 "${PROXY_CPU[@]}" "$NGINX" -p "$W" -c "$W/nginx.conf" 2>>"$W/logs/nginx.err" &
 PIDS+=($!)
-start_telswap() { # PORT DATA [ENGINE] -> sets TS_PID
-  TELSWAP_ENGINE=${3:-auto} TELSWAP_ADMIN_TOKEN=$(head -c 18 /dev/urandom | base64) "${PROXY_CPU[@]}" "$W/telswap" serve \
-    --rules "$W/rules" --listen "127.0.0.1:$1" --admin 127.0.0.1:0 --data "$2" --threads 1 \
+start_telswap() { # PORT DATA [ENGINE [MORE ARGS...]] -> sets TS_PID
+  local port=$1 data=$2 engine=${3:-auto}
+  shift $(($# < 3 ? $# : 3))
+  TELSWAP_ENGINE=$engine TELSWAP_ADMIN_TOKEN=$(head -c 18 /dev/urandom | base64) "${PROXY_CPU[@]}" "$W/telswap" serve \
+    --rules "$W/rules" --listen "127.0.0.1:$port" --admin 127.0.0.1:0 --data "$data" --threads 1 "$@" \
     >>"$W/logs/telswap.out" 2>>"$W/logs/telswap.err" &
   TS_PID=$!
   PIDS+=("$TS_PID")
-  wait_port "$1"
+  wait_port "$port"
 }
 start_telswap "$P_TSL" "$W/data-lol" lol_html
 TSL_PID=$TS_PID
@@ -261,6 +264,17 @@ log "idle: $IDLE keep-alive connections, held ${HOLD} s"
 start_telswap "$P_TS2" "$W/data-idle"
 for _ in 1 2 3; do curl -sf -o /dev/null "http://127.0.0.1:$P_TS2/small.html"; done
 IDLE_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TS2" /small.html "$IDLE" "$HOLD" "$TS_PID" | grep '^RESULT')
+kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+
+# The same over HTTPS: idle TLS connections keep rustls' state on top.
+log "idle over TLS: $IDLE keep-alive connections, held ${HOLD} s"
+mkdir -p "$W/certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost -keyout "$W/certs/localhost.key" -out "$W/certs/localhost.crt" 2>/dev/null
+P_TLS=$(free_port)
+start_telswap "$(free_port)" "$W/data-idle-tls" auto --tls-listen "127.0.0.1:$P_TLS" --certs "$W/certs"
+wait_port "$P_TLS"
+IDLE_TLS_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TLS" /small.html "$IDLE" "$HOLD" "$TS_PID" tls | grep '^RESULT')
 kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
 
 # The big page: a fresh telswap; peak RSS (VmHWM, reset first) against RSS before.
@@ -334,6 +348,8 @@ pass() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo MISS; fi; }
 read -r _ RATIO ADDED ERRS < <(grep '^VALUES' "$W/report.txt" | tr '=' ' ' | awk '{print $1, $3, $5, $7}')
 read -r _ I_BEFORE I_OPEN I_OPENED I_STILL I_HOLD <<< "$IDLE_RES"
 I_MB=$(awk -v k="$I_OPEN" 'BEGIN {printf "%.1f", k/1024}')
+read -r _ T_BEFORE T_OPEN T_OPENED T_STILL T_HOLD <<< "$IDLE_TLS_RES"
+T_MB=$(awk -v k="$T_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
 
 echo
@@ -344,6 +360,7 @@ echo
 grep -v '^VALUES' "$W/report.txt"
 echo
 echo "idle: $I_OPENED of $IDLE keep-alive connections open after one request each; telswap RSS ${I_BEFORE} KiB before, ${I_OPEN} KiB with them open; $I_STILL still open after ${I_HOLD} s idle"
+echo "idle over TLS: $T_OPENED of $IDLE keep-alive HTTPS connections open after one request each; telswap RSS ${T_BEFORE} KiB before, ${T_OPEN} KiB with them open; $T_STILL still open after ${T_HOLD} s idle"
 echo "big page: $BIG_BYTES bytes, $BIG_SWAPS swapped, $BIG_LEFT left; telswap RSS ${BIG_BEFORE} KiB before, peak ${BIG_PEAK} KiB: growth ${B_GROWTH} MiB"
 echo "engine: $ENGINE_LINE"
 echo
@@ -354,5 +371,6 @@ if [ -n "$ENGINE_PCT" ]; then
   echo "  engine >= 75% of lol_html no-op handlers          ${ENGINE_PCT}%   $(pass "$ENGINE_PCT >= 75")"
 fi
 echo "  $IDLE idle keep-alive connections < 200 MB RSS    ${I_MB} MiB  $(pass "$I_OPENED == $IDLE && $I_OPEN < 200*1024")"
+echo "  $IDLE idle keep-alive HTTPS connections < 200 MB  ${T_MB} MiB  $(pass "$T_OPENED == $IDLE && $T_OPEN < 200*1024")"
 echo "  ${BIG_MB} MB page < 20 MB RSS growth                 ${B_GROWTH} MiB   $(pass "$B_GROWTH < 20 && $BIG_SWAPS > 0 && $BIG_LEFT == 0")"
 echo "  errors (socket + non-2xx) in all wrk runs         $ERRS"

@@ -3,16 +3,25 @@
 then leaves every connection open and idle; measures the server's resident memory (VmRSS) before
 and with the connections open, and how many the server still holds after HOLD seconds.
 
-usage: idle.py HOST PORT PATH N HOLD_S SERVER_PID
+usage: idle.py HOST PORT PATH N HOLD_S SERVER_PID [tls]
+With `tls`, every connection is HTTPS (HTTP/1.1 by ALPN, SNI "localhost", the certificate not
+checked: the figure is the server's memory, not its identity).
 Prints: RESULT rss_before_kib rss_open_kib open_after_requests open_after_hold hold_s
 """
 import asyncio
 import resource
+import ssl
 import sys
 import time
 
 host, port, path, n, hold, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(
     sys.argv[5]), int(sys.argv[6])
+tls = None
+if sys.argv[7:] == ["tls"]:
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    tls.set_alpn_protocols(["http/1.1"])
 
 
 def rss_kib():
@@ -48,7 +57,10 @@ async def read_response(r):
 async def one(sem, conns, errors):
     async with sem:
         try:
-            r, w = await asyncio.open_connection(host, port)
+            if tls:
+                r, w = await asyncio.open_connection(host, port, ssl=tls, server_hostname="localhost")
+            else:
+                r, w = await asyncio.open_connection(host, port)
             w.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: idle-check\r\n"
                     f"Accept: text/html\r\n\r\n".encode())
             status = await read_response(r)
