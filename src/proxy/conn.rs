@@ -48,15 +48,15 @@ use super::{ConnInfo, Proxy, ProxyBody};
 /// `keepalive_timeout` default is 75 s.
 pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(30);
 
-/// The HTTP/2 connection preface (RFC 9113 §3.4): a plain connection that starts with it speaks
-/// HTTP/2 by prior knowledge.
+/// The HTTP/2 connection preface (RFC 9113 §3.4): a connection that starts with it speaks
+/// HTTP/2 (by prior knowledge on a plain connection, as ALPN agreed on a TLS one).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The client's socket, with the bytes already read from it but not yet consumed in front, and
 /// what the connection loop needs to know of how hyper last used it.
 pub struct Socket {
     pre: Bytes,
-    tcp: Transport,
+    io: Transport,
     state: Arc<ConnState>,
 }
 
@@ -131,7 +131,7 @@ impl AsyncWrite for Transport {
     }
 }
 
-/// What one round of a plain HTTP/1 connection (one hyper connection) has been doing.
+/// What one round of an HTTP/1 connection (one hyper connection) has been doing.
 #[derive(Default)]
 struct ConnState {
     /// Requests whose response has not been dropped by hyper yet (hyper drops a response body
@@ -228,7 +228,7 @@ impl AsyncRead for Socket {
             self.pre.advance(n);
             return Poll::Ready(Ok(()));
         }
-        let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
         self.state.read_pending.store(r.is_pending(), Ordering::Relaxed);
         r
     }
@@ -237,7 +237,7 @@ impl AsyncRead for Socket {
 impl AsyncWrite for Socket {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.state.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -246,16 +246,16 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.state.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // hyper flushes the socket only once its own write buffer is empty.
-        let r = Pin::new(&mut self.tcp).poll_flush(cx);
+        let r = Pin::new(&mut self.io).poll_flush(cx);
         if r.is_ready() {
             self.state.flushed.store(true, Ordering::Relaxed);
         }
@@ -263,7 +263,7 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -277,7 +277,7 @@ pub struct Builders {
 /// quiet for [`KEEP_ALIVE_IDLE`] between requests, or `stop` is cancelled (in-flight responses
 /// finish first).
 pub async fn serve_client(
-    tcp: Transport,
+    io: Transport,
     proxy: Arc<Proxy>,
     info: ConnInfo,
     builders: Arc<Builders>,
@@ -288,7 +288,7 @@ pub async fn serve_client(
     let state = Arc::new(ConnState::default());
     let mut socket = Socket {
         pre: Bytes::new(),
-        tcp,
+        io,
         state,
     };
     match sniff_h2(&mut socket, &stop).await {
@@ -306,7 +306,7 @@ pub async fn serve_client(
         if socket.pre.is_empty() {
             let _idle = Gauge::up(&stats.connections_idle);
             tokio::select! {
-                r = socket.tcp.readable() => if let Err(e) = r {
+                r = socket.io.readable() => if let Err(e) = r {
                     return log_end(info.remote, Err(e));
                 },
                 _ = tokio::time::sleep(KEEP_ALIVE_IDLE) => return close(socket).await,
@@ -448,7 +448,7 @@ async fn sniff_h2(socket: &mut Socket, stop: &CancellationToken) -> io::Result<O
     let deadline = tokio::time::Instant::now() + KEEP_ALIVE_IDLE;
     while n < buf.len() && buf[..n] == H2_PREFACE[..n] {
         let read = tokio::select! {
-            r = socket.tcp.read(&mut buf[n..]) => r?,
+            r = socket.io.read(&mut buf[n..]) => r?,
             _ = tokio::time::sleep_until(deadline) => 0,
             _ = stop.cancelled() => 0,
         };
@@ -516,7 +516,7 @@ where
 }
 
 async fn close(mut socket: Socket) {
-    let _ = socket.tcp.shutdown().await;
+    let _ = socket.io.shutdown().await;
 }
 
 pub fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {
