@@ -216,8 +216,12 @@ impl hyper::body::Body for Inline {
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not relayed on rewritten pages (as before: the pump read data only).
                     let Ok(data) = frame.into_data() else { continue };
+                    this.rw().write(&data);
+                    if this.prescan.is_some() && !this.rw().holds_prescan() {
+                        // The bytes settled it first: the timer is not needed any more.
+                        this.prescan = None;
+                    }
                     let rw = this.rw();
-                    rw.write(&data);
                     let out = rw.take_output();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));

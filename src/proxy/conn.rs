@@ -515,8 +515,13 @@ where
     conn.await
 }
 
+/// How long closing a connection may wait to send its last bytes: a TLS close_notify cannot
+/// leave while a client that stopped reading keeps the send window shut, and the task (with the
+/// socket and rustls' state) would wait for it forever.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 async fn close(mut socket: Socket) {
-    let _ = socket.io.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.io.shutdown()).await;
 }
 
 pub fn log_end<E: std::fmt::Display>(remote: SocketAddr, result: Result<(), E>) {

@@ -101,7 +101,9 @@ async fn serve(
         match acceptor.clone() {
             Some(acceptor) => tasks.spawn(async move {
                 let tls = tokio::select! {
-                    r = acceptor.accept(stream) => match r {
+                    // Boxed: the handshake's state is freed when it ends, instead of keeping a
+                    // slot in this task for the connection's whole life.
+                    r = Box::pin(acceptor.accept(stream)) => match r {
                         Ok(tls) => tls,
                         Err(e) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                     },

@@ -422,6 +422,9 @@ impl PageRewriter {
     /// Ends the charset prescan with the bytes that have arrived, as a browser does when the
     /// page stops short of the window (HTML's encoding sniffing: "wait 500ms or 1024 bytes,
     /// whichever came first"), so a page the origin flushes early reaches the visitor early.
+    /// A `<meta charset>` of another encoding arriving after that is not honoured (a browser
+    /// would reparse; a stream cannot): the byte-level engine then reads the page as UTF-8,
+    /// which for an ASCII-compatible charset still finds and swaps the ASCII digits of numbers.
     pub fn settle_now(&mut self) {
         if let Inner::Sniff { head, .. } = &self.inner {
             let utf8 = sniff(head, true).unwrap_or(true);
