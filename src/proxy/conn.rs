@@ -39,6 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use super::{ConnInfo, Proxy, ProxyBody};
@@ -60,74 +61,18 @@ pub struct Socket {
     state: Arc<ConnState>,
 }
 
-/// The byte stream under a connection. A parked TLS connection keeps rustls' state (keys, and a
+/// The byte stream under a connection: `Left` a plain TCP socket, `Right` a TLS stream (boxed:
+/// rustls' connection state is large). A parked TLS connection keeps rustls' state (keys, and a
 /// 4 KiB record buffer rustls shrinks to when it is empty) but, as a plain one, none of hyper's.
-pub enum Transport {
-    Plain(TcpStream),
-    /// Boxed: rustls' connection state is large, and most connections in a test or a benchmark
-    /// are plain.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
+pub type Transport = Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
 
-impl Transport {
-    /// Waits until the client sends more. A TLS stream is parked only after hyper's read came
-    /// back empty-handed (no plaintext left in rustls, [`ConnState::can_park`]), so what comes
-    /// next comes on the socket.
-    async fn readable(&self) -> io::Result<()> {
-        match self {
-            Transport::Plain(tcp) => tcp.readable().await,
-            Transport::Tls(tls) => tls.get_ref().0.readable().await,
-        }
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Transport::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Transport::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Transport::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Transport::Plain(tcp) => tcp.is_write_vectored(),
-            Transport::Tls(tls) => tls.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            Transport::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Transport::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
-        }
+/// Waits until the client sends more. A TLS stream is parked only after hyper's read came back
+/// empty-handed (no plaintext left in rustls, [`ConnState::can_park`]), so what comes next comes
+/// on the socket.
+async fn readable(io: &Transport) -> io::Result<()> {
+    match io {
+        Either::Left(tcp) => tcp.readable().await,
+        Either::Right(tls) => tls.get_ref().0.readable().await,
     }
 }
 
@@ -306,7 +251,7 @@ pub async fn serve_client(
         if socket.pre.is_empty() {
             let _idle = Gauge::up(&stats.connections_idle);
             tokio::select! {
-                r = socket.io.readable() => if let Err(e) = r {
+                r = readable(&socket.io) => if let Err(e) = r {
                     return log_end(info.remote, Err(e));
                 },
                 _ = tokio::time::sleep(KEEP_ALIVE_IDLE) => return close(socket).await,

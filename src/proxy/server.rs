@@ -11,10 +11,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn::{self, Builders, Transport};
+use super::conn::{self, Builders};
 use super::tls::SniResolver;
 use super::{ConnInfo, Proxy};
 
@@ -110,15 +111,9 @@ async fn serve(
                     _ = stop.cancelled() => return,
                 };
                 // An h2 client (ALPN `h2`) starts with the HTTP/2 preface, which the loop detects.
-                conn::serve_client(Transport::Tls(Box::new(tls)), proxy, info, builders, stop).await
+                conn::serve_client(Either::Right(Box::new(tls)), proxy, info, builders, stop).await
             }),
-            None => tasks.spawn(conn::serve_client(
-                Transport::Plain(stream),
-                proxy,
-                info,
-                builders,
-                stop,
-            )),
+            None => tasks.spawn(conn::serve_client(Either::Left(stream), proxy, info, builders, stop)),
         };
     }
     drop(listener);
