@@ -203,29 +203,14 @@ impl hyper::body::Body for Inline {
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    this.prescan = None;
-                    let rw = this.rw();
-                    rw.settle_now();
-                    let out = rw.take_output();
-                    if out.is_empty() {
-                        // The origin's waker is registered: its next bytes poll again.
-                        return Poll::Pending;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    // The origin paused past the wait: what has arrived decides. With nothing
+                    // to send yet, the loop polls the origin again, which registers its waker.
+                    this.rw().settle_now();
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers are not relayed on rewritten pages (as before: the pump read data only).
                     let Ok(data) = frame.into_data() else { continue };
                     this.rw().write(&data);
-                    if this.prescan.is_some() && !this.rw().holds_prescan() {
-                        // The bytes settled it first: the timer is not needed any more.
-                        this.prescan = None;
-                    }
-                    let rw = this.rw();
-                    let out = rw.take_output();
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.ended = true;
@@ -238,11 +223,15 @@ impl hyper::body::Body for Inline {
                     this.ended = true;
                     this.rw().end();
                     this.record_once();
-                    let out = this.rw().take_output();
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
                 }
+            }
+            if !this.rw().holds_prescan() {
+                // Settled (by the wait or by the bytes): the timer is not needed any more.
+                this.prescan = None;
+            }
+            let out = this.rw().take_output();
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
             }
         }
         Poll::Ready(None)
@@ -277,22 +266,21 @@ async fn pump(
     let mut buf = vec![0u8; READ_SIZE];
     let mut prescan_until = None;
     loop {
-        if rw.holds_prescan() {
+        // `None`: the prescan wait ran out before the origin's next bytes.
+        let read = if rw.holds_prescan() {
             let until = *prescan_until.get_or_insert_with(|| tokio::time::Instant::now() + PRESCAN_WAIT);
             // `read` is cancel-safe: when the wait ends first, no byte is lost.
             tokio::select! {
-                n = reader.read(&mut buf) => match n? {
-                    0 => break,
-                    n => rw.write(&buf[..n]),
-                },
-                () = tokio::time::sleep_until(until) => rw.settle_now(),
+                n = reader.read(&mut buf) => Some(n?),
+                () = tokio::time::sleep_until(until) => None,
             }
         } else {
-            let n = reader.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            rw.write(&buf[..n]);
+            Some(reader.read(&mut buf).await?)
+        };
+        match read {
+            Some(0) => break,
+            Some(n) => rw.write(&buf[..n]),
+            None => rw.settle_now(),
         }
         let out = rw.take_output();
         let out = match &mut enc {
