@@ -89,19 +89,6 @@ fn complete_response_len(buf: &[u8]) -> Option<usize> {
     Some(head_end)
 }
 
-/// Waits until the proxy counts `n` parked connections (parking follows the response's flush
-/// on the proxy's side, a moment after the client has read it).
-async fn until_idle(proxy: &Running, n: u64) {
-    tokio::time::timeout(DEADLINE, async {
-        while proxy.proxy.stats.connections_idle.load(Ordering::Relaxed) != n {
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{n} parked connection(s) expected"));
-}
-
 /// A connection that has had one response and is parked.
 async fn parked_connection(proxy: &Running) -> (TcpStream, Vec<u8>) {
     let mut s = TcpStream::connect(proxy.http).await.unwrap();

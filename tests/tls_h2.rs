@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -241,30 +242,43 @@ async fn h2_request_for_a_host_not_served_is_421() {
     assert_eq!(env.origin_a.connections() + env.origin_b.connections(), 0);
 }
 
+/// An HTTP/1.1 connection over TLS to `b.test` offering `alpn`, and the protocol ALPN chose.
+async fn h1_session(env: &TwoSites, alpn: &[&[u8]]) -> (SendRequest<Empty<Bytes>>, Option<Vec<u8>>) {
+    let tls = connect(env.https, "b.test", client_config(&env.ca, alpn))
+        .await
+        .expect("TLS handshake");
+    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    (send, negotiated)
+}
+
+/// One tracked GET of `b.test/` on `send`: the response's version, status and whole body.
+async fn h1_get_b(send: &mut SendRequest<Empty<Bytes>>) -> (Version, StatusCode, Bytes) {
+    let req = Request::get(format!("/?{TRACKED_QUERY}"))
+        .header("host", "b.test")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .expect("deadline")
+        .expect("response");
+    let (version, status) = (resp.version(), resp.status());
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (version, status, body)
+}
+
 #[tokio::test]
 async fn http1_over_tls_is_chosen_by_alpn_and_works() {
     let env = two_sites().await;
     for alpn in [&[b"http/1.1".as_slice()][..], &[]] {
-        let tls = connect(env.https, "b.test", client_config(&env.ca, alpn))
-            .await
-            .expect("TLS handshake");
-        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let (mut send, negotiated) = h1_session(&env, alpn).await;
         assert_ne!(negotiated.as_deref(), Some(b"h2".as_slice()), "h2 was not offered");
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(conn);
-        let req = Request::get(format!("/?{TRACKED_QUERY}"))
-            .header("host", "b.test")
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
-            .await
-            .expect("deadline")
-            .expect("response");
-        assert_eq!(resp.version(), Version::HTTP_11);
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let (version, status, body) = h1_get_b(&mut send).await;
+        assert_eq!(version, Version::HTTP_11);
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(body, rewritten("B", "2002").as_bytes());
     }
     let seen = env.origin_b.requests();
@@ -280,32 +294,12 @@ async fn an_idle_tls_keep_alive_connection_is_parked_and_serves_its_next_request
     use std::sync::atomic::Ordering;
     let env = two_sites().await;
     let stats = env.running.proxy.stats.clone();
-    let tls = connect(env.https, "b.test", client_config(&env.ca, &[b"http/1.1"]))
-        .await
-        .expect("TLS handshake");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(conn);
+    let (mut send, _) = h1_session(&env, &[b"http/1.1"]).await;
     for round in 0..3 {
-        let req = Request::get(format!("/?{TRACKED_QUERY}"))
-            .header("host", "b.test")
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
-            .await
-            .expect("deadline")
-            .expect("response");
-        assert_eq!(resp.status(), StatusCode::OK, "round {round}");
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        let (_, status, body) = h1_get_b(&mut send).await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
         assert_eq!(body, rewritten("B", "2002").as_bytes(), "round {round}");
-        tokio::time::timeout(DEADLINE, async {
-            while stats.connections_idle.load(Ordering::Relaxed) != 1 {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("round {round}: the TLS connection was not parked"));
+        until_idle(&env.running, 1).await;
         assert_eq!(
             stats.connections_open.load(Ordering::Relaxed),
             1,

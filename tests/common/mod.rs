@@ -399,6 +399,19 @@ pub async fn start_proxy(site: String) -> Running {
     start_proxy_with(&[("site", site)], None).await
 }
 
+/// Waits until the proxy counts `n` parked connections (parking follows the response's flush
+/// on the proxy's side, a moment after the client has read it).
+pub async fn until_idle(proxy: &Running, n: u64) {
+    tokio::time::timeout(DEADLINE, async {
+        while proxy.proxy.stats.connections_idle.load(Ordering::Relaxed) != n {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} parked connection(s) expected"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client
 
