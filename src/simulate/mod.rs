@@ -326,12 +326,14 @@ impl Report {
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 
+    /// Nimbata's rule among the sizing rules.
+    pub fn nimbata(&self) -> Option<&RuleSize> {
+        self.rules.iter().find(|r| r.rule == "Nimbata")
+    }
+
     /// Ours' accuracy at Nimbata's size, and the ceiling there.
     pub fn at_nimbata(&self) -> Option<(f64, f64)> {
-        self.rules
-            .iter()
-            .find(|r| r.rule == "Nimbata")
-            .map(|r| (r.ours, r.ceiling))
+        self.nimbata().map(|r| (r.ours, r.ceiling))
     }
 }
 

@@ -263,7 +263,7 @@ pub fn render(r: &Report) -> String {
         pct(o.target),
         "ours",
         "naive",
-        r.rules.iter().find(|x| x.rule == "Nimbata").map_or(0, |x| x.size)
+        r.nimbata().map_or(0, |x| x.size)
     );
     for b in &r.by_idle {
         let mark = if b.idle_timeout == o.idle_timeout {
