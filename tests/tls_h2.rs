@@ -156,13 +156,7 @@ async fn h2_routes_each_sni_host_to_its_own_site_and_rewrites() {
 #[tokio::test]
 async fn h2_serves_concurrent_streams_on_one_connection() {
     let env = two_sites().await;
-    let tls = connect(env.https, "a.test", client_config(&env.ca, &[b"h2"]))
-        .await
-        .expect("TLS handshake");
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .expect("HTTP/2 handshake");
-    tokio::spawn(conn);
+    let send = h2_connect(&env, "a.test").await;
     let mut streams = Vec::new();
     for i in 0..8 {
         let mut send = send.clone();
@@ -177,13 +171,15 @@ async fn h2_serves_concurrent_streams_on_one_connection() {
         }));
     }
     for s in streams {
-        let body = tokio::time::timeout(DEADLINE, s)
-            .await
-            .expect("deadline")
-            .expect("stream task");
+        let body = within_deadline(s).await.expect("stream task");
         assert_eq!(body, rewritten("A", "2001").as_bytes());
     }
     assert_eq!(env.origin_a.requests().len(), 8);
+}
+
+/// `f`'s output, or a panic if it takes longer than [`DEADLINE`].
+async fn within_deadline<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(DEADLINE, f).await.expect("deadline")
 }
 
 /// An HTTP/2 connection to the HTTPS listener with SNI `sni`.
@@ -211,10 +207,7 @@ async fn h2_cookie_crumbs_reach_an_http1_origin_as_one_header() {
         .header("cookie", "c=3")
         .body(Empty::<Bytes>::new())
         .expect("request");
-    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
-        .await
-        .expect("deadline")
-        .expect("response");
+    let resp = within_deadline(send.send_request(req)).await.expect("response");
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = env.origin_a.only_request();
     let cookies: Vec<&str> = seen
@@ -234,10 +227,7 @@ async fn h2_request_for_a_host_not_served_is_421() {
         .version(Version::HTTP_2)
         .body(Empty::<Bytes>::new())
         .expect("request");
-    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
-        .await
-        .expect("deadline")
-        .expect("response");
+    let resp = within_deadline(send.send_request(req)).await.expect("response");
     assert_eq!(resp.status(), StatusCode::MISDIRECTED_REQUEST);
     assert_eq!(env.origin_a.connections() + env.origin_b.connections(), 0);
 }
@@ -261,10 +251,7 @@ async fn h1_get_b(send: &mut SendRequest<Empty<Bytes>>) -> (Version, StatusCode,
         .header("host", "b.test")
         .body(Empty::<Bytes>::new())
         .expect("request");
-    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
-        .await
-        .expect("deadline")
-        .expect("response");
+    let resp = within_deadline(send.send_request(req)).await.expect("response");
     let (version, status) = (resp.version(), resp.status());
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (version, status, body)
