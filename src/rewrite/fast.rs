@@ -611,7 +611,7 @@ impl FastRewriter {
             json_ld: 0,
             ns: vec![Ns::Html],
             attrs: Vec::new(),
-            out: Vec::with_capacity(16 * 1024),
+            out: Vec::new(),
             copied: 0,
             swapped: 0,
         }

@@ -1,0 +1,40 @@
+//! Runs the rewrite engine over one page many times, for a profiler: the page fed in 16 KB
+//! chunks exactly as `benches/rewrite.rs` and the proxy feed it, with the load harness's rules.
+//!
+//!     cargo build --release --example rewrite_profile
+//!     valgrind --tool=callgrind target/release/examples/rewrite_profile benches/data/small-business.html 200
+//!
+//! Instruction counts do not depend on the machine's load, so they compare changes to the
+//! engine where wall-clock benchmarks on a shared machine drift (REFERENCE.md §7).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use telswap::rewrite::html::DEFAULT_MEMORY_LIMIT;
+use telswap::rewrite::{Engine, NumberMatcher, PageRewriter, PageRules, PhoneNumber, Replacement};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().unwrap_or_else(|| "benches/data/small-business.html".into());
+    let times: usize = args.next().map_or(200, |n| n.parse().expect("a count of runs"));
+    let page = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let number = |s| PhoneNumber::parse(s, "US").expect("a valid number");
+    let rules = PageRules {
+        matcher: Arc::new(NumberMatcher::new(&[number("+1 555-010-0000")])),
+        exclude: vec!["[data-telswap-ignore]".into(), "[data-calltrk-noswap]".into()],
+        memory_limit: DEFAULT_MEMORY_LIMIT,
+    };
+    let to = Arc::new(Replacement::new(number("+1 555-010-1001"), "1"));
+    let (mut bytes, mut swapped) = (0, 0);
+    for _ in 0..times {
+        let mut rw = PageRewriter::with_engine(&rules, to.clone(), None, Engine::Auto).expect("utf-8");
+        for chunk in page.chunks(16 * 1024) {
+            rw.write(chunk);
+            bytes += rw.take_output().len();
+        }
+        rw.end();
+        bytes += rw.take_output().len();
+        swapped += rw.stats().swapped.load(Ordering::Relaxed);
+    }
+    println!("{times} runs of {path}: {bytes} bytes out, {swapped} numbers swapped");
+}
