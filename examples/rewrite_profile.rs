@@ -19,11 +19,11 @@ fn main() {
     let times: usize = args.next().map_or(200, |n| n.parse().expect("a count of runs"));
     let page = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let number = |s| PhoneNumber::parse(s, "US").expect("a valid number");
-    let rules = PageRules {
-        matcher: Arc::new(NumberMatcher::new(&[number("+1 555-010-0000")])),
-        exclude: vec!["[data-telswap-ignore]".into(), "[data-calltrk-noswap]".into()],
-        memory_limit: DEFAULT_MEMORY_LIMIT,
-    };
+    let rules = PageRules::new(
+        Arc::new(NumberMatcher::new(&[number("+1 555-010-0000")])),
+        vec!["[data-telswap-ignore]".into(), "[data-calltrk-noswap]".into()],
+        DEFAULT_MEMORY_LIMIT,
+    );
     let to = Arc::new(Replacement::new(number("+1 555-010-1001"), "1"));
     let (mut bytes, mut swapped) = (0, 0);
     for _ in 0..times {

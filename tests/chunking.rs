@@ -8,11 +8,11 @@ use telswap::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement, rewri
 
 fn engine() -> (PageRules, Arc<Replacement>) {
     let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
-    let rules = PageRules {
-        matcher: Arc::new(NumberMatcher::new(&[site])),
-        exclude: vec!["[data-telswap-ignore]".into()],
-        memory_limit: DEFAULT_MEMORY_LIMIT,
-    };
+    let rules = PageRules::new(
+        Arc::new(NumberMatcher::new(&[site])),
+        vec!["[data-telswap-ignore]".into()],
+        DEFAULT_MEMORY_LIMIT,
+    );
     let to = Arc::new(Replacement::new(
         PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
         "1",

@@ -11,11 +11,11 @@ use telswap::rewrite::{
 
 fn rules(exclude: &[&str]) -> PageRules {
     let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
-    PageRules {
-        matcher: Arc::new(NumberMatcher::new(&[site])),
-        exclude: exclude.iter().map(|s| s.to_string()).collect(),
-        memory_limit: DEFAULT_MEMORY_LIMIT,
-    }
+    PageRules::new(
+        Arc::new(NumberMatcher::new(&[site])),
+        exclude.iter().map(|s| s.to_string()).collect(),
+        DEFAULT_MEMORY_LIMIT,
+    )
 }
 
 fn to() -> Arc<Replacement> {

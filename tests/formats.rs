@@ -10,11 +10,11 @@ use telswap::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement, rewri
 fn engine(site: &str, tracking: &str, country: &str) -> (PageRules, Arc<Replacement>) {
     let site = PhoneNumber::parse(site, country).unwrap();
     let cc = site.cc.clone();
-    let rules = PageRules {
-        matcher: Arc::new(NumberMatcher::new(&[site])),
-        exclude: vec!["[data-telswap-ignore]".into()],
-        memory_limit: DEFAULT_MEMORY_LIMIT,
-    };
+    let rules = PageRules::new(
+        Arc::new(NumberMatcher::new(&[site])),
+        vec!["[data-telswap-ignore]".into()],
+        DEFAULT_MEMORY_LIMIT,
+    );
     let to = Arc::new(Replacement::new(PhoneNumber::parse(tracking, country).unwrap(), &cc));
     (rules, to)
 }
@@ -288,11 +288,7 @@ fn a_page_without_a_match_is_byte_identical() {
 fn several_site_numbers_all_become_the_tracking_number() {
     let a = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
     let b = PhoneNumber::parse("+1 800-555-0199", "US").unwrap();
-    let rules = PageRules {
-        matcher: Arc::new(NumberMatcher::new(&[a, b])),
-        exclude: vec![],
-        memory_limit: DEFAULT_MEMORY_LIMIT,
-    };
+    let rules = PageRules::new(Arc::new(NumberMatcher::new(&[a, b])), vec![], DEFAULT_MEMORY_LIMIT);
     let to = Arc::new(Replacement::new(
         PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
         "1",

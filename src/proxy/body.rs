@@ -327,13 +327,13 @@ mod tests {
     }
 
     fn rewriter() -> PageRewriter {
-        let rules = PageRules {
-            matcher: Arc::new(NumberMatcher::new(&[
+        let rules = PageRules::new(
+            Arc::new(NumberMatcher::new(&[
                 PhoneNumber::parse("+1 555-010-0000", "US").unwrap()
             ])),
-            exclude: vec!["[data-telswap-ignore]".into()],
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-        };
+            vec!["[data-telswap-ignore]".into()],
+            DEFAULT_MEMORY_LIMIT,
+        );
         let to = Arc::new(Replacement::new(
             PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
             "1",

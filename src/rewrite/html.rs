@@ -45,8 +45,28 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 20;
 #[derive(Debug, Clone)]
 pub struct PageRules {
     pub matcher: Arc<NumberMatcher>,
-    pub exclude: Vec<String>,
     pub memory_limit: usize,
+    exclude: Arc<[String]>,
+    /// `exclude` compiled once for the byte-level engine (`None`: a selector only lol_html can
+    /// match). Compiling it per response cost a few allocations on every page.
+    fast_exclude: Option<Arc<Exclude>>,
+}
+
+impl PageRules {
+    pub fn new(matcher: Arc<NumberMatcher>, exclude: Vec<String>, memory_limit: usize) -> PageRules {
+        let fast_exclude = Exclude::compile(&exclude).map(Arc::new);
+        PageRules {
+            matcher,
+            memory_limit,
+            exclude: exclude.into(),
+            fast_exclude,
+        }
+    }
+
+    /// The `exclude` selectors, as the rules file gave them.
+    pub fn exclude(&self) -> &[String] {
+        &self.exclude
+    }
 }
 
 /// Checks a CSS selector the way lol_html will parse it (for rules validation).
@@ -147,7 +167,7 @@ impl LolRewriter {
             None => settings = settings.with_adjust_charset_on_meta_tag(true),
         }
 
-        for selector in &rules.exclude {
+        for selector in rules.exclude.iter() {
             for sel in [selector.clone(), format!("{selector} *")] {
                 let Ok(parsed) = sel.parse::<Selector>() else { continue };
                 let (fe, ft) = (flags.clone(), flags.clone());
@@ -370,7 +390,7 @@ impl PageRewriter {
     ) -> Option<PageRewriter> {
         let stats = Arc::new(PageStats::default());
         let exclude = match engine {
-            Engine::Auto => Exclude::compile(&rules.exclude).map(Arc::new),
+            Engine::Auto => rules.fast_exclude.clone(),
             Engine::LolHtml => None,
         };
         let inner = match (encoding, exclude) {
@@ -575,11 +595,11 @@ mod tests {
 
     fn rules() -> PageRules {
         let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
-        PageRules {
-            matcher: Arc::new(NumberMatcher::new(&[site])),
-            exclude: vec!["[data-telswap-ignore]".into()],
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-        }
+        PageRules::new(
+            Arc::new(NumberMatcher::new(&[site])),
+            vec!["[data-telswap-ignore]".into()],
+            DEFAULT_MEMORY_LIMIT,
+        )
     }
 
     fn to(number: &str) -> Arc<Replacement> {

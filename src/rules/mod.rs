@@ -406,11 +406,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl PageRules {
     pub(crate) fn for_site(numbers: &[PhoneNumber], exclude: &[String]) -> PageRules {
-        PageRules {
-            matcher: Arc::new(NumberMatcher::new(numbers)),
-            exclude: exclude.to_vec(),
-            memory_limit: crate::rewrite::html::DEFAULT_MEMORY_LIMIT,
-        }
+        PageRules::new(
+            Arc::new(NumberMatcher::new(numbers)),
+            exclude.to_vec(),
+            crate::rewrite::html::DEFAULT_MEMORY_LIMIT,
+        )
     }
 }
 

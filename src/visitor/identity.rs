@@ -362,7 +362,6 @@ mod tests {
         assert_ne!(a[..6], time_ordered_id(t + 86_400_000)[..6]);
     }
 
-
     #[test]
     fn ids_drawn_across_reserve_refills_never_repeat() {
         // 2,000 ids of 10 random bytes each use the 4 KiB reserve up about five times over, and
