@@ -33,7 +33,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::clock::{Clock, TokioClock};
 use crate::pool::{Audience, Choice, Holder, NumberChooser};
-use crate::rewrite::{PageRewriter, Replacement};
+use crate::rewrite::PageRewriter;
 use crate::rules::{Attribution, BotPolicy, ConsentMode, RuleSet, Site, WithoutConsent};
 use crate::visitor::classify::{self, Landing};
 use crate::visitor::identity::{self, CookieKey};
@@ -417,7 +417,7 @@ impl Proxy {
             },
             None => None,
         };
-        let to = Arc::new(Replacement::new(number.clone(), site.cc()));
+        let to = site.replacement(number);
         let Some(rw) = PageRewriter::new(&site.page, to, encoding) else {
             return body;
         };

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::rewrite::{NumberMatcher, PageRules, PhoneNumber};
+use crate::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement};
 use crate::visitor::classify::Channel;
 
 pub use parse::parse_site;
@@ -214,12 +214,36 @@ pub struct Site {
     pub offline: Vec<Offline>,
     pub webhooks: Vec<Webhook>,
     pub page: PageRules,
+    /// Every pool and overflow number, ready to be written in any form ([`Site::replacement`]).
+    replacements: HashMap<PhoneNumber, Arc<Replacement>>,
 }
 
 impl Site {
     /// The country calling code of the site's own numbers.
     pub fn cc(&self) -> &str {
         self.numbers.first().map(|n| n.cc.as_str()).unwrap_or("1")
+    }
+
+    /// What a page rewritten to show `number` writes in place of the site's own numbers.
+    ///
+    /// Prepared once per number when the rules load: building one computes every form's digits
+    /// (a handful of allocations), and each swapped page asked for one.
+    pub fn replacement(&self, number: &PhoneNumber) -> Arc<Replacement> {
+        match self.replacements.get(number) {
+            Some(r) => r.clone(),
+            None => Arc::new(Replacement::new(number.clone(), self.cc())),
+        }
+    }
+
+    fn prepare_replacements(&mut self) {
+        let numbers = self
+            .pools
+            .iter()
+            .flat_map(|p| p.numbers.iter().chain(p.overflow.iter()));
+        let prepared = numbers
+            .map(|n| (n.clone(), Arc::new(Replacement::new(n.clone(), self.cc()))))
+            .collect();
+        self.replacements = prepared;
     }
 }
 
@@ -426,6 +450,29 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("thirty minutes").is_err());
         assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn pool_numbers_are_prepared_once_and_others_built_on_demand() {
+        let text = "hosts = [\"example.com\"]\nupstream = \"http://127.0.0.1:9\"\n\
+                    numbers = [\"+1 555-010-0000\"]\n[[pool]]\nname = \"ads\"\nmode = \"session\"\n\
+                    exhausted = \"overflow\"\noverflow = \"+1 555-010-1999\"\n\
+                    numbers = [\"+1 555-010-1001\", \"+1 555-010-1002\"]\n";
+        let rules = load_sources(&[(PathBuf::from("example.toml"), text.to_string())]).expect("valid rules");
+        let site = &rules.sites[0];
+        let number = |s| PhoneNumber::parse(s, "US").unwrap();
+        for n in ["+1 555-010-1001", "+1 555-010-1002", "+1 555-010-1999"] {
+            let (a, b) = (site.replacement(&number(n)), site.replacement(&number(n)));
+            assert!(Arc::ptr_eq(&a, &b), "{n} is prepared at load");
+            assert_eq!(a.number(), &number(n));
+        }
+        let other = number("+1 555-010-3000");
+        let r = site.replacement(&other);
+        assert_eq!(r.number(), &other);
+        assert!(
+            !Arc::ptr_eq(&r, &site.replacement(&other)),
+            "not a pool number: built each time"
+        );
     }
 
     #[test]

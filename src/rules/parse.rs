@@ -725,7 +725,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     }
     let own_numbers: Vec<PhoneNumber> = numbers.into_iter().map(|(n, _)| n).collect();
     let page = PageRules::for_site(&own_numbers, &exclude);
-    let site = Site {
+    let mut site = Site {
         name: name.to_string(),
         file: file.to_path_buf(),
         hosts: host_lines.iter().map(|(h, _)| h.clone()).collect(),
@@ -745,7 +745,9 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         offline,
         webhooks,
         page,
+        replacements: Default::default(),
     };
+    site.prepare_replacements();
     ParsedSite {
         site: Some(site),
         host_lines,
