@@ -77,13 +77,23 @@ pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
 
 /// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3).
 pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: &str, version: http::Version) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
         _ => client_ip.to_string(),
     };
-    set(headers, "x-forwarded-for", &xff);
-    set(headers, "x-forwarded-proto", proto);
-    set(headers, "x-forwarded-host", host);
+    set(headers, X_FORWARDED_FOR, &xff);
+    let proto = match proto {
+        "http" => Some(HeaderValue::from_static("http")),
+        "https" => Some(HeaderValue::from_static("https")),
+        other => HeaderValue::from_str(other).ok(),
+    };
+    if let Some(v) = proto {
+        headers.insert(X_FORWARDED_PROTO, v);
+    }
+    set(headers, X_FORWARDED_HOST, host);
     add_via(headers, version);
 }
 
@@ -95,14 +105,20 @@ pub fn add_via(headers: &mut HeaderMap, version: http::Version) {
         http::Version::HTTP_3 => "3 telswap",
         _ => "1.1 telswap",
     };
-    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {hop}"),
-        None => hop.to_string(),
-    };
-    set(headers, "via", &via);
+    match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prev) => {
+            let via = format!("{prev}, {hop}");
+            set(headers, header::VIA, &via);
+        }
+        None => {
+            headers.insert(header::VIA, HeaderValue::from_static(hop));
+        }
+    }
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+/// Sets a header to a computed value. Names are `HeaderName`s (constants where they are not
+/// standard): a `&str` name is parsed again on every call, and these run on every request.
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
     }
@@ -153,7 +169,7 @@ pub fn make_private(headers: &mut HeaderMap) {
         })
         .collect();
     kept.insert(0, "private".to_string());
-    set(headers, "cache-control", &kept.join(", "));
+    set(headers, header::CACHE_CONTROL, &kept.join(", "));
 }
 
 /// Headers that describe the exact bytes of a body and so stop being true once it is rewritten:
