@@ -20,23 +20,21 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// (RFC 9110 §7.6.1). With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so a
 /// WebSocket handshake can be relayed (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names as `HeaderName`s, not strings: every request and response passes here twice, and
-    // a string key is parsed again on each lookup.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if keep_upgrade && name == header::UPGRADE {
-                continue;
-            }
-            headers.remove(&name);
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
         }
+        headers.remove(&name);
     }
+    // By `HeaderName`, not by string: every request and response passes here, and a string
+    // key is parsed again on each lookup.
     for name in &HOP_BY_HOP {
         if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
@@ -76,7 +74,14 @@ pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
 }
 
 /// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3).
-pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &str, proto: &str, host: &str, version: http::Version) {
+/// `proto` is `http` or `https`.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client_ip: &str,
+    proto: &'static str,
+    host: &str,
+    version: http::Version,
+) {
     const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -85,14 +90,7 @@ pub fn add_forwarding(headers: &mut HeaderMap, client_ip: &str, proto: &str, hos
         _ => client_ip.to_string(),
     };
     set(headers, X_FORWARDED_FOR, &xff);
-    let proto = match proto {
-        "http" => Some(HeaderValue::from_static("http")),
-        "https" => Some(HeaderValue::from_static("https")),
-        other => HeaderValue::from_str(other).ok(),
-    };
-    if let Some(v) = proto {
-        headers.insert(X_FORWARDED_PROTO, v);
-    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     set(headers, X_FORWARDED_HOST, host);
     add_via(headers, version);
 }

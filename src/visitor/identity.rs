@@ -377,6 +377,7 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
     }
+
     fn ids() -> impl FnMut() -> String {
         let mut n = 0;
         move || {
