@@ -25,7 +25,7 @@ use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Dialect, RuleSet, Site};
-use crate::store::{CallRecord, Inserted, LeaseRow, Store};
+use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Store};
 use crate::visitor::classify::Device;
 use crate::visitor::identity::{StoredTouch, random_id};
 use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
@@ -463,7 +463,7 @@ fn owning_site(rules: &RuleSet, site: &Arc<Site>, n: &PhoneNumber) -> Option<Arc
 
 fn session_from_store(store: &dyn Store, id: &str) -> Option<SessionRecord> {
     let (row, pages) = store.session(id).ok()??;
-    let touch = |v: Option<Value>| v.and_then(|v| serde_json::from_value::<StoredTouch>(v).ok());
+    let touch = |v: Option<JsonText>| v.and_then(|v| v.parse::<StoredTouch>());
     Some(SessionRecord {
         site: row.site,
         visitor: row.visitor,
@@ -537,7 +537,7 @@ impl crate::pool::LeaseJournal for StoreJournal {
 impl crate::visitor::sessions::VisitSink for StoreJournal {
     fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis) {
         use crate::store::{PageViewRow, SessionRow, Write};
-        let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(|t| serde_json::to_value(t).ok());
+        let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(JsonText::of);
         // The session row (and its visitor's, which it also upserts) is rewritten only when it
         // changed: a session's later page views usually bring nothing new to it, and each of
         // these upserts dirties B-tree pages keyed by random ids, the writer's main cost.

@@ -109,9 +109,26 @@ pub struct SessionRow {
     pub visitor: String,
     pub started: i64,
     pub device: String,
-    pub first_touch: Option<serde_json::Value>,
-    pub last_touch: Option<serde_json::Value>,
+    pub first_touch: Option<JsonText>,
+    pub last_touch: Option<JsonText>,
     pub touches: u32,
+}
+
+/// A value as JSON text, the form the `sessions` table keeps touches in. The journal serializes
+/// a touch straight to text on the page view (no `serde_json::Value` tree in between, which was
+/// about ten allocations for every new session), and readers parse it back into their own type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(pub String);
+
+impl JsonText {
+    pub fn of<T: Serialize + ?Sized>(v: &T) -> Option<JsonText> {
+        serde_json::to_string(v).ok().map(JsonText)
+    }
+
+    /// `None` when the text is not a `T` (a row from an older schema, or hand-edited).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(&self.0).ok()
+    }
 }
 
 /// Writes that may be batched off the request path.

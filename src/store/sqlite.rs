@@ -45,8 +45,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CallFilter, CallRecord, Delivery, EventRows, Inserted, LeaseRow, NewDelivery, OutboxStats, Outcome, PageViewRow,
-    SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
+    CallFilter, CallRecord, Delivery, EventRows, Inserted, JsonText, LeaseRow, NewDelivery, OutboxStats, Outcome,
+    PageViewRow, SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
 };
 
 /// The database file inside the data directory.
@@ -591,8 +591,8 @@ impl Store for SqliteStore {
                         visitor: r.get(2)?,
                         started: r.get(3)?,
                         device: r.get(4)?,
-                        first_touch: json_column(r, 5)?,
-                        last_touch: json_column(r, 6)?,
+                        first_touch: r.get::<_, Option<String>>(5)?.map(JsonText),
+                        last_touch: r.get::<_, Option<String>>(6)?.map(JsonText),
                         touches: r.get(7)?,
                     })
                 })
@@ -982,19 +982,6 @@ fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRow> {
     })
 }
 
-fn json_column(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<serde_json::Value>> {
-    match r.get::<_, Option<String>>(idx)? {
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))),
-        None => Ok(None),
-    }
-}
-
-fn json_text(v: Option<&serde_json::Value>) -> Result<Option<String>, StoreError> {
-    Ok(v.map(serde_json::to_string).transpose()?)
-}
-
 fn lease_id(id: u64) -> Result<i64, StoreError> {
     i64::try_from(id).map_err(|_| StoreError::OutOfRange("leases.id"))
 }
@@ -1034,8 +1021,8 @@ fn apply(conn: &Connection, w: &Write) -> Result<(), StoreError> {
                 s.visitor,
                 s.started,
                 s.device,
-                json_text(s.first_touch.as_ref())?,
-                json_text(s.last_touch.as_ref())?,
+                s.first_touch.as_ref().map(|j| j.0.as_str()),
+                s.last_touch.as_ref().map(|j| j.0.as_str()),
                 s.touches,
             ])?;
             conn.prepare_cached(
@@ -1483,7 +1470,7 @@ mod tests {
             visitor: "v1".into(),
             started: 1_000,
             device: "desktop".into(),
-            first_touch: Some(json!({"channel": "paid_search", "gclid": "abc"})),
+            first_touch: JsonText::of(&json!({"channel": "paid_search", "gclid": "abc"})),
             last_touch: None,
             touches: 1,
         };
@@ -1513,7 +1500,7 @@ mod tests {
 
         // Upsert by id: the later row wins.
         let later = SessionRow {
-            last_touch: Some(json!({"channel": "email"})),
+            last_touch: JsonText::of(&json!({"channel": "email"})),
             touches: 2,
             ..session
         };
