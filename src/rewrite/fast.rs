@@ -606,11 +606,13 @@ impl FastRewriter {
             mode: Mode::Data,
             carry: Vec::new(),
             text: TextStream::default(),
-            stack: Vec::new(),
+            // Room for a typical page's nesting and a tag's attributes, so they are allocated
+            // once per page rather than grown step by step.
+            stack: Vec::with_capacity(32),
             excluded: 0,
             json_ld: 0,
             ns: vec![Ns::Html],
-            attrs: Vec::new(),
+            attrs: Vec::with_capacity(8),
             out: Vec::new(),
             copied: 0,
             swapped: 0,
@@ -848,12 +850,16 @@ impl FastRewriter {
             return;
         }
         let mut count = 0;
-        if let Some(emit) = self
-            .text
-            .push_bytes(&self.matcher, &buf[from..to], false, &self.to, &mut count)
-        {
-            self.copy(buf, from);
-            self.out.extend_from_slice(&emit);
+        // What comes before the run goes out first, so its rewrite is written straight after it.
+        self.copy(buf, from);
+        if self.text.push_bytes(
+            &self.matcher,
+            &buf[from..to],
+            false,
+            &self.to,
+            &mut count,
+            &mut self.out,
+        ) {
             self.copied = to;
         }
         self.swapped += count;
@@ -866,9 +872,8 @@ impl FastRewriter {
             return;
         }
         let mut count = 0;
-        if let Some(emit) = self.text.push_bytes(&self.matcher, &[], true, &self.to, &mut count) {
-            self.out.extend_from_slice(&emit);
-        }
+        self.text
+            .push_bytes(&self.matcher, &[], true, &self.to, &mut count, &mut self.out);
         self.swapped += count;
     }
 
@@ -1102,9 +1107,9 @@ impl FastRewriter {
                 }
             }
             let mut count = 0;
-            if let Some(new) = self.matcher.rewrite_bytes(v, &self.to, &mut count) {
-                self.copy(buf, value.start);
-                self.out.extend_from_slice(&new);
+            // Only values that passed the filters above get here, and nearly all hold the number.
+            self.copy(buf, value.start);
+            if self.matcher.rewrite_bytes(v, &self.to, &mut count, &mut self.out) {
                 self.copied = value.end;
                 self.swapped += count;
             }

@@ -415,27 +415,31 @@ impl NumberMatcher {
     /// Rewrites one complete value (an attribute, a JSON-LD string), or `None` when it holds no
     /// match. `count` is increased by the number of replacements.
     pub fn rewrite_value(&self, value: &str, to: &Replacement, count: &mut usize) -> Option<String> {
-        self.rewrite_bytes(value.as_bytes(), to, count).map(into_string)
+        let mut out = Vec::new();
+        self.rewrite_bytes(value.as_bytes(), to, count, &mut out)
+            .then(|| into_string(out))
     }
 
     /// [`rewrite_value`](Self::rewrite_value) on raw bytes (the byte-level engine's attribute
-    /// values, which are not checked to be UTF-8: bytes other than the matched digits are copied).
-    pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize) -> Option<Vec<u8>> {
-        let mut out: Option<Vec<u8>> = None;
+    /// values, which are not checked to be UTF-8: bytes other than the matched digits are copied),
+    /// appending the rewritten value to `out` (the engine's output, so a changed attribute costs
+    /// no buffer of its own). Returns whether it held a match; when not, nothing was appended.
+    pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize, out: &mut Vec<u8>) -> bool {
         let mut copied = 0;
         let mut from = 0;
         while let Scan::Found(m) = self.scan(bytes, from, [0; 3], true) {
-            let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 8));
-            o.extend_from_slice(&bytes[copied..m.start]);
-            to.write_bytes(&bytes[m.start..m.end], m.kind, o);
+            out.extend_from_slice(&bytes[copied..m.start]);
+            to.write_bytes(&bytes[m.start..m.end], m.kind, out);
             *count += 1;
             copied = m.end;
             from = m.end;
         }
-        out.map(|mut o| {
-            o.extend_from_slice(&bytes[copied..]);
-            o
-        })
+        if copied == 0 {
+            // A match ends past its first byte, so nothing was found (and nothing appended).
+            return false;
+        }
+        out.extend_from_slice(&bytes[copied..]);
+        true
     }
 }
 
@@ -645,11 +649,14 @@ impl TextStream {
     ) -> Option<String> {
         // A candidate is only ever held back from an ASCII byte, so what is emitted splits the
         // text at character boundaries and stays UTF-8.
-        self.push_bytes(matcher, chunk.as_bytes(), last, to, count)
-            .map(into_string)
+        let mut out = Vec::new();
+        self.push_bytes(matcher, chunk.as_bytes(), last, to, count, &mut out)
+            .then(|| into_string(out))
     }
 
-    /// [`push`](Self::push) on raw bytes.
+    /// [`push`](Self::push) on raw bytes, appending the text to emit to `out` (the byte-level
+    /// engine's output buffer, so a rewritten run costs no buffer of its own). Returns `false`
+    /// when the chunk may pass unchanged; then nothing was appended.
     pub fn push_bytes(
         &mut self,
         matcher: &NumberMatcher,
@@ -657,41 +664,46 @@ impl TextStream {
         last: bool,
         to: &Replacement,
         count: &mut usize,
-    ) -> Option<Vec<u8>> {
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mark = out.len();
         if self.pending.is_empty() {
             // Most chunks hold no digit, `+`, `&` or `%` (and every node ends with an empty one):
             // nothing to scan, only the look-back bytes to keep.
             let Some(first) = first_interesting(chunk) else {
                 self.advance(chunk, last);
-                return None;
+                return false;
             };
-            let out = rewrite_segment(matcher, chunk, first, self.before, last, to, count);
-            return match out {
+            return match rewrite_segment(matcher, chunk, first, self.before, last, to, count, out) {
                 None => {
                     self.advance(chunk, last);
-                    None
+                    false
                 }
-                Some((emit, held)) => {
+                Some(held) => {
                     self.pending.extend_from_slice(&chunk[held..]);
-                    self.advance(&emit, last);
-                    Some(emit)
+                    self.advance_emitted(out, mark, last);
+                    true
                 }
             };
         }
         // `pending` keeps its buffer for the next candidate held back.
         self.pending.extend_from_slice(chunk);
-        match rewrite_segment(matcher, &self.pending, 0, self.before, last, to, count) {
+        match rewrite_segment(matcher, &self.pending, 0, self.before, last, to, count, out) {
             None => {
-                let text = std::mem::take(&mut self.pending);
-                self.advance(&text, last);
-                Some(text)
+                out.extend_from_slice(&self.pending);
+                self.pending.clear();
             }
-            Some((emit, held)) => {
+            Some(held) => {
                 self.pending.drain(..held);
-                self.advance(&emit, last);
-                Some(emit)
             }
         }
+        self.advance_emitted(out, mark, last);
+        true
+    }
+
+    /// [`advance`](Self::advance) over what was appended to `out` after `mark`.
+    fn advance_emitted(&mut self, out: &[u8], mark: usize, last: bool) {
+        self.advance(&out[mark..], last);
     }
 
     /// Ends a text node that holds nothing back: only the look-back bytes to forget. Returns
@@ -747,8 +759,10 @@ fn first_interesting(text: &[u8]) -> Option<usize> {
 }
 
 /// Rewrites `text` (scanning from `from`, which must not be inside a digit group) up to the
-/// first open candidate. `None`: nothing to change and nothing held.
-/// `Some((emit, held_from))`: emit this, and hold `text[held_from..]` for the next chunk.
+/// first open candidate, appending what to emit to `out`. `None`: nothing to change and nothing
+/// held (and nothing appended). `Some(held_from)`: `out` got the text to emit, and
+/// `text[held_from..]` is to be held for the next chunk.
+#[allow(clippy::too_many_arguments)]
 fn rewrite_segment(
     matcher: &NumberMatcher,
     bytes: &[u8],
@@ -757,30 +771,31 @@ fn rewrite_segment(
     last: bool,
     to: &Replacement,
     count: &mut usize,
-) -> Option<(Vec<u8>, usize)> {
-    let mut out: Option<Vec<u8>> = None;
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let mut changed = false;
     let mut copied = 0;
     let mut from = from;
     loop {
         match matcher.scan(bytes, from, before, last) {
             Scan::Found(m) => {
-                let o = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 8));
-                o.extend_from_slice(&bytes[copied..m.start]);
-                to.write_bytes(&bytes[m.start..m.end], m.kind, o);
+                out.extend_from_slice(&bytes[copied..m.start]);
+                to.write_bytes(&bytes[m.start..m.end], m.kind, out);
                 *count += 1;
+                changed = true;
                 copied = m.end;
                 from = m.end;
             }
             Scan::Open(at) => {
-                let mut o = out.unwrap_or_default();
-                o.extend_from_slice(&bytes[copied..at]);
-                return Some((o, at));
+                out.extend_from_slice(&bytes[copied..at]);
+                return Some(at);
             }
             Scan::Done => {
-                return out.map(|mut o| {
-                    o.extend_from_slice(&bytes[copied..]);
-                    (o, bytes.len())
-                });
+                if !changed {
+                    return None;
+                }
+                out.extend_from_slice(&bytes[copied..]);
+                return Some(bytes.len());
             }
         }
     }
