@@ -100,7 +100,8 @@ struct ServeArgs {
     /// Embedded storage and generated keys.
     #[arg(long, env = "TELSWAP_DATA", default_value = "data")]
     data: PathBuf,
-    /// Worker threads of the async runtime (default: one per CPU).
+    /// Worker threads of the async runtime (default: one per CPU; `1` serves everything from a
+    /// single thread, on tokio's current-thread scheduler).
     #[arg(long, env = "TELSWAP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// Rewrite engine: `auto` (the byte-level engine for UTF-8 pages with simple `exclude`
@@ -134,12 +135,20 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     run_on(None, fut)
 }
 
-/// Runs `fut` on a multi-threaded runtime with `threads` workers (default: one per CPU).
+/// Runs `fut` on a multi-threaded runtime with `threads` workers (default: one per CPU), or, for
+/// one thread, on tokio's current-thread scheduler: with a single worker there is nothing to
+/// steal from, and the multi-threaded scheduler's shared queues and cross-thread wake-ups are
+/// pure cost on every task switch (benches/RESULTS.md, "Release profile and runtime").
 fn run_on(threads: Option<u16>, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n.into());
-    }
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.into());
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = builder.enable_all().build().expect("tokio runtime");
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,12 +34,15 @@ struct Server {
     admin: String,
 }
 
-fn serve(rules: &Path, data: &Path) -> Server {
+/// `threads`: `--threads` for the runtime (`1` runs on tokio's current-thread scheduler, as
+/// `benches/load.sh` does); `None`, one worker per CPU.
+fn serve(rules: &Path, data: &Path, threads: Option<&str>) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_telswap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--rules"])
         .arg(rules)
         .arg("--data")
         .arg(data)
+        .args(threads.map(|n| ["--threads", n]).into_iter().flatten())
         .env("TELSWAP_ADMIN_TOKEN", ADMIN)
         .env("CRASH_TEST_TOKEN", TOKEN)
         .env("TELSWAP_LOG", "info")
@@ -119,7 +122,8 @@ async fn kill_9_mid_burst_loses_no_answered_call_and_stores_none_twice() {
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("site.toml"), RULES).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve(rules.path(), data.path());
+    // The burst runs on the single-threaded runtime, the restart on the default one.
+    let mut server = serve(rules.path(), data.path(), Some("1"));
     let client: Client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sem = Arc::new(tokio::sync::Semaphore::new(200));
@@ -162,7 +166,7 @@ async fn kill_9_mid_burst_loses_no_answered_call_and_stores_none_twice() {
         answered.len()
     );
 
-    let server = serve(rules.path(), data.path());
+    let server = serve(rules.path(), data.path(), None);
     let stored = stored_sids(&server.admin).await;
     let unique: HashSet<&String> = stored.iter().collect();
     assert_eq!(unique.len(), stored.len(), "no call stored twice");
@@ -191,7 +195,7 @@ async fn measure_webhook_latency_under_200_concurrent_calls() {
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("site.toml"), RULES).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut server = serve(rules.path(), data.path());
+    let mut server = serve(rules.path(), data.path(), None);
     let client: Client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(200)
         .build_http();
