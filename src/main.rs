@@ -138,7 +138,7 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
 /// Runs `fut` on a multi-threaded runtime with `threads` workers (default: one per CPU), or, for
 /// one thread, on tokio's current-thread scheduler: with a single worker there is nothing to
 /// steal from, and the multi-threaded scheduler's shared queues and cross-thread wake-ups are
-/// pure cost on every task switch (benches/RESULTS.md, "Release profile and runtime").
+/// pure cost on every task switch (benches/RESULTS.md, "the 2026-12-03 afternoon runs").
 fn run_on(threads: Option<u16>, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let mut builder = match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread(),
