@@ -425,21 +425,14 @@ impl NumberMatcher {
     /// appending the rewritten value to `out` (the engine's output, so a changed attribute costs
     /// no buffer of its own). Returns whether it held a match; when not, nothing was appended.
     pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize, out: &mut Vec<u8>) -> bool {
-        let mut copied = 0;
-        let mut from = 0;
-        while let Scan::Found(m) = self.scan(bytes, from, [0; 3], true) {
-            out.extend_from_slice(&bytes[copied..m.start]);
-            to.write_bytes(&bytes[m.start..m.end], m.kind, out);
-            *count += 1;
-            copied = m.end;
-            from = m.end;
-        }
-        if copied == 0 {
-            // A match ends past its first byte, so nothing was found (and nothing appended).
-            return false;
-        }
-        out.extend_from_slice(&bytes[copied..]);
-        true
+        // A complete value is a text's last segment: `scan` holds no candidate open at its end,
+        // so a change covers the whole value.
+        let held = rewrite_segment(self, bytes, 0, [0; 3], true, to, count, out);
+        debug_assert!(
+            held.is_none_or(|h| h == bytes.len()),
+            "nothing is held back of a complete value"
+        );
+        held.is_some()
     }
 }
 
@@ -681,7 +674,7 @@ impl TextStream {
                 }
                 Some(held) => {
                     self.pending.extend_from_slice(&chunk[held..]);
-                    self.advance_emitted(out, mark, last);
+                    self.advance(&out[mark..], last);
                     true
                 }
             };
@@ -697,13 +690,8 @@ impl TextStream {
                 self.pending.drain(..held);
             }
         }
-        self.advance_emitted(out, mark, last);
-        true
-    }
-
-    /// [`advance`](Self::advance) over what was appended to `out` after `mark`.
-    fn advance_emitted(&mut self, out: &[u8], mark: usize, last: bool) {
         self.advance(&out[mark..], last);
+        true
     }
 
     /// Ends a text node that holds nothing back: only the look-back bytes to forget. Returns
