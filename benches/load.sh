@@ -19,7 +19,8 @@
 # - latency: paced wrk (benches/load/paced.lua) at half of nginx sub_filter's saturation rate
 #   from the same run, on direct-to-origin, telswap and nginx, alternating ROUNDS times;
 # - idle: a fresh telswap, IDLE_CONNS keep-alive connections each after one request, RSS; then
-#   the same over HTTPS (a self-signed certificate made with the openssl command);
+#   the same over HTTPS (a self-signed certificate made with the openssl command), then over
+#   HTTP/2 (TLS, ALPN h2, as browsers connect);
 # - big page: a fresh telswap streaming the BIG_MB page, RSS growth (peak VmHWM minus before);
 # - engine: `cargo bench --bench rewrite` on numbers-heavy, telswap / lol_html no-op handlers.
 set -euo pipefail
@@ -277,6 +278,14 @@ wait_port "$P_TLS"
 IDLE_TLS_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TLS" /small.html "$IDLE" "$HOLD" "$TS_PID" tls | grep '^RESULT')
 kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
 
+# And HTTP/2 over TLS (ALPN h2), as browsers connect: hyper's HTTP/2 connection is not parked.
+log "idle over HTTP/2: $IDLE keep-alive connections, held ${HOLD} s"
+P_TLS=$(free_port)
+start_telswap "$(free_port)" "$W/data-idle-h2" auto --tls-listen "127.0.0.1:$P_TLS" --certs "$W/certs"
+wait_port "$P_TLS"
+IDLE_H2_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TLS" /small.html "$IDLE" "$HOLD" "$TS_PID" h2 | grep '^RESULT')
+kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
+
 # The big page: a fresh telswap; peak RSS (VmHWM, reset first) against RSS before.
 log "big page: ${BIG_MB} MB"
 P_TS3=$(free_port)
@@ -350,6 +359,8 @@ read -r _ I_BEFORE I_OPEN I_OPENED I_STILL I_HOLD <<< "$IDLE_RES"
 I_MB=$(awk -v k="$I_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 read -r _ T_BEFORE T_OPEN T_OPENED T_STILL T_HOLD <<< "$IDLE_TLS_RES"
 T_MB=$(awk -v k="$T_OPEN" 'BEGIN {printf "%.1f", k/1024}')
+read -r _ H_BEFORE H_OPEN H_OPENED H_STILL H_HOLD <<< "$IDLE_H2_RES"
+H_MB=$(awk -v k="$H_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
 
 echo
@@ -361,6 +372,7 @@ grep -v '^VALUES' "$W/report.txt"
 echo
 echo "idle: $I_OPENED of $IDLE keep-alive connections open after one request each; telswap RSS ${I_BEFORE} KiB before, ${I_OPEN} KiB with them open; $I_STILL still open after ${I_HOLD} s idle"
 echo "idle over TLS: $T_OPENED of $IDLE keep-alive HTTPS connections open after one request each; telswap RSS ${T_BEFORE} KiB before, ${T_OPEN} KiB with them open; $T_STILL still open after ${T_HOLD} s idle"
+echo "idle over HTTP/2: $H_OPENED of $IDLE HTTP/2 (TLS, ALPN h2) connections open after one request each; telswap RSS ${H_BEFORE} KiB before, ${H_OPEN} KiB with them open; $H_STILL still open after ${H_HOLD} s idle"
 echo "big page: $BIG_BYTES bytes, $BIG_SWAPS swapped, $BIG_LEFT left; telswap RSS ${BIG_BEFORE} KiB before, peak ${BIG_PEAK} KiB: growth ${B_GROWTH} MiB"
 echo "engine: $ENGINE_LINE"
 echo
@@ -372,5 +384,6 @@ if [ -n "$ENGINE_PCT" ]; then
 fi
 echo "  $IDLE idle keep-alive connections < 200 MB RSS    ${I_MB} MiB  $(pass "$I_OPENED == $IDLE && $I_OPEN < 200*1024")"
 echo "  $IDLE idle keep-alive HTTPS connections < 200 MB  ${T_MB} MiB  $(pass "$T_OPENED == $IDLE && $T_OPEN < 200*1024")"
+echo "  $IDLE idle HTTP/2 connections < 200 MB           ${H_MB} MiB  $(pass "$H_OPENED == $IDLE && $H_OPEN < 200*1024")"
 echo "  ${BIG_MB} MB page < 20 MB RSS growth                 ${B_GROWTH} MiB   $(pass "$B_GROWTH < 20 && $BIG_SWAPS > 0 && $BIG_LEFT == 0")"
 echo "  errors (socket + non-2xx) in all wrk runs         $ERRS"

@@ -1,7 +1,7 @@
 //! Keep-alive: a plain HTTP/1.1 connection between requests is parked without hyper's buffers
 //! (`src/proxy/conn.rs`), and a client cannot tell: sequential, pipelined and body-carrying
 //! requests on one connection, HTTP/1.0, a WebSocket switch after a parked request, HTTP/2 by
-//! prior knowledge, the idle timeout, and shutdown all behave as on any keep-alive server.
+//! prior knowledge, the idle timeouts (HTTP/1.1 and HTTP/2), and shutdown all behave as on any keep-alive server.
 
 mod common;
 
@@ -246,14 +246,21 @@ async fn a_websocket_switch_after_a_parked_request_tunnels() {
     .expect("the tunnel echoed within the deadline");
 }
 
+type H2Send = hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>;
+
+/// An HTTP/2 connection by prior knowledge to the plain listener, its task spawned.
+async fn h2c(proxy: &Running) -> (H2Send, tokio::task::JoinHandle<hyper::Result<()>>) {
+    let tcp = TcpStream::connect(proxy.http).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    (send, tokio::spawn(conn))
+}
+
 #[tokio::test]
 async fn http2_by_prior_knowledge_on_the_plain_listener() {
     let (_origin, proxy) = setup().await;
-    let tcp = TcpStream::connect(proxy.http).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(conn);
+    let (mut send, _conn) = h2c(&proxy).await;
     for _ in 0..2 {
         let req = http::Request::get("http://site.test/?utm_source=google&utm_medium=organic")
             .body(Empty::<bytes::Bytes>::new())
@@ -264,6 +271,91 @@ async fn http2_by_prior_knowledge_on_the_plain_listener() {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], SWAPPED.as_bytes());
     }
+}
+
+/// One GET on an HTTP/2 connection; the swapped page.
+async fn h2_page(send: &mut H2Send) {
+    let req = http::Request::get("http://site.test/?utm_source=google&utm_medium=organic")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .expect("an answer within the deadline")
+        .expect("h2c response");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], SWAPPED.as_bytes());
+}
+
+#[tokio::test]
+async fn an_http2_connection_is_closed_after_the_idle_timeout_counted_from_its_last_stream() {
+    let (_origin, proxy) = setup().await;
+    let (mut send, conn) = h2c(&proxy).await;
+    h2_page(&mut send).await;
+    // Two thirds of the idle time pass (virtual time only), then another stream: the idle time
+    // starts again when it ends, so the connection outlives one idle time since it opened.
+    tokio::time::pause();
+    tokio::time::sleep(KEEP_ALIVE_IDLE * 2 / 3).await;
+    tokio::time::resume();
+    h2_page(&mut send).await;
+    tokio::time::pause();
+    let quiet = tokio::time::Instant::now();
+    tokio::time::sleep(KEEP_ALIVE_IDLE * 2 / 3).await;
+    assert!(
+        !conn.is_finished(),
+        "open: two thirds of an idle time since its last stream"
+    );
+    let ended = tokio::time::timeout(KEEP_ALIVE_IDLE, conn)
+        .await
+        .expect("closed within an idle time")
+        .expect("the client connection task");
+    assert!(ended.is_ok(), "a graceful close (GOAWAY), not an error: {ended:?}");
+    let waited = quiet.elapsed();
+    assert!(
+        // The last stream ended a moment of real time before the clock was paused.
+        waited + Duration::from_secs(1) >= KEEP_ALIVE_IDLE && waited <= KEEP_ALIVE_IDLE + Duration::from_millis(5),
+        "closed {waited:?} after its last stream"
+    );
+    assert!(send.is_closed(), "no new streams on it");
+}
+
+#[tokio::test]
+async fn an_http2_stream_open_longer_than_the_idle_timeout_keeps_its_connection() {
+    let origin = Origin::start(vec![(
+        "/feed",
+        Route::stream_then_hang(
+            &[("content-type", "text/plain")],
+            vec![bytes::Bytes::from_static(b"first")],
+        ),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let (mut send, conn) = h2c(&proxy).await;
+    let req = http::Request::get("http://site.test/feed")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(DEADLINE, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    tokio::time::pause();
+    tokio::time::sleep(KEEP_ALIVE_IDLE * 3).await;
+    tokio::time::resume();
+    // Not shut down (a GOAWAY would refuse this stream): it takes a second request.
+    let req = http::Request::get("http://site.test/feed")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let second = tokio::time::timeout(DEADLINE, send.send_request(req)).await.unwrap();
+    assert_eq!(second.expect("a second stream on the same connection").status(), 200);
+    assert!(!conn.is_finished());
+    drop(body);
 }
 
 #[tokio::test]

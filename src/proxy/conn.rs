@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::{Request, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -142,13 +143,14 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that tells the connection when hyper is done with it.
-pub struct Tracked {
+/// A response body that tells the connection when hyper is done with it: it holds `G`
+/// ([`InFlight`] for HTTP/1, [`StreamGuard`] for an HTTP/2 stream) until it is dropped.
+pub struct Tracked<G> {
     body: ProxyBody,
-    _in_flight: InFlight,
+    _guard: G,
 }
 
-impl Body for Tracked {
+impl<G: Unpin> Body for Tracked<G> {
     type Data = Bytes;
     type Error = super::BoxError;
 
@@ -314,7 +316,7 @@ async fn serve_h1_round(
                 }
                 Ok::<_, Infallible>(resp.map(|body| Tracked {
                     body,
-                    _in_flight: in_flight,
+                    _guard: in_flight,
                 }))
             })
         })
@@ -416,21 +418,105 @@ async fn serve_h2(
     http2: &http2::Builder<TokioExecutor>,
     stop: &CancellationToken,
 ) {
-    let conn = Box::pin(http2.serve_connection(TokioIo::new(socket), service(proxy, info)));
+    let streams = Arc::new(Streams::default());
+    let conn = Box::pin(http2.serve_connection(TokioIo::new(socket), service(proxy, info, streams.clone())));
     log_end(
         info.remote,
-        with_graceful_stop(conn, stop, |c| c.graceful_shutdown()).await,
+        drive_h2(conn, stop, &streams, KEEP_ALIVE_IDLE, |c| c.graceful_shutdown()).await,
     );
+}
+
+/// The open streams of one HTTP/2 connection, for its idle timeout. A stream counts from its
+/// request's arrival to the end of its response body, or to its reset (the guard is dropped with
+/// the handler's future or with the body).
+pub struct Streams {
+    open: AtomicUsize,
+    /// When the last stream ended (when the connection opened, before any).
+    quiet_since: Mutex<tokio::time::Instant>,
+    /// Told each time the last open stream ends (a stored permit if nobody waits yet).
+    idle: tokio::sync::Notify,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            open: AtomicUsize::new(0),
+            quiet_since: Mutex::new(tokio::time::Instant::now()),
+            idle: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl Streams {
+    fn open(self: &Arc<Self>) -> StreamGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(self.clone())
+    }
+
+    /// When the connection's idle time runs out, if no stream is open now.
+    fn idle_deadline(&self, idle: Duration) -> Option<tokio::time::Instant> {
+        (self.open.load(Ordering::Acquire) == 0).then(|| *self.quiet_since.lock().expect("streams lock") + idle)
+    }
+}
+
+pub struct StreamGuard(Arc<Streams>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let streams = &self.0;
+        // Set before the count reaches zero, so a zero count never reads an older time.
+        let mut since = streams.quiet_since.lock().expect("streams lock");
+        if streams.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *since = tokio::time::Instant::now();
+            drop(since);
+            streams.idle.notify_one();
+        }
+    }
+}
+
+/// Drives an HTTP/2 connection until it ends. It is shut down gracefully with `shutdown` (GOAWAY,
+/// in-flight streams finish) when `stop` is cancelled, or once no stream has been open for
+/// `idle`: the same keep-alive limit as HTTP/1.1's parked connections, where hyper's HTTP/2
+/// server has none and would hold an idle connection, with its codec buffers and HPACK tables,
+/// for as long as the client (or a peer that vanished without a FIN) leaves it open.
+pub async fn drive_h2<C, E>(
+    mut conn: Pin<Box<C>>,
+    stop: &CancellationToken,
+    streams: &Streams,
+    idle: Duration,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>> + ?Sized,
+{
+    loop {
+        let deadline = streams.idle_deadline(idle);
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = stop.cancelled() => break,
+            // A stream may have come and gone meanwhile, moving the deadline: looked at again.
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                if streams.idle_deadline(idle).is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    break;
+                }
+            }
+            // The last open stream ended: the idle time starts now.
+            _ = streams.idle.notified(), if deadline.is_none() => {}
+        }
+    }
+    shutdown(conn.as_mut());
+    conn.await
 }
 
 /// One request through the proxy, boxed: hyper's HTTP/1 dispatcher keeps a heap slot the size
 /// of the service's future for the connection's whole life.
 type Handling = Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
 
-/// The proxy as a hyper service for one HTTP/2 connection.
+/// The proxy as a hyper service for one HTTP/2 connection, each stream counted in `streams`.
 pub fn service(
     proxy: Arc<Proxy>,
     info: ConnInfo,
+    streams: Arc<Streams>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = http::Response<ProxyBody>,
@@ -439,25 +525,12 @@ pub fn service(
 > + Clone {
     service_fn(move |req| {
         let proxy = proxy.clone();
-        Box::pin(async move { Ok(proxy.handle(req, info).await) }) as Handling
+        let stream = streams.open();
+        Box::pin(async move {
+            let resp = proxy.handle(req, info).await;
+            Ok(resp.map(|body| Tracked { body, _guard: stream }.boxed()))
+        }) as Handling
     })
-}
-
-/// Drives a hyper connection; when `stop` is cancelled, shuts it down gracefully with
-/// `shutdown` (in-flight requests finish, idle connections close) and waits for that.
-pub async fn with_graceful_stop<C, E>(
-    mut conn: Pin<Box<C>>,
-    stop: &CancellationToken,
-    shutdown: impl FnOnce(Pin<&mut C>),
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>> + ?Sized,
-{
-    tokio::select! {
-        r = conn.as_mut() => return r,
-        _ = stop.cancelled() => shutdown(conn.as_mut()),
-    }
-    conn.await
 }
 
 /// How long closing a connection may wait to send its last bytes: a TLS close_notify cannot
