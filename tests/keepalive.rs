@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use telswap::proxy::conn::KEEP_ALIVE_IDLE;
+use telswap::proxy::conn::{GOAWAY_WAIT, KEEP_ALIVE_IDLE};
 use telswap::proxy::server::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -356,6 +356,61 @@ async fn an_http2_stream_open_longer_than_the_idle_timeout_keeps_its_connection(
     assert_eq!(second.expect("a second stream on the same connection").status(), 200);
     assert!(!conn.is_finished());
     drop(body);
+}
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+#[tokio::test]
+async fn an_idle_http2_client_that_never_answers_the_closing_ping_is_dropped() {
+    let (_origin, proxy) = setup().await;
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    // A bare HTTP/2 client: the preface, empty SETTINGS, one GET (HPACK: `:method GET`,
+    // `:scheme http`, `:path /` from the static table, `:authority` as a literal), END_STREAM.
+    let mut block = vec![0x82, 0x86, 0x84, 0x41, 9];
+    block.extend(b"site.test");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    hello.extend(h2_frame(1, 0x5, 1, &block));
+    s.write_all(&hello).await.unwrap();
+    // Frames until the response's END_STREAM; the server's SETTINGS are acknowledged, and
+    // nothing else is ever answered.
+    let mut head = [0u8; 9];
+    loop {
+        tokio::time::timeout(DEADLINE, s.read_exact(&mut head))
+            .await
+            .unwrap()
+            .unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.unwrap();
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == 4 && head[4] & 1 == 0 {
+            s.write_all(&h2_frame(4, 1, 0, &[])).await.unwrap();
+        }
+        if stream == 1 && matches!(head[3], 0 | 1) && head[4] & 1 == 1 {
+            break;
+        }
+    }
+    tokio::time::pause();
+    let quiet = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    // GOAWAY and PING arrive after the idle time; the socket closes when the PING goes unanswered.
+    let read = tokio::time::timeout(KEEP_ALIVE_IDLE * 2, s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "closed within two idle times");
+    let waited = quiet.elapsed();
+    let expected = KEEP_ALIVE_IDLE + GOAWAY_WAIT;
+    assert!(
+        waited + Duration::from_secs(1) >= expected && waited <= expected + Duration::from_millis(5),
+        "closed {waited:?} after its last stream"
+    );
+    assert_eq!(rest.get(3), Some(&7), "a GOAWAY came first");
 }
 
 #[tokio::test]

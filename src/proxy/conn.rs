@@ -489,24 +489,37 @@ pub async fn drive_h2<C, E>(
 where
     C: Future<Output = Result<(), E>> + ?Sized,
 {
-    loop {
+    let stopping = loop {
         let deadline = streams.idle_deadline(idle);
         tokio::select! {
             r = conn.as_mut() => return r,
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => break true,
             // A stream may have come and gone meanwhile, moving the deadline: looked at again.
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 if streams.idle_deadline(idle).is_some_and(|d| d <= tokio::time::Instant::now()) {
-                    break;
+                    break false;
                 }
             }
             // The last open stream ended: the idle time starts now.
             _ = streams.idle.notified(), if deadline.is_none() => {}
         }
-    }
+    };
     shutdown(conn.as_mut());
-    conn.await
+    if stopping {
+        // In-flight streams finish first, as on every connection when the proxy stops.
+        return conn.await;
+    }
+    // Idle: h2 sends its last GOAWAY, and closes, only once the client answers its PING (one
+    // round trip, RFC 9113 §6.8). A client that never answers, or is gone, is dropped: no
+    // stream is open, so only the courtesy is lost.
+    match tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
 }
+
+/// How long an idle HTTP/2 connection's graceful close waits for the client's PING answer.
+pub const GOAWAY_WAIT: Duration = Duration::from_secs(5);
 
 /// One request through the proxy, boxed: hyper's HTTP/1 dispatcher keeps a heap slot the size
 /// of the service's future for the connection's whole life.
