@@ -319,17 +319,21 @@ async fn an_http2_connection_is_closed_after_the_idle_timeout_counted_from_its_l
     assert!(send.is_closed(), "no new streams on it");
 }
 
+/// The page at `/`, and at `/feed` a response that sends its head and one chunk, then hangs.
+async fn with_feed() -> (Origin, Running) {
+    let html = Route::page(200, &[("content-type", "text/html; charset=utf-8")], PAGE);
+    let feed = Route::stream_then_hang(
+        &[("content-type", "text/plain")],
+        vec![bytes::Bytes::from_static(b"first")],
+    );
+    let origin = Origin::start(vec![("/", html), ("/feed", feed)]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    (origin, proxy)
+}
+
 #[tokio::test]
 async fn an_http2_stream_open_longer_than_the_idle_timeout_keeps_its_connection() {
-    let origin = Origin::start(vec![(
-        "/feed",
-        Route::stream_then_hang(
-            &[("content-type", "text/plain")],
-            vec![bytes::Bytes::from_static(b"first")],
-        ),
-    )])
-    .await;
-    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let (_origin, proxy) = with_feed().await;
     let (mut send, conn) = h2c(&proxy).await;
     let req = http::Request::get("http://site.test/feed")
         .body(Empty::<bytes::Bytes>::new())
@@ -367,37 +371,54 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A GET for `path` on `stream`, END_STREAM (HPACK: `:method GET`, `:scheme http` from the
+/// static table, `:path` and `:authority` as literals).
+fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+    block.extend(path.as_bytes());
+    block.extend([0x41, 9]);
+    block.extend(b"site.test");
+    h2_frame(1, 0x5, stream, &block)
+}
+
+/// The next frame's kind, flags and stream; `None` at the end of the connection. The server's
+/// SETTINGS are acknowledged; nothing else is ever answered (not even a PING).
+async fn h2_next(s: &mut TcpStream) -> Option<(u8, u8, u32)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    if head[3] == 4 && head[4] & 1 == 0 {
+        s.write_all(&h2_frame(4, 1, 0, &[])).await.ok()?;
+    }
+    Some((
+        head[3],
+        head[4],
+        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+    ))
+}
+
+/// A bare HTTP/2 client: the preface, empty SETTINGS and a GET for `/` on stream 1, read to the
+/// response's END_STREAM.
+async fn bare_h2_client(proxy: &Running) -> TcpStream {
+    let mut s = TcpStream::connect(proxy.http).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    hello.extend(h2_get(1, "/"));
+    s.write_all(&hello).await.unwrap();
+    loop {
+        let (kind, flags, stream) = tokio::time::timeout(DEADLINE, h2_next(&mut s)).await.unwrap().unwrap();
+        if stream == 1 && matches!(kind, 0 | 1) && flags & 1 == 1 {
+            return s;
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_idle_http2_client_that_never_answers_the_closing_ping_is_dropped() {
     let (_origin, proxy) = setup().await;
-    let mut s = TcpStream::connect(proxy.http).await.unwrap();
-    // A bare HTTP/2 client: the preface, empty SETTINGS, one GET (HPACK: `:method GET`,
-    // `:scheme http`, `:path /` from the static table, `:authority` as a literal), END_STREAM.
-    let mut block = vec![0x82, 0x86, 0x84, 0x41, 9];
-    block.extend(b"site.test");
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(h2_frame(4, 0, 0, &[]));
-    hello.extend(h2_frame(1, 0x5, 1, &block));
-    s.write_all(&hello).await.unwrap();
-    // Frames until the response's END_STREAM; the server's SETTINGS are acknowledged, and
-    // nothing else is ever answered.
-    let mut head = [0u8; 9];
-    loop {
-        tokio::time::timeout(DEADLINE, s.read_exact(&mut head))
-            .await
-            .unwrap()
-            .unwrap();
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).await.unwrap();
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        if head[3] == 4 && head[4] & 1 == 0 {
-            s.write_all(&h2_frame(4, 1, 0, &[])).await.unwrap();
-        }
-        if stream == 1 && matches!(head[3], 0 | 1) && head[4] & 1 == 1 {
-            break;
-        }
-    }
+    let mut s = bare_h2_client(&proxy).await;
     tokio::time::pause();
     let quiet = tokio::time::Instant::now();
     let mut rest = Vec::new();
@@ -411,6 +432,34 @@ async fn an_idle_http2_client_that_never_answers_the_closing_ping_is_dropped() {
         "closed {waited:?} after its last stream"
     );
     assert_eq!(rest.get(3), Some(&7), "a GOAWAY came first");
+}
+
+#[tokio::test]
+async fn a_stream_opened_as_the_idle_goaway_left_is_served_past_the_ping_wait() {
+    let (_origin, proxy) = with_feed().await;
+    let mut s = bare_h2_client(&proxy).await;
+    tokio::time::pause();
+    // The idle GOAWAY (last stream id 2^31-1: streams still in flight towards the server are
+    // served) ...
+    while tokio::time::timeout(KEEP_ALIVE_IDLE * 2, h2_next(&mut s))
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        != 7
+    {}
+    tokio::time::resume();
+    // ... and a stream that crossed it, whose response streams on.
+    s.write_all(&h2_get(3, "/feed")).await.unwrap();
+    loop {
+        let (kind, _, stream) = tokio::time::timeout(DEADLINE, h2_next(&mut s)).await.unwrap().unwrap();
+        if kind == 0 && stream == 3 {
+            break;
+        }
+    }
+    tokio::time::pause();
+    let more = tokio::time::timeout(GOAWAY_WAIT * 3, h2_next(&mut s)).await;
+    assert!(more.is_err(), "still open while its stream is: {more:?}");
 }
 
 #[tokio::test]

@@ -510,11 +510,18 @@ where
         return conn.await;
     }
     // Idle: h2 sends its last GOAWAY, and closes, only once the client answers its PING (one
-    // round trip, RFC 9113 §6.8). A client that never answers, or is gone, is dropped: no
-    // stream is open, so only the courtesy is lost.
-    match tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
+    // round trip, RFC 9113 §6.8). A client that never answers, or is gone, is dropped when no
+    // stream is open, so only the courtesy is lost. A stream the client opened before the
+    // first GOAWAY reached it is served to its end first.
+    loop {
+        match tokio::time::timeout(GOAWAY_WAIT, conn.as_mut()).await {
+            Ok(r) => return r,
+            Err(_) if streams.open.load(Ordering::Acquire) == 0 => return Ok(()),
+            Err(_) => tokio::select! {
+                r = conn.as_mut() => return r,
+                _ = streams.idle.notified() => {}
+            },
+        }
     }
 }
 
