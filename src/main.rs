@@ -19,7 +19,7 @@ use telswap::visitor::identity::random_id;
 /// thread-local free lists serve them for less. Alternating wrk runs on the small-business page
 /// (1 thread, same machine): about 11 % more requests a second. Built with `no_thp`: with
 /// transparent huge pages its arenas made 10,000 idle HTTP/2 connections cost 741 MiB instead
-/// of glibc's 532; without them, 497 (benches/RESULTS.md, "the 2026-12-04 runs").
+/// of glibc's 528; without them, 497 (benches/RESULTS.md, "the 2026-12-04 runs").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
