@@ -117,6 +117,12 @@ struct ServeArgs {
     /// selectors, lol_html for the rest) or `lol_html` (lol_html for every page).
     #[arg(long, env = "TELSWAP_ENGINE", default_value = "auto", value_parser = ["auto", "lol_html"])]
     engine: String,
+    /// Memory for recordings of rewritten pages, in MiB. A response whose bytes equal an earlier
+    /// one's (same page, rules and number) is answered from that rewrite instead of being read
+    /// again; a page that differs is rewritten as usual. 0 sends every response through the
+    /// engine.
+    #[arg(long, env = "TELSWAP_REPLAY_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    replay_cache_mb: u64,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
             if args.engine == "lol_html" {
                 telswap::rewrite::set_engine(telswap::rewrite::Engine::LolHtml);
             }
+            telswap::rewrite::replay::set_capacity(args.replay_cache_mb << 20);
             run_on(args.threads, serve(args))
         }
         Command::Demo { listen, admin } => run(demo(listen, admin)),

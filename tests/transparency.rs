@@ -7,6 +7,9 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use common::*;
 
 /// A page with the site's number in three shapes (text, `tel:` link, international).
@@ -236,17 +239,8 @@ async fn numbers_split_across_network_reads_are_still_rewritten() {
 
     let resp = get(proxy.http, "site.test", &tracked("/plain")).await;
     assert!(resp.text() == want, "plain page not rewritten everywhere");
-    let resp = send(
-        proxy.http,
-        "GET",
-        "site.test",
-        &tracked("/gz"),
-        &[("Accept-Encoding", "gzip")],
-    )
-    .await;
-    assert_eq!(resp.header("content-encoding"), Some("gzip"));
     assert!(
-        decode("gzip", &resp.body).await == want.as_bytes(),
+        get_gzip(proxy.http, &tracked("/gz")).await == want.as_bytes(),
         "gzip page not rewritten everywhere"
     );
 }
@@ -285,6 +279,43 @@ async fn compressed_html_is_rewritten_in_the_origins_coding(coding: &str) {
     let body = decode(coding, &resp.body).await;
     assert_eq!(String::from_utf8(body).expect("UTF-8"), REWRITTEN, "{coding}");
     assert_eq!(origin.only_request().header("accept-encoding"), Some(accept));
+}
+
+/// GETs `target` of `site.test` accepting gzip; the body, decoded, after checking it came gzipped.
+async fn get_gzip(proxy: std::net::SocketAddr, target: &str) -> Vec<u8> {
+    let resp = send(proxy, "GET", "site.test", target, &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(resp.header("content-encoding"), Some("gzip"));
+    decode("gzip", &resp.body).await
+}
+
+/// A page the origin sends byte for byte the same again is answered from the first response's
+/// rewrite (`rewrite::replay`), plain or compressed, with the same bytes; the metric counts it.
+#[tokio::test]
+async fn the_same_page_again_is_replayed_with_the_same_bytes() {
+    let gz = encode("gzip", PAGE.as_bytes()).await;
+    let origin = Origin::start(vec![
+        ("/", Route::page(200, &[HTML], PAGE)),
+        ("/gz", Route::page(200, &[HTML, ("content-encoding", "gzip")], gz)),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let replayed = || proxy.proxy.stats.rewritten_replayed.load(Ordering::Relaxed);
+    for n in 0..3 {
+        let resp = get(proxy.http, "site.test", &tracked("/")).await;
+        assert_eq!(resp.text(), REWRITTEN, "response {n}");
+        let body = get_gzip(proxy.http, &tracked("/gz")).await;
+        assert_eq!(String::from_utf8(body).expect("UTF-8"), REWRITTEN, "gzip response {n}");
+    }
+    // The first response of each page was recorded, the two after it replayed. (The compressed
+    // page's figures are added when its rewriting task ends, just after the last bytes.)
+    tokio::time::timeout(DEADLINE, async {
+        while replayed() != 4 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("4 replayed responses expected, {} counted", replayed()));
+    assert_eq!(proxy.proxy.stats.rewritten.load(Ordering::Relaxed), 6);
 }
 
 #[tokio::test]

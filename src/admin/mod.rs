@@ -571,6 +571,11 @@ impl Admin {
             s.rewritten_lol_html.load(Relaxed),
         );
         counter(
+            "rewritten_replayed_total",
+            "Of those, answered from the recording of an earlier response with the same bytes (same page, rules and number); the rest went through an engine.",
+            s.rewritten_replayed.load(Relaxed),
+        );
+        counter(
             "numbers_swapped_total",
             "Phone numbers replaced in pages.",
             s.swapped.load(Relaxed),

@@ -143,6 +143,9 @@ fn record(rw: &PageRewriter, stats: &Stats) {
     if rw.is_fast() == Some(false) {
         stats.rewritten_lol_html.fetch_add(1, Ordering::Relaxed);
     }
+    if page.replayed.load(Ordering::Relaxed) {
+        stats.rewritten_replayed.fetch_add(1, Ordering::Relaxed);
+    }
     stats
         .swapped
         .fetch_add(page.swapped.load(Ordering::Relaxed) as u64, Ordering::Relaxed);

@@ -187,6 +187,9 @@ impl Proxy {
             None => ClientUpgrade::Hyper(hyper::upgrade::on(&mut req)),
         });
         let is_head = req.method() == http::Method::HEAD;
+        // Which page this is, for replaying an earlier rewrite of the same bytes (cheap: a
+        // reference-counted clone).
+        let path = req.uri().path_and_query().cloned();
         let upstream_req = match self.upstream_request(site, host, req, conn, upgrade) {
             Ok(r) => r,
             Err(e) => {
@@ -237,7 +240,11 @@ impl Proxy {
 
         let (mut parts, body) = resp.into_parts();
         let body = body.map_err(BoxError::from).boxed();
-        let body = self.response_filter(site, &visitor.choice, is_head, &mut parts, body);
+        let page = Page {
+            host,
+            path: path.as_ref().map_or("/", |p| p.as_str()),
+        };
+        let body = self.response_filter(site, &visitor.choice, is_head, page, &mut parts, body);
         if visitor.set_cookie.is_some() {
             // A response carrying one visitor's identity must never be stored by a shared cache.
             headers::make_private(&mut parts.headers);
@@ -386,6 +393,7 @@ impl Proxy {
         site: &Site,
         choice: &Choice,
         is_head: bool,
+        page: Page<'_>,
         parts: &mut http::response::Parts,
         body: ProxyBody,
     ) -> ProxyBody {
@@ -418,7 +426,7 @@ impl Proxy {
             None => None,
         };
         let to = site.replacement(number);
-        let Some(rw) = PageRewriter::new(&site.page, to, encoding) else {
+        let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, &format!("{}{}", page.host, page.path)) else {
             return body;
         };
         headers::drop_representation_headers(&mut parts.headers);
@@ -428,6 +436,13 @@ impl Proxy {
         self.stats.rewritten.fetch_add(1, Ordering::Relaxed);
         body::rewrite(body, coding, rw, self.stats.clone())
     }
+}
+
+/// The page a response is for: the host the visitor asked and the path with its query.
+#[derive(Clone, Copy)]
+struct Page<'a> {
+    host: &'a str,
+    path: &'a str,
 }
 
 /// Whether a request is a page view (a document), not an asset, a fetch or a form post.

@@ -26,6 +26,8 @@ pub struct Stats {
     pub rewritten: AtomicU64,
     /// Of those, the ones lol_html rewrote (the rest took the byte-level engine).
     pub rewritten_lol_html: AtomicU64,
+    /// Of those, the ones answered from a recording of the same bytes (`rewrite::replay`).
+    pub rewritten_replayed: AtomicU64,
     pub swapped: AtomicU64,
     pub bail_outs: AtomicU64,
     /// Client connections open now, plain and TLS after the handshake (gauge).

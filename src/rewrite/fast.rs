@@ -658,6 +658,19 @@ impl FastRewriter {
         std::mem::take(&mut self.out)
     }
 
+    /// Whether the output written so far is final for the bytes read so far: no tag or comment
+    /// opening cut by the chunk edge is carried, no candidate number is held back, and the engine
+    /// has not given up. What follows cannot change it ([`super::replay`] splices only up to such
+    /// points).
+    pub(crate) fn is_clean(&self) -> bool {
+        self.carry.is_empty() && self.text.pending_len() == 0 && self.mode != Mode::Passthrough
+    }
+
+    /// Output bytes written and not yet taken.
+    pub(crate) fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
     fn flush_count(&mut self) {
         if self.swapped > 0 {
             self.stats.swapped.fetch_add(self.swapped, Ordering::Relaxed);

@@ -20,15 +20,16 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use lol_html::errors::RewritingError;
 use lol_html::html_content::{TextChunk, TextType};
 use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, DocumentContentHandlers, MemorySettings, Selector};
 
-use super::fast::{Exclude, FastRewriter};
+use super::fast::Exclude;
 use super::matcher::{NumberMatcher, Replacement, TextStream};
+use super::replay::{self, EngineArgs, Key, Run};
 
 /// Attributes whose values may carry a phone number, besides `data-*` and `tel:`-like `href`s.
 pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
@@ -50,17 +51,27 @@ pub struct PageRules {
     /// `exclude` compiled once for the byte-level engine (`None`: a selector only lol_html can
     /// match). Compiling it per response cost a few allocations on every page.
     fast_exclude: Option<Arc<Exclude>>,
+    /// Unique to each `PageRules::new` (clones share it): recordings of pages
+    /// ([`super::replay`]) are kept under it, so rules reloaded never replay the old rules' pages.
+    id: u64,
 }
 
 impl PageRules {
     pub fn new(matcher: Arc<NumberMatcher>, exclude: Vec<String>, memory_limit: usize) -> PageRules {
+        static IDS: AtomicU64 = AtomicU64::new(1);
         let fast_exclude = Exclude::compile(&exclude).map(Arc::new);
         PageRules {
             matcher,
             memory_limit,
             exclude: exclude.into(),
             fast_exclude,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// See the field: which rules a recorded page was rewritten under.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The `exclude` selectors, as the rules file gave them.
@@ -79,6 +90,8 @@ pub fn check_selector(selector: &str) -> Result<(), String> {
 pub struct PageStats {
     pub swapped: AtomicUsize,
     pub bailed_out: AtomicBool,
+    /// The page was answered whole from a recording ([`super::replay`]).
+    pub replayed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -345,16 +358,20 @@ fn engine() -> Engine {
     }
 }
 
+// The byte-level engine's variant is the large one, and the one nearly every response takes:
+// boxing it would add an allocation per page to save bytes on the rare others.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     /// Boxed: lol_html's rewriter is large, and most responses take the byte-level engine.
     Lol(Box<LolRewriter>),
-    Fast(FastRewriter),
+    Fast(Run),
     /// No charset in `Content-Type`: the first bytes are held until they say which.
     Sniff {
         head: Vec<u8>,
         rules: PageRules,
         to: Arc<Replacement>,
         exclude: Arc<Exclude>,
+        page: Option<Box<str>>,
     },
     /// Only while [`PageRewriter::settle`] moves from `Sniff` to an engine.
     Settling,
@@ -382,11 +399,33 @@ impl PageRewriter {
         PageRewriter::with_engine(rules, to, encoding, engine())
     }
 
+    /// [`PageRewriter::new`] for the page at `page` (host and path): when the byte-level engine
+    /// takes it, a response with the same bytes as an earlier one of `page` (same rules, same
+    /// number) is answered from that one's recording ([`super::replay`]).
+    pub fn for_page(
+        rules: &PageRules,
+        to: Arc<Replacement>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+        page: &str,
+    ) -> Option<PageRewriter> {
+        PageRewriter::build(rules, to, encoding, engine(), Some(page))
+    }
+
     pub fn with_engine(
         rules: &PageRules,
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
         engine: Engine,
+    ) -> Option<PageRewriter> {
+        PageRewriter::build(rules, to, encoding, engine, None)
+    }
+
+    fn build(
+        rules: &PageRules,
+        to: Arc<Replacement>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+        engine: Engine,
+        page: Option<&str>,
     ) -> Option<PageRewriter> {
         let stats = Arc::new(PageStats::default());
         let exclude = match engine {
@@ -395,13 +434,14 @@ impl PageRewriter {
         };
         let inner = match (encoding, exclude) {
             (Some(enc), Some(exclude)) if enc == encoding_rs::UTF_8 => {
-                Inner::Fast(fast_engine(rules, to, exclude, stats.clone()))
+                Inner::Fast(fast_engine(rules, to, exclude, stats.clone(), page))
             }
             (None, Some(exclude)) => Inner::Sniff {
                 head: Vec::new(),
                 rules: rules.clone(),
                 to,
                 exclude,
+                page: page.map(Into::into),
             },
             (encoding, _) => Inner::Lol(Box::new(LolRewriter::new(rules, to, encoding, stats.clone())?)),
         };
@@ -469,12 +509,13 @@ impl PageRewriter {
             rules,
             to,
             exclude,
+            page,
         } = std::mem::replace(&mut self.inner, Inner::Settling)
         else {
             return;
         };
         self.inner = if utf8 {
-            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone());
+            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page.as_deref());
             rw.write(&head);
             Inner::Fast(rw)
         } else {
@@ -500,8 +541,26 @@ impl PageRewriter {
     }
 }
 
-fn fast_engine(rules: &PageRules, to: Arc<Replacement>, exclude: Arc<Exclude>, stats: Arc<PageStats>) -> FastRewriter {
-    FastRewriter::new(rules.matcher.clone(), to, exclude, rules.memory_limit, stats)
+/// The byte-level engine for a response; for a known `page`, with its recording or replay.
+fn fast_engine(
+    rules: &PageRules,
+    to: Arc<Replacement>,
+    exclude: Arc<Exclude>,
+    stats: Arc<PageStats>,
+    page: Option<&str>,
+) -> Run {
+    let key = page.and_then(|p| Some((replay::replays()?, Key::new(rules, p, &to))));
+    let args = EngineArgs {
+        matcher: rules.matcher.clone(),
+        to,
+        exclude,
+        limit: rules.memory_limit,
+        stats,
+    };
+    match key {
+        Some((replays, key)) => Run::keyed(args, key, replays),
+        None => Run::engine(args),
+    }
 }
 
 /// The prescan of a page without a charset in `Content-Type`: `Some(true)` for UTF-8 (declared,

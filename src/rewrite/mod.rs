@@ -8,12 +8,14 @@
 //! - [`matcher`]: finding those forms in raw text, shape-preserving replacement, chunk buffering;
 //! - [`html`]: choosing the engine per response, and the lol_html handlers (text, attributes,
 //!   JSON-LD, exclusions, bail-out);
-//! - [`fast`]: the byte-level engine, the same rewrites at a fraction of lol_html's cost.
+//! - [`fast`]: the byte-level engine, the same rewrites at a fraction of lol_html's cost;
+//! - [`replay`]: a page rewritten once, answered again while the origin sends the same bytes.
 
 pub mod fast;
 pub mod html;
 pub mod matcher;
 pub mod phone;
+pub mod replay;
 
 pub use html::{
     Engine, PageRewriter, PageRules, PageStats, check_selector, rewrite_document, rewrite_document_with, set_engine,

@@ -1,0 +1,478 @@
+//! Replays: the byte-level engine's rewrite of a page, kept to answer the next response whose
+//! bytes are the same without reading them again.
+//!
+//! Why: most pages a DNI proxy serves (ad landing pages, a CMS's cached pages) come from the
+//! origin byte for byte the same on every request; visitors differ only in the number written
+//! into them. The engine's output is a function of the page's bytes, the site's rules and the
+//! number, whatever the chunking (`tests/chunking.rs`, `tests/engines.rs` hold it to that), so for
+//! a response whose bytes equal a recorded one the output is the recorded output. Comparing a
+//! 19 KB page costs about a microsecond; reading its 500 tags costs tens (benches/RESULTS.md).
+//!
+//! How it stays exact:
+//! - A recording is made by the engine itself, on a response it rewrote, and kept under the
+//!   site's rules ([`PageRules`] instance), the page's host and path, and the number. The key
+//!   only says which recording to try: nothing is assumed from it. Each chunk of the response is
+//!   compared with the recording as it arrives.
+//! - Output goes out only up to *clean points*: offsets where the recording's engine had nothing
+//!   held back (no tag cut by a chunk edge, no candidate number pending), so the output up to
+//!   there was final whatever came next.
+//! - At the first chunk that differs (or a page longer or shorter than the recording), a fresh
+//!   engine reads the recorded bytes that matched, then the rest of the response; of its output,
+//!   the part already sent from the recording is dropped. The visitor gets exactly what the
+//!   engine alone would have written.
+//! - A page that differs on the very next response (a nonce, a timestamp, a cart) is marked
+//!   volatile: the engine alone rewrites it, and every [`VOLATILE_RETRY`]th response records it
+//!   again, so a page that changes on every request costs a lookup, not a copy, per response.
+//!
+//! Memory: recordings are weighed by their bytes in one bounded cache (LRU-like eviction,
+//! moka); pages above [`MAX_PAGE`] are never recorded. `telswap serve --replay-cache-mb` sets the
+//! bound, 0 turns replays off.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::fast::{Exclude, FastRewriter};
+use super::html::{PageRules, PageStats};
+use super::matcher::{NumberMatcher, Replacement};
+
+/// The cache's bound when `serve` does not set one, in bytes.
+pub const DEFAULT_CAPACITY: u64 = 64 << 20;
+
+/// Pages larger than this are not recorded: a recording holds the page twice (as it came and as
+/// rewritten), and large pages are few.
+pub const MAX_PAGE: usize = 1 << 20;
+
+/// A volatile page is recorded again on every this-many-th response.
+pub const VOLATILE_RETRY: u32 = 32;
+
+static CAPACITY: AtomicU64 = AtomicU64::new(DEFAULT_CAPACITY);
+static REPLAYS: OnceLock<Option<Replays>> = OnceLock::new();
+
+/// Sets the cache's bound in bytes (0: no replays). Takes effect only before the first page is
+/// rewritten (`telswap serve` calls it at start-up, as [`super::set_engine`]).
+pub fn set_capacity(bytes: u64) {
+    CAPACITY.store(bytes, Ordering::Relaxed);
+}
+
+/// The process's recordings (`None`: replays are off).
+pub fn replays() -> Option<&'static Replays> {
+    REPLAYS
+        .get_or_init(|| {
+            let bytes = CAPACITY.load(Ordering::Relaxed);
+            (bytes > 0).then(|| Replays::new(bytes))
+        })
+        .as_ref()
+}
+
+/// Which recording a response may replay.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// [`PageRules::id`]: rules reloaded are other rules.
+    rules: u64,
+    /// Host and path with query, as the visitor asked.
+    page: Box<str>,
+    /// The number written in.
+    number: Box<str>,
+}
+
+impl Key {
+    pub fn new(rules: &PageRules, page: &str, to: &Replacement) -> Key {
+        let n = to.number();
+        Key {
+            rules: rules.id(),
+            page: page.into(),
+            number: format!("+{}{}", n.cc, n.nsn).into(),
+        }
+    }
+}
+
+/// An offset where the recording's engine held nothing back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clean {
+    /// Page bytes read.
+    input: usize,
+    /// Output bytes written for them.
+    output: usize,
+    /// Numbers swapped in that output.
+    swapped: usize,
+}
+
+const START: Clean = Clean {
+    input: 0,
+    output: 0,
+    swapped: 0,
+};
+
+/// One rewritten page.
+#[derive(Debug)]
+pub struct Recording {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Increasing; the first is [`START`], the last the page's end.
+    clean: Vec<Clean>,
+    /// Responses answered from it whole.
+    hits: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Page(Recording),
+    /// Differed on the response after it was recorded; the count says when to record again.
+    Volatile(AtomicU32),
+}
+
+impl Entry {
+    fn weight(&self) -> u32 {
+        let bytes = match self {
+            Entry::Page(r) => r.input.len() + r.output.len() + r.clean.len() * size_of::<Clean>(),
+            Entry::Volatile(_) => 0,
+        };
+        u32::try_from(bytes + 128).unwrap_or(u32::MAX)
+    }
+}
+
+/// The recordings, bounded by their bytes.
+pub struct Replays {
+    cache: moka::sync::Cache<Key, Arc<Entry>>,
+}
+
+impl std::fmt::Debug for Replays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Replays({} entries)", self.cache.entry_count())
+    }
+}
+
+/// What a response starts as.
+enum Start {
+    Replay(Arc<Entry>),
+    Record,
+    Engine,
+}
+
+impl Replays {
+    pub fn new(capacity_bytes: u64) -> Replays {
+        Replays {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|_, e: &Arc<Entry>| e.weight())
+                .build(),
+        }
+    }
+
+    fn start(&self, key: &Key) -> Start {
+        match self.cache.get(key) {
+            None => Start::Record,
+            Some(e) => match &*e {
+                Entry::Page(_) => Start::Replay(e),
+                Entry::Volatile(n) if n.fetch_add(1, Ordering::Relaxed) % VOLATILE_RETRY == VOLATILE_RETRY - 1 => {
+                    Start::Record
+                }
+                Entry::Volatile(_) => Start::Engine,
+            },
+        }
+    }
+
+    fn keep(&self, key: Key, rec: Recording) {
+        self.cache.insert(key, Arc::new(Entry::Page(rec)));
+    }
+
+    fn mark_volatile(&self, key: Key) {
+        self.cache.insert(key, Arc::new(Entry::Volatile(AtomicU32::new(0))));
+    }
+}
+
+/// What the byte-level engine is built from (again, when a replay falls back).
+#[derive(Clone)]
+pub(crate) struct EngineArgs {
+    pub matcher: Arc<NumberMatcher>,
+    pub to: Arc<Replacement>,
+    pub exclude: Arc<Exclude>,
+    pub limit: usize,
+    pub stats: Arc<PageStats>,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> FastRewriter {
+        FastRewriter::new(
+            self.matcher.clone(),
+            self.to.clone(),
+            self.exclude.clone(),
+            self.limit,
+            self.stats.clone(),
+        )
+    }
+}
+
+/// A recording being made.
+struct Recorder {
+    key: Key,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    clean: Vec<Clean>,
+}
+
+/// A recording being replayed.
+struct Replaying {
+    entry: Arc<Entry>,
+    key: Key,
+    /// Page bytes that matched so far.
+    matched: usize,
+    /// The last clean point whose output was sent.
+    sent: usize,
+}
+
+impl Replaying {
+    fn rec(&self) -> &Recording {
+        match &*self.entry {
+            Entry::Page(r) => r,
+            Entry::Volatile(_) => unreachable!("only pages are replayed"),
+        }
+    }
+}
+
+/// The byte-level engine of one response, with its recording or replay.
+pub(crate) struct Run {
+    args: EngineArgs,
+    replays: Option<&'static Replays>,
+    engine: Option<FastRewriter>,
+    replay: Option<Replaying>,
+    recorder: Option<Recorder>,
+    /// Replayed output not yet taken.
+    out: Vec<u8>,
+    /// Output of the engine already sent from the recording, to drop from what it writes next.
+    skip: usize,
+    ended: bool,
+}
+
+impl Run {
+    /// The engine alone.
+    pub(crate) fn engine(args: EngineArgs) -> Run {
+        Run {
+            engine: Some(args.engine()),
+            args,
+            replays: None,
+            replay: None,
+            recorder: None,
+            out: Vec::new(),
+            skip: 0,
+            ended: false,
+        }
+    }
+
+    /// Replays `key`'s recording if there is one, else the engine, recording the page.
+    pub(crate) fn keyed(args: EngineArgs, key: Key, replays: &'static Replays) -> Run {
+        let mut run = Run {
+            args,
+            replays: Some(replays),
+            engine: None,
+            replay: None,
+            recorder: None,
+            out: Vec::new(),
+            skip: 0,
+            ended: false,
+        };
+        match replays.start(&key) {
+            Start::Replay(entry) => {
+                run.replay = Some(Replaying {
+                    entry,
+                    key,
+                    matched: 0,
+                    sent: 0,
+                })
+            }
+            Start::Record => {
+                run.engine = Some(run.args.engine());
+                run.recorder = Some(Recorder::new(key));
+            }
+            Start::Engine => run.engine = Some(run.args.engine()),
+        }
+        run
+    }
+
+    pub(crate) fn write(&mut self, chunk: &[u8]) {
+        if let Some(r) = &mut self.replay {
+            let (at, input) = (r.matched, &r.rec().input);
+            if input.get(at..at + chunk.len()) == Some(chunk) {
+                r.matched += chunk.len();
+                self.send_upto_matched();
+                return;
+            }
+            self.fall_back();
+        }
+        self.engine_write(chunk);
+    }
+
+    pub(crate) fn end(&mut self) {
+        self.ended = true;
+        if let Some(r) = &self.replay {
+            let rec = r.rec();
+            if r.matched == rec.input.len() {
+                let last = *rec.clean.last().expect("a recording ends with its end");
+                let from = rec.clean[r.sent].output;
+                self.out.extend_from_slice(&rec.output[from..]);
+                self.args.stats.swapped.store(last.swapped, Ordering::Relaxed);
+                self.args.stats.replayed.store(true, Ordering::Relaxed);
+                rec.hits.fetch_add(1, Ordering::Relaxed);
+                self.replay = None;
+                return;
+            }
+            self.fall_back();
+        }
+        let engine = self.engine.as_mut().expect("an engine when not replaying");
+        engine.end();
+        if let Some(rec) = &mut self.recorder {
+            rec.mark(engine, &self.args.stats);
+        }
+    }
+
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        let Some(engine) = &mut self.engine else {
+            return std::mem::take(&mut self.out);
+        };
+        let mut written = engine.take_output();
+        if let Some(rec) = &mut self.recorder {
+            rec.output.extend_from_slice(&written);
+        }
+        if self.skip > 0 {
+            let k = self.skip.min(written.len());
+            written.drain(..k);
+            self.skip -= k;
+        }
+        if self.ended {
+            self.finish_recording();
+        }
+        if self.out.is_empty() {
+            written
+        } else {
+            let mut out = std::mem::take(&mut self.out);
+            out.extend_from_slice(&written);
+            out
+        }
+    }
+
+    /// Sends the recording's output up to the last clean point the matched bytes reach (the
+    /// page's end is sent by [`Run::end`]: more bytes may still come).
+    fn send_upto_matched(&mut self) {
+        let r = self.replay.as_mut().expect("replaying");
+        let rec = match &*r.entry {
+            Entry::Page(rec) => rec,
+            Entry::Volatile(_) => unreachable!("only pages are replayed"),
+        };
+        let before = r.sent;
+        let last_mid = rec.clean.len() - 1;
+        while r.sent + 1 < last_mid && rec.clean[r.sent + 1].input <= r.matched {
+            r.sent += 1;
+        }
+        if r.sent > before {
+            let (from, to) = (rec.clean[before].output, rec.clean[r.sent].output);
+            self.out.extend_from_slice(&rec.output[from..to]);
+            self.args
+                .stats
+                .swapped
+                .store(rec.clean[r.sent].swapped, Ordering::Relaxed);
+        }
+    }
+
+    /// The response differs from the recording: a fresh engine reads what matched, and its
+    /// output for what was already sent is dropped.
+    fn fall_back(&mut self) {
+        let r = self.replay.take().expect("replaying");
+        let rec = r.rec();
+        let sent = rec.clean[r.sent];
+        if let Some(replays) = self.replays {
+            if rec.hits.load(Ordering::Relaxed) == 0 {
+                // Different on the response right after it was recorded: most likely different
+                // every time.
+                replays.mark_volatile(r.key.clone());
+            } else {
+                // It was the same for a while: the page changed. Record the new one.
+                self.recorder = Some(Recorder::new(r.key.clone()));
+            }
+        }
+        // The engine counts every number it swaps, those already sent included.
+        self.args.stats.swapped.store(0, Ordering::Relaxed);
+        self.engine = Some(self.args.engine());
+        self.skip = sent.output;
+        self.engine_write(&rec.input[..r.matched]);
+        debug_assert!(
+            self.engine.as_ref().is_some_and(|e| e.output_len() >= sent.output),
+            "the engine's output up to a clean point is the recording's"
+        );
+    }
+
+    fn engine_write(&mut self, chunk: &[u8]) {
+        let engine = self.engine.as_mut().expect("an engine when not replaying");
+        engine.write(chunk);
+        if let Some(rec) = &mut self.recorder {
+            rec.input.extend_from_slice(chunk);
+            if rec.input.len() > MAX_PAGE {
+                self.recorder = None;
+            } else if engine.is_clean() {
+                rec.mark(engine, &self.args.stats);
+            }
+        }
+    }
+
+    fn finish_recording(&mut self) {
+        let Some(rec) = self.recorder.take() else {
+            return;
+        };
+        let engine = self.engine.as_ref().expect("recording with an engine");
+        if self.args.stats.bailed_out.load(Ordering::Relaxed) || engine.output_len() > 0 {
+            return;
+        }
+        let Some(&end) = rec.clean.last() else {
+            return;
+        };
+        // Only a page read to its end, with all its output captured, is kept.
+        if end.input != rec.input.len() || end.output != rec.output.len() {
+            return;
+        }
+        if let Some(replays) = self.replays {
+            let Recorder {
+                key,
+                mut input,
+                mut output,
+                mut clean,
+            } = rec;
+            // Kept for a while: no room left over from growing them (the cache weighs lengths).
+            input.shrink_to_fit();
+            output.shrink_to_fit();
+            clean.shrink_to_fit();
+            replays.keep(
+                key,
+                Recording {
+                    input,
+                    output,
+                    clean,
+                    hits: AtomicU64::new(0),
+                },
+            );
+        }
+    }
+}
+
+impl Recorder {
+    fn new(key: Key) -> Recorder {
+        Recorder {
+            key,
+            input: Vec::new(),
+            output: Vec::new(),
+            clean: vec![START],
+        }
+    }
+
+    /// A clean point where the engine stands now (output taken so far plus what it holds).
+    fn mark(&mut self, engine: &FastRewriter, stats: &PageStats) {
+        let point = Clean {
+            input: self.input.len(),
+            output: self.output.len() + engine.output_len(),
+            swapped: stats.swapped.load(Ordering::Relaxed),
+        };
+        match self.clean.last_mut() {
+            // The same offset again (an empty chunk, or the end after a clean last chunk).
+            Some(last) if last.input == point.input => *last = point,
+            _ => self.clean.push(point),
+        }
+    }
+}

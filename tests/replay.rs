@@ -1,0 +1,304 @@
+//! Replays (`rewrite::replay`): a response whose bytes equal an earlier response of the same page
+//! (same rules, same number) is answered from that one's rewrite; every other response gets
+//! exactly the bytes the engine alone writes, however the network cuts either of them.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use telswap::rewrite::html::DEFAULT_MEMORY_LIMIT;
+use telswap::rewrite::replay::{MAX_PAGE, VOLATILE_RETRY};
+use telswap::rewrite::{Engine, NumberMatcher, PageRewriter, PageRules, PhoneNumber, Replacement};
+
+fn rules_with_limit(limit: usize) -> PageRules {
+    let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
+    PageRules::new(
+        Arc::new(NumberMatcher::new(&[site])),
+        vec!["[data-telswap-ignore]".into(), "[data-calltrk-noswap]".into()],
+        limit,
+    )
+}
+
+fn rules() -> PageRules {
+    rules_with_limit(DEFAULT_MEMORY_LIMIT)
+}
+
+fn to(n: &str) -> Arc<Replacement> {
+    Arc::new(Replacement::new(PhoneNumber::parse(n, "US").unwrap(), "1"))
+}
+
+const A: &str = "+1 555-010-1001";
+const B: &str = "+1 555-010-2002";
+
+/// What one response got: its bytes, the numbers counted as swapped, whether it was replayed.
+#[derive(Debug, PartialEq, Eq)]
+struct Got {
+    body: Vec<u8>,
+    swapped: usize,
+    replayed: bool,
+}
+
+/// One response of `page` through the proxy's rewriter, cut into pieces of the given sizes
+/// (cycled; the output is taken after each piece, as the proxy does).
+fn respond(rules: &PageRules, page: &str, number: &str, body: &[u8], sizes: &[usize]) -> Got {
+    let utf8 = Some(encoding_rs::UTF_8);
+    let mut rw = PageRewriter::for_page(rules, to(number), utf8, page).unwrap();
+    let mut out = Vec::new();
+    let (mut at, mut k) = (0, 0);
+    while at < body.len() {
+        let n = sizes[k % sizes.len()].clamp(1, body.len() - at);
+        rw.write(&body[at..at + n]);
+        out.extend(rw.take_output());
+        (at, k) = (at + n, k + 1);
+    }
+    rw.end();
+    out.extend(rw.take_output());
+    let stats = rw.stats();
+    Got {
+        body: out,
+        swapped: stats.swapped.load(Ordering::Relaxed),
+        replayed: stats.replayed.load(Ordering::Relaxed),
+    }
+}
+
+/// The engine alone on `body`, in one piece.
+fn engine(rules: &PageRules, number: &str, body: &[u8]) -> Got {
+    let mut rw = PageRewriter::with_engine(rules, to(number), Some(encoding_rs::UTF_8), Engine::Auto).unwrap();
+    rw.write(body);
+    rw.end();
+    let body = rw.take_output();
+    Got {
+        body,
+        swapped: rw.stats().swapped.load(Ordering::Relaxed),
+        replayed: false,
+    }
+}
+
+fn assert_engine_bytes(what: &str, got: &Got, want: &Got) {
+    if got.body != want.body {
+        let at = got
+            .body
+            .iter()
+            .zip(&want.body)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.body.len().min(want.body.len()));
+        let around = |b: &[u8]| String::from_utf8_lossy(&b[at.saturating_sub(60)..(at + 60).min(b.len())]).into_owned();
+        panic!(
+            "{what}: differs from the engine at byte {at} (lengths {} and {}):\n got: {:?}\nwant: {:?}",
+            got.body.len(),
+            want.body.len(),
+            around(&got.body),
+            around(&want.body)
+        );
+    }
+    assert_eq!(got.swapped, want.swapped, "{what}: numbers swapped");
+}
+
+fn bench_page(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/benches/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+#[test]
+fn the_same_bytes_are_replayed_for_the_same_page_rules_and_number() {
+    let rules = rules();
+    let page = bench_page("small-business.html");
+    let want = engine(&rules, A, &page);
+    assert!(want.swapped > 5, "the page holds the site's number");
+
+    let first = respond(&rules, "a.test/", A, &page, &[16 * 1024]);
+    assert!(!first.replayed, "nothing was recorded yet");
+    assert_engine_bytes("first response", &first, &want);
+
+    // Cut otherwise by the network: still the same bytes.
+    for sizes in [&[16 * 1024][..], &[1000, 7], &[1], &[page.len()]] {
+        let again = respond(&rules, "a.test/", A, &page, sizes);
+        assert!(again.replayed, "the same bytes again, cut {sizes:?}");
+        assert_engine_bytes("replayed", &again, &want);
+    }
+
+    // Another number, page or set of rules: a recording of its own.
+    let other = respond(&rules, "a.test/", B, &page, &[4096]);
+    assert!(!other.replayed, "another number");
+    assert_engine_bytes("other number", &other, &engine(&rules, B, &page));
+    assert!(
+        !respond(&rules, "a.test/other", A, &page, &[4096]).replayed,
+        "another page"
+    );
+    let reloaded = rules_with_limit(DEFAULT_MEMORY_LIMIT);
+    assert!(
+        !respond(&reloaded, "a.test/", A, &page, &[4096]).replayed,
+        "reloaded rules"
+    );
+    assert!(respond(&rules, "a.test/", B, &page, &[4096]).replayed);
+}
+
+/// Tiny random numbers for cutting and changing pages (xorshift; the seed is fixed, so a failure
+/// repeats).
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+
+    fn sizes(&mut self) -> Vec<usize> {
+        let max = [3, 40, 700, 16 * 1024][self.below(4)];
+        (0..1 + self.below(5)).map(|_| 1 + self.below(max)).collect()
+    }
+}
+
+/// Edits that change how the engine reads what follows them (comments, scripts, excluded
+/// elements, tags cut open) or the numbers themselves.
+const SNIPPETS: &[&str] = &[
+    "<!--",
+    "-->",
+    "<script>",
+    "</script>",
+    "<div data-telswap-ignore>",
+    "</div>",
+    "555-010-0000",
+    "(555) 010-0000 ",
+    "5",
+    "0",
+    "\"",
+    "'",
+    "<",
+    ">",
+    "<b title=\"555.010.0000\">",
+    "<textarea>",
+    "<svg>",
+    "x",
+];
+
+/// `page` with one random change: a byte replaced, a snippet inserted, cut short or made longer.
+fn changed(d: &mut Dice, page: &[u8]) -> Vec<u8> {
+    let at = d.below(page.len() + 1);
+    let snippet = SNIPPETS[d.below(SNIPPETS.len())].as_bytes();
+    let mut p = page.to_vec();
+    match d.below(4) {
+        0 if at < p.len() => p[at] = snippet[0],
+        0 | 1 => {
+            p.splice(at..at, snippet.iter().copied());
+        }
+        2 => p.truncate(at),
+        _ => p.extend_from_slice(snippet),
+    }
+    p
+}
+
+/// Short, with every state the engine keeps across bytes close together.
+const TRICKY: &str = "<!doctype html><title>555-010-0000</title><p>Call (555) 010-0000</p>\
+<!-- 555-010-0000 --><script>var a = '<!--<script>'; // 555-010-0000</script>\
+<script type=\"application/ld+json\">{\"telephone\": \"+1-555-010-0000\"}</script>\
+<div data-telswap-ignore><p>555.010.0000</p><span>555 010 0000</span></div>\
+<svg><desc><b>555-010-0000</b></desc><![CDATA[ 555-010-0000 ]]></svg>\
+<a href=\"tel:+15550100000\" title='555-010-0000'>5550100000</a><textarea>555-010-0000</textarea>";
+
+#[test]
+fn a_page_that_differs_from_its_recording_gets_the_engines_bytes() {
+    let rules = rules();
+    let pages = [
+        bench_page("small-business.html"),
+        bench_page("numbers-heavy.html"),
+        TRICKY.as_bytes().to_vec(),
+    ];
+    // `TELSWAP_FUZZ_ROUNDS` and `TELSWAP_FUZZ_SEED` run it longer, or elsewhere, by hand.
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let mut d = Dice(env("TELSWAP_FUZZ_SEED", 0x2545_f491_4f6c_dd1d) | 1);
+    for round in 0..env("TELSWAP_FUZZ_ROUNDS", 120) as usize {
+        let page = &pages[round % pages.len()];
+        let key = format!("fuzz.test/{round}");
+        let want = engine(&rules, A, page);
+        // Record it, and (most rounds) replay it once, so that a change later is either the first
+        // difference (volatile) or a page that changed after being the same.
+        assert_engine_bytes("recorded", &respond(&rules, &key, A, page, &d.sizes()), &want);
+        if round % 4 != 0 {
+            let again = respond(&rules, &key, A, page, &d.sizes());
+            assert!(again.replayed, "round {round}");
+            assert_engine_bytes("replayed", &again, &want);
+        }
+        let mut seen = vec![page.clone()];
+        for change in 0..3 {
+            let other = changed(&mut d, page);
+            let got = respond(&rules, &key, A, &other, &d.sizes());
+            assert_engine_bytes(
+                &format!("round {round}, change {change}"),
+                &got,
+                &engine(&rules, A, &other),
+            );
+            // Replayed only if the same bytes came before (the page, or a change recorded in
+            // its place); the same bytes may also be left to the engine, once a change marked
+            // the page volatile.
+            assert!(!got.replayed || seen.contains(&other), "round {round}, change {change}");
+            seen.push(other);
+        }
+        // And the first page again, whatever the entry became meanwhile.
+        let back = respond(&rules, &key, A, page, &d.sizes());
+        assert_engine_bytes(&format!("round {round}, back"), &back, &want);
+    }
+}
+
+#[test]
+fn a_page_that_changes_every_time_is_left_to_the_engine() {
+    let rules = rules();
+    let page = |n: usize| format!("<p>Call 555-010-0000. Token {n}.</p>");
+    // Recorded on the first response; the second differs at once: volatile.
+    for n in 0..2 {
+        let got = respond(&rules, "v.test/", A, page(n).as_bytes(), &[8]);
+        assert!(!got.replayed);
+        assert_engine_bytes("volatile", &got, &engine(&rules, A, page(n).as_bytes()));
+    }
+    // From now on the same bytes every time, but only every VOLATILE_RETRY-th response records
+    // again, so replays resume only after that one.
+    let still = page(7);
+    let replayed: Vec<bool> = (0..VOLATILE_RETRY as usize + 2)
+        .map(|_| respond(&rules, "v.test/", A, still.as_bytes(), &[8]).replayed)
+        .collect();
+    let first = replayed.iter().position(|&r| r).expect("replays resume");
+    assert_eq!(first, VOLATILE_RETRY as usize, "{replayed:?}");
+}
+
+#[test]
+fn pages_past_the_limits_are_not_recorded() {
+    // A page that makes the engine give up (a tag past the memory limit) is never replayed: the
+    // bail-out is counted on every response.
+    let tight = rules_with_limit(4096);
+    let big_tag = format!("<p>555-010-0000</p><div title=\"{}\">", "y".repeat(8192));
+    for _ in 0..2 {
+        let got = respond(&tight, "limit.test/", A, big_tag.as_bytes(), &[1024]);
+        assert!(!got.replayed);
+        assert_engine_bytes("bail-out", &got, &engine(&tight, A, big_tag.as_bytes()));
+    }
+    // A page larger than MAX_PAGE is rewritten by the engine every time.
+    let rules = rules();
+    let row = "<p>Call (555) 010-0000 today.</p>\n";
+    let large = row.repeat(MAX_PAGE / row.len() + 2);
+    let want = engine(&rules, A, large.as_bytes());
+    for _ in 0..2 {
+        let got = respond(&rules, "large.test/", A, large.as_bytes(), &[16 * 1024]);
+        assert!(!got.replayed);
+        assert_engine_bytes("large page", &got, &want);
+    }
+}
+
+#[test]
+fn a_page_without_a_charset_is_replayed_after_the_prescan() {
+    let rules = rules();
+    let page = bench_page("small-business.html");
+    let want = engine(&rules, A, &page);
+    let run = || {
+        let mut rw = PageRewriter::for_page(&rules, to(A), None, "sniff.test/").unwrap();
+        let mut out = Vec::new();
+        for piece in page.chunks(300) {
+            rw.write(piece);
+            out.extend(rw.take_output());
+        }
+        rw.end();
+        out.extend(rw.take_output());
+        (out, rw.stats().replayed.load(Ordering::Relaxed))
+    };
+    assert_eq!(run(), (want.body.clone(), false));
+    assert_eq!(run(), (want.body, true));
+}
