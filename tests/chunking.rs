@@ -66,3 +66,43 @@ fn every_number_on_the_demo_pages_is_swapped_except_excluded_and_lookalikes() {
         assert!(out.contains("licence 555-010-0000-77"));
     }
 }
+
+/// The same property where the tracking number is written with another number of bytes than
+/// the site's (shorter, or in international form for a number of another country) and the page
+/// separates digits with UTF-8 characters (no-break space, en dash, thin space) that a cut can
+/// split: a cut must read as if the text came in one piece, whatever was written before it.
+#[test]
+fn cuts_inside_utf8_separators_and_after_numbers_of_other_lengths_change_nothing() {
+    // (`<body>` first: without it the charset prescan would hold this short page whole.)
+    let page = "<body><p>Call 020\u{a0}7946\u{a0}0000 or 020\u{2013}7946\u{2013}0000, 020\u{2009}7946\u{2009}0000 \
+                and 1\u{a0}555\u{a0}010\u{a0}0000 now.</p><p>020 7946 000 0,020 7946 0000 x 555\u{2013}010\u{2013}0000</p>";
+    // (site number, its country, tracking number, the site's calling code)
+    let setups = [
+        ("+44 20 7946 0000", "GB", "+44 1632 96000", "44"),
+        ("+1 555-010-0000", "US", "+44 20 7946 0111", "1"),
+        ("+1 555-010-0000", "US", "+1 555-010-1001", "1"),
+    ];
+    for (site, country, number, cc) in setups {
+        let rules = PageRules::new(
+            Arc::new(NumberMatcher::new(&[PhoneNumber::parse(site, country).unwrap()])),
+            vec![],
+            DEFAULT_MEMORY_LIMIT,
+        );
+        let to = Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), cc));
+        let whole = rewrite_document(&rules, to.clone(), page.as_bytes(), page.len());
+        assert_ne!(
+            whole,
+            page.as_bytes(),
+            "{site} -> {number}: the page should contain swaps"
+        );
+        for size in 1..=page.len() {
+            let got = rewrite_document(&rules, to.clone(), page.as_bytes(), size);
+            assert!(
+                got == whole,
+                "{site} -> {number}, chunk size {size}:\n{}\n---\n{}",
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&whole)
+            );
+        }
+    }
+}

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::io::StreamReader;
 
 use super::{BoxError, ProxyBody, Stats};
-use crate::rewrite::PageRewriter;
+use crate::rewrite::{PageRewriter, replay};
 
 /// A content coding we can undo and redo (RFC 9110 §8.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +109,20 @@ fn decoder(body: ProxyBody, coding: Coding) -> Box<dyn AsyncRead + Send + Unpin>
     }
 }
 
+/// How long to wait for the origin's next bytes while the rewriter holds some for a decision,
+/// before [`PageRewriter::settle_now`]: the charset prescan ([`PRESCAN_WAIT`], counted from the
+/// first byte held), or a replay's bytes past its last clean point ([`replay::HOLD_WAIT`], counted
+/// from the origin's last bytes: it only bridges the gaps of an origin that keeps sending).
+fn hold_wait(rw: &PageRewriter) -> Option<std::time::Duration> {
+    if rw.holds_prescan() {
+        Some(PRESCAN_WAIT)
+    } else if rw.holds_replay() {
+        Some(replay::HOLD_WAIT)
+    } else {
+        None
+    }
+}
+
 /// Returns the visitor's body: the origin's body rewritten, in the same content coding.
 pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<Stats>) -> ProxyBody {
     if coding == Coding::Identity {
@@ -164,7 +178,7 @@ struct Inline {
     /// mutex is there because a response body must be `Sync` and lol_html's rewriter is not.
     rw: std::sync::Mutex<PageRewriter>,
     stats: Arc<Stats>,
-    /// Runs while the origin pauses with prescan bytes held ([`PRESCAN_WAIT`]).
+    /// Runs while the origin pauses with bytes held ([`hold_wait`]).
     prescan: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
     recorded: bool,
@@ -197,12 +211,10 @@ impl hyper::body::Body for Inline {
         while !this.ended {
             match std::pin::Pin::new(&mut this.origin).poll_frame(cx) {
                 Poll::Pending => {
-                    if !this.rw().holds_prescan() {
+                    let Some(wait) = hold_wait(this.rw()) else {
                         return Poll::Pending;
-                    }
-                    let timer = this
-                        .prescan
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(PRESCAN_WAIT)));
+                    };
+                    let timer = this.prescan.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -229,7 +241,8 @@ impl hyper::body::Body for Inline {
                 }
             }
             if !this.rw().holds_prescan() {
-                // Settled (by the wait or by the bytes): the timer is not needed any more.
+                // Settled (by the wait or by the bytes): the timer is not needed any more. (A
+                // replay's hold is waited for afresh after each of the origin's chunks.)
                 this.prescan = None;
             }
             let out = this.rw().take_output();
@@ -270,15 +283,19 @@ async fn pump(
     let mut prescan_until = None;
     loop {
         // `None`: the prescan wait ran out before the origin's next bytes.
-        let read = if rw.holds_prescan() {
-            let until = *prescan_until.get_or_insert_with(|| tokio::time::Instant::now() + PRESCAN_WAIT);
+        let now = tokio::time::Instant::now();
+        let until = if rw.holds_prescan() {
+            Some(*prescan_until.get_or_insert(now + PRESCAN_WAIT))
+        } else {
+            hold_wait(rw).map(|wait| now + wait)
+        };
+        let read = match until {
             // `read` is cancel-safe: when the wait ends first, no byte is lost.
-            tokio::select! {
+            Some(until) => tokio::select! {
                 n = reader.read(&mut buf) => Some(n?),
                 () = tokio::time::sleep_until(until) => None,
-            }
-        } else {
-            Some(reader.read(&mut buf).await?)
+            },
+            None => Some(reader.read(&mut buf).await?),
         };
         match read {
             Some(0) => break,

@@ -426,7 +426,9 @@ impl Proxy {
             None => None,
         };
         let to = site.replacement(number);
-        let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, &format!("{}{}", page.host, page.path)) else {
+        // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed.
+        let key = has_body.then(|| page.key());
+        let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key.as_deref()) else {
             return body;
         };
         headers::drop_representation_headers(&mut parts.headers);
@@ -443,6 +445,37 @@ impl Proxy {
 struct Page<'a> {
     host: &'a str,
     path: &'a str,
+}
+
+impl Page<'_> {
+    /// The name its rewrite is recorded under (`rewrite::replay`): host, path and query, less
+    /// the parameters that only say where the visitor came from (`utm_*`, click ids), which are
+    /// new on every ad click while the page is not. A recording is used only when the bytes
+    /// match, so this only decides which one is tried.
+    fn key(&self) -> String {
+        let (path, query) = self.path.split_once('?').unwrap_or((self.path, ""));
+        let mut key = String::with_capacity(self.host.len() + self.path.len());
+        key.push_str(self.host);
+        key.push_str(path);
+        let mut sep = '?';
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let name = param.split_once('=').map_or(param, |(n, _)| n);
+            if !is_tracking_param(name) {
+                key.push(sep);
+                key.push_str(param);
+                sep = '&';
+            }
+        }
+        key
+    }
+}
+
+/// URL parameters that say where a visit came from, not which page it is.
+fn is_tracking_param(name: &str) -> bool {
+    const OTHERS: [&str; 4] = ["_gl", "gad_source", "gad_campaignid", "srsltid"];
+    name.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("utm_"))
+        || classify::ClickIdKind::from_param(name).is_some()
+        || OTHERS.iter().any(|o| o.eq_ignore_ascii_case(name))
 }
 
 /// Whether a request is a page view (a document), not an asset, a fetch or a form post.

@@ -399,16 +399,16 @@ impl PageRewriter {
         PageRewriter::with_engine(rules, to, encoding, engine())
     }
 
-    /// [`PageRewriter::new`] for the page at `page` (host and path): when the byte-level engine
-    /// takes it, a response with the same bytes as an earlier one of `page` (same rules, same
-    /// number) is answered from that one's recording ([`super::replay`]).
+    /// [`PageRewriter::new`] for the page named `page` (host and path): when the byte-level
+    /// engine takes it, a response with the same bytes as an earlier one of `page` (same rules,
+    /// same number) is answered from that one's recording ([`super::replay`]).
     pub fn for_page(
         rules: &PageRules,
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
-        page: &str,
+        page: Option<&str>,
     ) -> Option<PageRewriter> {
-        PageRewriter::build(rules, to, encoding, engine(), Some(page))
+        PageRewriter::build(rules, to, encoding, engine(), page)
     }
 
     pub fn with_engine(
@@ -486,15 +486,30 @@ impl PageRewriter {
     /// would reparse; a stream cannot): the byte-level engine then reads the page as UTF-8,
     /// which for an ASCII-compatible charset still finds and swaps the ASCII digits of numbers.
     pub fn settle_now(&mut self) {
-        if let Inner::Sniff { head, .. } = &self.inner {
-            let utf8 = sniff(head, true).unwrap_or(true);
-            self.settle(utf8);
+        match &mut self.inner {
+            Inner::Sniff { head, .. } => {
+                let utf8 = sniff(head, true).unwrap_or(true);
+                self.settle(utf8);
+            }
+            Inner::Fast(run) => run.settle(),
+            Inner::Lol(_) | Inner::Settling => {}
         }
+    }
+
+    /// Whether a replay ([`super::replay`]) holds bytes that matched its recording but that it
+    /// cannot send yet: the caller gives the origin [`replay::HOLD_WAIT`] to send more, then
+    /// calls [`PageRewriter::settle_now`], and the engine sends what it can.
+    pub fn holds_replay(&self) -> bool {
+        matches!(&self.inner, Inner::Fast(run) if run.holds())
     }
 
     /// Ends the page, flushing anything still held.
     pub fn end(&mut self) {
-        self.settle_now();
+        // Only the prescan: a replay holding bytes ends whole if they were all it had.
+        if let Inner::Sniff { head, .. } = &self.inner {
+            let utf8 = sniff(head, true).unwrap_or(true);
+            self.settle(utf8);
+        }
         match &mut self.inner {
             Inner::Lol(rw) => rw.end(),
             Inner::Fast(rw) => rw.end(),
@@ -549,7 +564,7 @@ fn fast_engine(
     stats: Arc<PageStats>,
     page: Option<&str>,
 ) -> Run {
-    let key = page.and_then(|p| Some((replay::replays()?, Key::new(rules, p, &to))));
+    let key = page.and_then(|p| Some((replay::replays()?, Key::new(rules, p, &to)?)));
     let args = EngineArgs {
         matcher: rules.matcher.clone(),
         to,

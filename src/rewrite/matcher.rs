@@ -77,8 +77,11 @@ fn token_at(text: &[u8], i: usize) -> Token {
 #[inline(never)]
 fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
     match b {
+        // A separator cut by the end of the buffer is `Incomplete`, as a cut entity is: read
+        // whole in the next chunk, it must mean what it means when the text comes in one piece.
         0xC2 => match text.get(i + 1) {
             Some(0xA0) => sep(2, true),
+            None => Token::Incomplete,
             _ => Token::Other(b),
         },
         0xE2 => match (text.get(i + 1), text.get(i + 2)) {
@@ -86,6 +89,7 @@ fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
             (Some(0x80), Some(0x90 | 0x91 | 0x93)) => sep(3, false),
             // U+2009 thin space, U+202F narrow no-break space
             (Some(0x80), Some(0x89 | 0xAF)) => sep(3, true),
+            (None, _) | (Some(0x80), None) => Token::Incomplete,
             _ => Token::Other(b),
         },
         b'&' => entity_at(text, i),
@@ -659,7 +663,6 @@ impl TextStream {
         count: &mut usize,
         out: &mut Vec<u8>,
     ) -> bool {
-        let mark = out.len();
         if self.pending.is_empty() {
             // Most chunks hold no digit, `+`, `&` or `%` (and every node ends with an empty one):
             // nothing to scan, only the look-back bytes to keep.
@@ -674,7 +677,9 @@ impl TextStream {
                 }
                 Some(held) => {
                     self.pending.extend_from_slice(&chunk[held..]);
-                    self.advance(&out[mark..], last);
+                    // The look-back is the page's own text, not its rewrite: a number written
+                    // shorter or longer must not change how the next chunk's left edge reads.
+                    self.advance(&chunk[..held], last);
                     true
                 }
             };
@@ -684,13 +689,14 @@ impl TextStream {
         match rewrite_segment(matcher, &self.pending, 0, self.before, last, to, count, out) {
             None => {
                 out.extend_from_slice(&self.pending);
+                look_back(&mut self.before, &self.pending, last);
                 self.pending.clear();
             }
             Some(held) => {
+                look_back(&mut self.before, &self.pending[..held], last);
                 self.pending.drain(..held);
             }
         }
-        self.advance(&out[mark..], last);
         true
     }
 
@@ -721,22 +727,28 @@ impl TextStream {
         std::mem::take(&mut self.pending)
     }
 
-    fn advance(&mut self, emitted: &[u8], last: bool) {
-        if last {
-            self.before = [0; 3];
-            return;
-        }
-        match *emitted {
-            [.., a, b, c] => self.before = [a, b, c],
-            [a, b] => self.before = [self.before[2], a, b],
-            [a] => self.before = [self.before[1], self.before[2], a],
-            [] => {}
-        }
+    fn advance(&mut self, read: &[u8], last: bool) {
+        look_back(&mut self.before, read, last);
     }
 
     /// Whether text is being held back (for tests and the memory bound).
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Moves the look-back bytes past `read` (the page's text that went by), or forgets them at the
+/// end of a text node.
+fn look_back(before: &mut Before, read: &[u8], last: bool) {
+    if last {
+        *before = [0; 3];
+        return;
+    }
+    match *read {
+        [.., a, b, c] => *before = [a, b, c],
+        [a, b] => *before = [before[2], a, b],
+        [a] => *before = [before[1], before[2], a],
+        [] => {}
     }
 }
 

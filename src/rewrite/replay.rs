@@ -13,19 +13,25 @@
 //!   site's rules ([`PageRules`] instance), the page's host and path, and the number. The key
 //!   only says which recording to try: nothing is assumed from it. Each chunk of the response is
 //!   compared with the recording as it arrives.
-//! - Output goes out only up to *clean points*: offsets where the recording's engine had nothing
-//!   held back (no tag cut by a chunk edge, no candidate number pending), so the output up to
-//!   there was final whatever came next.
+//! - The recording keeps how its bytes were cut into the engine's writes (pieces of at most
+//!   [`PIECE`] bytes) and *clean points*: offsets after a write where the engine had nothing held
+//!   back (no tag cut by the edge, no candidate number pending), so its output up to there was
+//!   final. A replay sends output only up to clean points.
 //! - At the first chunk that differs (or a page longer or shorter than the recording), a fresh
-//!   engine reads the recorded bytes that matched, then the rest of the response; of its output,
-//!   the part already sent from the recording is dropped. The visitor gets exactly what the
-//!   engine alone would have written.
+//!   engine reads the recorded bytes that matched, cut into the recording's own pieces, then the
+//!   rest of the response. Fed the same pieces, the engine writes the same bytes, so the part of
+//!   its output already sent from the recording is exactly what is dropped: the visitor gets the
+//!   bytes of one engine run over their response, whatever the engine does at chunk edges.
+//! - Bytes that matched past the last clean point are held only while the origin keeps sending:
+//!   if it pauses ([`HOLD_WAIT`]), the engine takes over and sends what it can, as it would
+//!   have without the recording.
 //! - A page that differs on the very next response (a nonce, a timestamp, a cart) is marked
 //!   volatile: the engine alone rewrites it, and every [`VOLATILE_RETRY`]th response records it
 //!   again, so a page that changes on every request costs a lookup, not a copy, per response.
 //!
 //! Memory: recordings are weighed by their bytes in one bounded cache (LRU-like eviction,
-//! moka); pages above [`MAX_PAGE`] are never recorded. `telswap serve --replay-cache-mb` sets the
+//! moka); pages above [`MAX_PAGE`] (or the site's rewrite memory limit, so that a bail-out never
+//! depends on the chunking) are never recorded. `telswap serve --replay-cache-mb` sets the
 //! bound, 0 turns replays off.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -44,6 +50,23 @@ pub const MAX_PAGE: usize = 1 << 20;
 
 /// A volatile page is recorded again on every this-many-th response.
 pub const VOLATILE_RETRY: u32 = 32;
+
+/// A recording feeds the engine pieces of at most this many bytes, so that clean points (where a
+/// replay can send up to) come often: a replay holds back about this much at most.
+pub const PIECE: usize = 1024;
+
+/// Clean points are kept at least this far apart (bounds the list).
+const CLEAN_SPACING: usize = 512;
+
+/// A recording cut into more writes than this (an origin trickling bytes) is not kept.
+const MAX_PIECES: usize = 4096;
+
+/// How long a replay holds matched bytes it cannot send yet when the origin pauses, before the
+/// engine takes over.
+pub const HOLD_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Keys longer than this (a huge query string) are not replayed.
+const MAX_KEY: usize = 2048;
 
 static CAPACITY: AtomicU64 = AtomicU64::new(DEFAULT_CAPACITY);
 static REPLAYS: OnceLock<Option<Replays>> = OnceLock::new();
@@ -76,13 +99,18 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn new(rules: &PageRules, page: &str, to: &Replacement) -> Key {
+    /// `None` for a page name longer than [`MAX_KEY`].
+    pub fn new(rules: &PageRules, page: &str, to: &Replacement) -> Option<Key> {
         let n = to.number();
-        Key {
+        (page.len() <= MAX_KEY).then(|| Key {
             rules: rules.id(),
             page: page.into(),
             number: format!("+{}{}", n.cc, n.nsn).into(),
-        }
+        })
+    }
+
+    fn weight(&self) -> usize {
+        self.page.len() + self.number.len() + size_of::<Key>()
     }
 }
 
@@ -108,6 +136,8 @@ const START: Clean = Clean {
 pub struct Recording {
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Where each of the engine's writes ended, in `input`.
+    pieces: Vec<u32>,
     /// Increasing; the first is [`START`], the last the page's end.
     clean: Vec<Clean>,
     /// Responses answered from it whole.
@@ -122,12 +152,12 @@ enum Entry {
 }
 
 impl Entry {
-    fn weight(&self) -> u32 {
+    fn weight(&self) -> usize {
         let bytes = match self {
-            Entry::Page(r) => r.input.len() + r.output.len() + r.clean.len() * size_of::<Clean>(),
+            Entry::Page(r) => r.input.len() + r.output.len() + r.pieces.len() * 4 + r.clean.len() * size_of::<Clean>(),
             Entry::Volatile(_) => 0,
         };
-        u32::try_from(bytes + 128).unwrap_or(u32::MAX)
+        bytes + 128
     }
 }
 
@@ -154,7 +184,7 @@ impl Replays {
         Replays {
             cache: moka::sync::Cache::builder()
                 .max_capacity(capacity_bytes)
-                .weigher(|_, e: &Arc<Entry>| e.weight())
+                .weigher(|k: &Key, e: &Arc<Entry>| u32::try_from(k.weight() + e.weight()).unwrap_or(u32::MAX))
                 .build(),
         }
     }
@@ -208,6 +238,7 @@ struct Recorder {
     key: Key,
     input: Vec<u8>,
     output: Vec<u8>,
+    pieces: Vec<u32>,
     clean: Vec<Clean>,
 }
 
@@ -221,12 +252,10 @@ struct Replaying {
     sent: usize,
 }
 
-impl Replaying {
-    fn rec(&self) -> &Recording {
-        match &*self.entry {
-            Entry::Page(r) => r,
-            Entry::Volatile(_) => unreachable!("only pages are replayed"),
-        }
+fn page_of(entry: &Entry) -> &Recording {
+    match entry {
+        Entry::Page(r) => r,
+        Entry::Volatile(_) => unreachable!("only pages are replayed"),
     }
 }
 
@@ -290,22 +319,34 @@ impl Run {
     }
 
     pub(crate) fn write(&mut self, chunk: &[u8]) {
+        if self.ended {
+            return;
+        }
         if let Some(r) = &mut self.replay {
-            let (at, input) = (r.matched, &r.rec().input);
+            let (at, input) = (r.matched, &page_of(&r.entry).input);
             if input.get(at..at + chunk.len()) == Some(chunk) {
                 r.matched += chunk.len();
                 self.send_upto_matched();
                 return;
             }
-            self.fall_back();
+            self.fall_back(true);
         }
-        self.engine_write(chunk);
+        if self.recorder.is_some() {
+            // Small pieces, for clean points close together (see PIECE).
+            for piece in chunk.chunks(PIECE) {
+                self.write_piece(piece);
+            }
+        } else {
+            self.write_piece(chunk);
+        }
     }
 
     pub(crate) fn end(&mut self) {
-        self.ended = true;
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         if let Some(r) = &self.replay {
-            let rec = r.rec();
+            let rec = page_of(&r.entry);
             if r.matched == rec.input.len() {
                 let last = *rec.clean.last().expect("a recording ends with its end");
                 let from = rec.clean[r.sent].output;
@@ -316,12 +357,29 @@ impl Run {
                 self.replay = None;
                 return;
             }
-            self.fall_back();
+            self.fall_back(true);
         }
-        let engine = self.engine.as_mut().expect("an engine when not replaying");
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
         engine.end();
         if let Some(rec) = &mut self.recorder {
-            rec.mark(engine, &self.args.stats);
+            rec.mark(engine, &self.args.stats, true);
+        }
+    }
+
+    /// Whether a replay holds matched bytes it cannot send yet (past the last clean point): the
+    /// caller gives the origin [`HOLD_WAIT`] to send more, then calls [`Run::settle`].
+    pub(crate) fn holds(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_some_and(|r| r.matched > page_of(&r.entry).clean[r.sent].input)
+    }
+
+    /// The origin paused while a replay held bytes: the engine takes over and sends what it can.
+    pub(crate) fn settle(&mut self) {
+        if self.holds() {
+            self.fall_back(false);
         }
     }
 
@@ -354,10 +412,7 @@ impl Run {
     /// page's end is sent by [`Run::end`]: more bytes may still come).
     fn send_upto_matched(&mut self) {
         let r = self.replay.as_mut().expect("replaying");
-        let rec = match &*r.entry {
-            Entry::Page(rec) => rec,
-            Entry::Volatile(_) => unreachable!("only pages are replayed"),
-        };
+        let rec = page_of(&r.entry);
         let before = r.sent;
         let last_mid = rec.clean.len() - 1;
         while r.sent + 1 < last_mid && rec.clean[r.sent + 1].input <= r.matched {
@@ -373,13 +428,14 @@ impl Run {
         }
     }
 
-    /// The response differs from the recording: a fresh engine reads what matched, and its
-    /// output for what was already sent is dropped.
-    fn fall_back(&mut self) {
+    /// The response differs from the recording (`differs`), or the origin paused where the
+    /// recording cannot be sent: a fresh engine reads what matched, in the recording's own
+    /// pieces, and its output for what was already sent is dropped.
+    fn fall_back(&mut self, differs: bool) {
         let r = self.replay.take().expect("replaying");
-        let rec = r.rec();
+        let rec = page_of(&r.entry);
         let sent = rec.clean[r.sent];
-        if let Some(replays) = self.replays {
+        if let Some(replays) = self.replays.filter(|_| differs) {
             if rec.hits.load(Ordering::Relaxed) == 0 {
                 // Different on the response right after it was recorded: most likely different
                 // every time.
@@ -393,23 +449,42 @@ impl Run {
         self.args.stats.swapped.store(0, Ordering::Relaxed);
         self.engine = Some(self.args.engine());
         self.skip = sent.output;
-        self.engine_write(&rec.input[..r.matched]);
+        let mut at = 0;
+        for &end in &rec.pieces {
+            let end = end as usize;
+            if end > r.matched {
+                break;
+            }
+            self.write_piece(&rec.input[at..end]);
+            at = end;
+        }
+        if at < r.matched {
+            self.write_piece(&rec.input[at..r.matched]);
+        }
         debug_assert!(
             self.engine.as_ref().is_some_and(|e| e.output_len() >= sent.output),
-            "the engine's output up to a clean point is the recording's"
+            "the engine fed the recording's pieces writes the recording's output"
         );
     }
 
-    fn engine_write(&mut self, chunk: &[u8]) {
+    /// One write of the engine, recorded if a recording is being made.
+    fn write_piece(&mut self, piece: &[u8]) {
         let engine = self.engine.as_mut().expect("an engine when not replaying");
-        engine.write(chunk);
-        if let Some(rec) = &mut self.recorder {
-            rec.input.extend_from_slice(chunk);
-            if rec.input.len() > MAX_PAGE {
-                self.recorder = None;
-            } else if engine.is_clean() {
-                rec.mark(engine, &self.args.stats);
+        engine.write(piece);
+        let Some(rec) = &mut self.recorder else {
+            return;
+        };
+        rec.input.extend_from_slice(piece);
+        rec.pieces.push(u32::try_from(rec.input.len()).unwrap_or(u32::MAX));
+        let max_page = MAX_PAGE.min(self.args.limit);
+        if rec.input.len() > max_page || rec.pieces.len() > MAX_PIECES {
+            // Not worth keeping, nor copying again on every response: left to the engine.
+            let rec = self.recorder.take().expect("recording");
+            if let Some(replays) = self.replays {
+                replays.mark_volatile(rec.key);
             }
+        } else if engine.is_clean() {
+            rec.mark(engine, &self.args.stats, false);
         }
     }
 
@@ -433,17 +508,20 @@ impl Run {
                 key,
                 mut input,
                 mut output,
+                mut pieces,
                 mut clean,
             } = rec;
             // Kept for a while: no room left over from growing them (the cache weighs lengths).
             input.shrink_to_fit();
             output.shrink_to_fit();
+            pieces.shrink_to_fit();
             clean.shrink_to_fit();
             replays.keep(
                 key,
                 Recording {
                     input,
                     output,
+                    pieces,
                     clean,
                     hits: AtomicU64::new(0),
                 },
@@ -458,21 +536,25 @@ impl Recorder {
             key,
             input: Vec::new(),
             output: Vec::new(),
+            pieces: Vec::new(),
             clean: vec![START],
         }
     }
 
-    /// A clean point where the engine stands now (output taken so far plus what it holds).
-    fn mark(&mut self, engine: &FastRewriter, stats: &PageStats) {
+    /// A clean point where the engine stands now (output taken so far plus what it holds): at
+    /// least [`CLEAN_SPACING`] after the last, or the page's `end`.
+    fn mark(&mut self, engine: &FastRewriter, stats: &PageStats, end: bool) {
         let point = Clean {
             input: self.input.len(),
             output: self.output.len() + engine.output_len(),
             swapped: stats.swapped.load(Ordering::Relaxed),
         };
-        match self.clean.last_mut() {
-            // The same offset again (an empty chunk, or the end after a clean last chunk).
-            Some(last) if last.input == point.input => *last = point,
-            _ => self.clean.push(point),
+        let last = self.clean.last_mut().expect("starts with START");
+        if last.input == point.input {
+            // The same offset again (an empty chunk, or the end after a clean last piece).
+            *last = point;
+        } else if end || point.input - last.input >= CLEAN_SPACING {
+            self.clean.push(point);
         }
     }
 }
