@@ -35,21 +35,33 @@ fn pages() -> Vec<(String, String)> {
     pages
 }
 
+/// Asserts that `page`, which holds swaps, is rewritten the same cut into pieces of every size
+/// in `sizes` as whole.
+fn assert_same_at_every_size(
+    name: &str,
+    rules: &PageRules,
+    to: &Arc<Replacement>,
+    page: &str,
+    sizes: std::ops::RangeInclusive<usize>,
+) {
+    let whole = rewrite_document(rules, to.clone(), page.as_bytes(), page.len());
+    assert_ne!(whole, page.as_bytes(), "{name}: the page should contain swaps");
+    for size in sizes {
+        let got = rewrite_document(rules, to.clone(), page.as_bytes(), size);
+        assert!(
+            got == whole,
+            "{name}: chunk size {size} differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&whole)
+        );
+    }
+}
+
 #[test]
 fn output_is_the_same_for_every_chunk_size_from_1_to_64() {
     let (rules, to) = engine();
     for (name, page) in pages() {
-        let whole = rewrite_document(&rules, to.clone(), page.as_bytes(), page.len());
-        assert_ne!(whole, page.as_bytes(), "{name}: the page should contain swaps");
-        for size in 1..=64 {
-            let got = rewrite_document(&rules, to.clone(), page.as_bytes(), size);
-            assert!(
-                got == whole,
-                "{name}: chunk size {size} differs:\n{}\n---\n{}",
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&whole)
-            );
-        }
+        assert_same_at_every_size(&name, &rules, &to, &page, 1..=64);
     }
 }
 
@@ -89,20 +101,6 @@ fn cuts_inside_utf8_separators_and_after_numbers_of_other_lengths_change_nothing
             DEFAULT_MEMORY_LIMIT,
         );
         let to = Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), cc));
-        let whole = rewrite_document(&rules, to.clone(), page.as_bytes(), page.len());
-        assert_ne!(
-            whole,
-            page.as_bytes(),
-            "{site} -> {number}: the page should contain swaps"
-        );
-        for size in 1..=page.len() {
-            let got = rewrite_document(&rules, to.clone(), page.as_bytes(), size);
-            assert!(
-                got == whole,
-                "{site} -> {number}, chunk size {size}:\n{}\n---\n{}",
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(&whole)
-            );
-        }
+        assert_same_at_every_size(&format!("{site} -> {number}"), &rules, &to, page, 1..=page.len());
     }
 }

@@ -54,7 +54,7 @@ fn respond(rules: &PageRules, page: &str, number: &str, body: &[u8], sizes: &[us
 
 fn respond_to(rules: &PageRules, page: &str, to: &Arc<Replacement>, body: &[u8], sizes: &[usize]) -> Got {
     let utf8 = Some(encoding_rs::UTF_8);
-    let mut rw = PageRewriter::for_page(rules, to.clone(), utf8, Some(page)).unwrap();
+    let mut rw = PageRewriter::for_page(rules, to.clone(), utf8, Some(page.into())).unwrap();
     let mut out = Vec::new();
     let (mut at, mut k) = (0, 0);
     while at < body.len() {
@@ -329,7 +329,7 @@ fn a_page_without_a_charset_is_replayed_after_the_prescan() {
     let page = bench_page("small-business.html");
     let want = engine(&rules, A, &page);
     let run = || {
-        let mut rw = PageRewriter::for_page(&rules, to(A), None, Some("sniff.test/")).unwrap();
+        let mut rw = PageRewriter::for_page(&rules, to(A), None, Some("sniff.test/".into())).unwrap();
         let mut out = Vec::new();
         for piece in page.chunks(300) {
             rw.write(piece);

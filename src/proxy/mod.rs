@@ -427,8 +427,8 @@ impl Proxy {
         };
         let to = site.replacement(number);
         // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed.
-        let key = has_body.then(|| page.key());
-        let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key.as_deref()) else {
+        let key = has_body.then(|| page.key().into_boxed_str());
+        let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key) else {
             return body;
         };
         headers::drop_representation_headers(&mut parts.headers);

@@ -406,7 +406,7 @@ impl PageRewriter {
         rules: &PageRules,
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
-        page: Option<&str>,
+        page: Option<Box<str>>,
     ) -> Option<PageRewriter> {
         PageRewriter::build(rules, to, encoding, engine(), page)
     }
@@ -425,7 +425,7 @@ impl PageRewriter {
         to: Arc<Replacement>,
         encoding: Option<&'static encoding_rs::Encoding>,
         engine: Engine,
-        page: Option<&str>,
+        page: Option<Box<str>>,
     ) -> Option<PageRewriter> {
         let stats = Arc::new(PageStats::default());
         let exclude = match engine {
@@ -441,7 +441,7 @@ impl PageRewriter {
                 rules: rules.clone(),
                 to,
                 exclude,
-                page: page.map(Into::into),
+                page,
             },
             (encoding, _) => Inner::Lol(Box::new(LolRewriter::new(rules, to, encoding, stats.clone())?)),
         };
@@ -486,13 +486,17 @@ impl PageRewriter {
     /// would reparse; a stream cannot): the byte-level engine then reads the page as UTF-8,
     /// which for an ASCII-compatible charset still finds and swaps the ASCII digits of numbers.
     pub fn settle_now(&mut self) {
-        match &mut self.inner {
-            Inner::Sniff { head, .. } => {
-                let utf8 = sniff(head, true).unwrap_or(true);
-                self.settle(utf8);
-            }
-            Inner::Fast(run) => run.settle(),
-            Inner::Lol(_) | Inner::Settling => {}
+        self.end_prescan();
+        if let Inner::Fast(run) = &mut self.inner {
+            run.settle();
+        }
+    }
+
+    /// Ends the charset prescan, if it is running, with the bytes that have arrived.
+    fn end_prescan(&mut self) {
+        if let Inner::Sniff { head, .. } = &self.inner {
+            let utf8 = sniff(head, true).unwrap_or(true);
+            self.settle(utf8);
         }
     }
 
@@ -506,10 +510,7 @@ impl PageRewriter {
     /// Ends the page, flushing anything still held.
     pub fn end(&mut self) {
         // Only the prescan: a replay holding bytes ends whole if they were all it had.
-        if let Inner::Sniff { head, .. } = &self.inner {
-            let utf8 = sniff(head, true).unwrap_or(true);
-            self.settle(utf8);
-        }
+        self.end_prescan();
         match &mut self.inner {
             Inner::Lol(rw) => rw.end(),
             Inner::Fast(rw) => rw.end(),
@@ -530,7 +531,7 @@ impl PageRewriter {
             return;
         };
         self.inner = if utf8 {
-            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page.as_deref());
+            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page);
             rw.write(&head);
             Inner::Fast(rw)
         } else {
@@ -562,7 +563,7 @@ fn fast_engine(
     to: Arc<Replacement>,
     exclude: Arc<Exclude>,
     stats: Arc<PageStats>,
-    page: Option<&str>,
+    page: Option<Box<str>>,
 ) -> Run {
     let key = page.and_then(|p| Some((replay::replays()?, Key::new(rules, p, &to)?)));
     let args = EngineArgs {

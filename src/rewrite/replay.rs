@@ -100,11 +100,11 @@ pub struct Key {
 
 impl Key {
     /// `None` for a page name longer than [`MAX_KEY`].
-    pub fn new(rules: &PageRules, page: &str, to: &Replacement) -> Option<Key> {
+    pub fn new(rules: &PageRules, page: Box<str>, to: &Replacement) -> Option<Key> {
         let n = to.number();
         (page.len() <= MAX_KEY).then(|| Key {
             rules: rules.id(),
-            page: page.into(),
+            page,
             number: format!("+{}{}", n.cc, n.nsn).into(),
         })
     }
@@ -276,10 +276,19 @@ pub(crate) struct Run {
 impl Run {
     /// The engine alone.
     pub(crate) fn engine(args: EngineArgs) -> Run {
+        let engine = args.engine();
         Run {
-            engine: Some(args.engine()),
+            engine: Some(engine),
+            ..Run::bare(args, None)
+        }
+    }
+
+    /// Nothing started yet: the constructors set what this response starts as.
+    fn bare(args: EngineArgs, replays: Option<&'static Replays>) -> Run {
+        Run {
             args,
-            replays: None,
+            replays,
+            engine: None,
             replay: None,
             recorder: None,
             out: Vec::new(),
@@ -290,16 +299,7 @@ impl Run {
 
     /// Replays `key`'s recording if there is one, else the engine, recording the page.
     pub(crate) fn keyed(args: EngineArgs, key: Key, replays: &'static Replays) -> Run {
-        let mut run = Run {
-            args,
-            replays: Some(replays),
-            engine: None,
-            replay: None,
-            recorder: None,
-            out: Vec::new(),
-            skip: 0,
-            ended: false,
-        };
+        let mut run = Run::bare(args, Some(replays));
         match replays.start(&key) {
             Start::Replay(entry) => {
                 run.replay = Some(Replaying {
