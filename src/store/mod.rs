@@ -203,6 +203,9 @@ pub struct StoreStats {
     pub failed: u64,
     /// Writes waiting in the queue right now (approximate).
     pub queued: u64,
+    /// Passive checkpoints run by the store's checkpointer thread (the write-ahead log copied
+    /// back into the database file).
+    pub checkpoints: u64,
 }
 
 /// One event for one destination, written to the outbox with the change that caused it.

@@ -14,6 +14,12 @@
 //!   its own (a bad row) is logged, counted in [`StoreStats::failed`] and skipped; the rest of
 //!   its batch commits. NORMAL in WAL mode may lose the last batches on a power cut, never on a
 //!   process crash, and never corrupts the file.
+//! - **Checkpointer thread** (`telswap-store-checkpoint`, its own connection, `SCHED_IDLE` on
+//!   Linux): copies the write-ahead log back into the database file (a passive checkpoint) once
+//!   the writer has committed [`CHECKPOINT_ROWS`] rows since the last one, the job SQLite's
+//!   auto-checkpoint does inside the commit that crosses 1,000 log pages. The writer and call
+//!   connections keep auto-checkpoint only as a backstop ([`BACKSTOP_PAGES`]) for when the
+//!   checkpointer is starved of CPU.
 //! - **Readers**: a small pool of `query_only` connections (up to 4 kept idle, more opened on
 //!   demand), so reads never wait behind the writers (WAL: readers see the last commit).
 //!
@@ -248,6 +254,7 @@ struct Counters {
     outbox_failed: AtomicU64,
     outbox_dead: AtomicU64,
     outbox_pending: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 /// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
@@ -257,6 +264,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     queue: SyncSender<Msg>,
     writer: Mutex<Option<JoinHandle<Option<String>>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
     closed: AtomicBool,
     counters: Arc<Counters>,
     busy_timeout: Duration,
@@ -295,15 +303,22 @@ impl SqliteStore {
         )?;
         let writer_conn = connect(&path, "NORMAL", options.busy_timeout)?;
         let reader = open_reader(&path, options.busy_timeout)?;
+        for conn in [&calls, &writer_conn] {
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}; PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
+            ))?;
+        }
 
         let (queue, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         counters.outbox_pending.store(pending.max(0) as u64, Ordering::Relaxed);
+        let checkpointer = Checkpointer::start(connect(&path, "NORMAL", options.busy_timeout)?, Arc::clone(&counters))?;
         let writer_counters = Arc::clone(&counters);
         let (batch_max, linger) = (options.batch_max.max(1), options.linger);
+        let wake = checkpointer.waker();
         let writer = std::thread::Builder::new()
             .name("telswap-store-writer".into())
-            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max, linger))?;
+            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max, linger, &wake))?;
         info!(path = %path.display(), schema_version = version, "store opened");
         Ok(Arc::new(SqliteStore {
             path,
@@ -311,6 +326,7 @@ impl SqliteStore {
             readers: Mutex::new(vec![reader]),
             queue,
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             closed: AtomicBool::new(false),
             counters,
             busy_timeout: options.busy_timeout,
@@ -332,8 +348,14 @@ impl SqliteStore {
         // A full queue makes this wait for the writer to make room: that is the drain.
         let _ = self.queue.send(Msg::Close);
         let handle = lock(&self.writer).take();
+        // After the writer, whose last commits it then checkpoints.
+        let checkpointer = lock(&self.checkpointer).take();
         let Some(handle) = handle else { return Ok(()) };
-        match handle.join() {
+        let joined = handle.join();
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop();
+        }
+        match joined {
             Ok(None) => {
                 info!(path = %self.path.display(), "store closed");
                 Ok(())
@@ -674,6 +696,7 @@ impl Store for SqliteStore {
             rows,
             failed,
             queued: enqueued.saturating_sub(rows + failed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -1138,6 +1161,119 @@ fn lower_priority() {
     }
 }
 
+/// Rows the writer commits between two checkpoints. Why a count of rows: the checkpointer is
+/// woken right after the commit that reaches it, while the writer lingers before its next
+/// batch, so the checkpoint usually catches up with the whole log and the next transaction
+/// starts the log file over (a checkpoint that a commit overtakes leaves the log to grow until
+/// the next). 2,000 page-view rows are about the 1,000 log pages at which SQLite's own
+/// auto-checkpoint runs (B-trees keyed by random ids: a row dirties about half a page).
+pub const CHECKPOINT_ROWS: u64 = 2_000;
+
+/// The writer's and call connection's auto-checkpoint (log pages, 4 KiB each): only reached
+/// when the checkpointer has not run for ten times its usual spacing, on a core too busy to
+/// give an idle-priority thread any time. Then the committing thread checkpoints, as SQLite
+/// does by default, so the log stays bounded (about 40 MiB).
+pub const BACKSTOP_PAGES: u32 = 10_000;
+
+/// A log file grown past this (by a backstop's worth of pages) is cut back to it when the
+/// log starts over, instead of keeping its largest size on disk.
+const WAL_KEEP_BYTES: u64 = 8 << 20;
+
+/// The store's checkpointer thread (see the module doc). Why a thread of its own: a checkpoint
+/// copies about a thousand pages in one call, several milliseconds of CPU that cannot yield.
+/// Run by the writer's auto-checkpoint it held a proxy worker sharing the core off the CPU for
+/// up to 3 ms at a time (`perf sched` under `benches/load.sh`, 5,200 req/s); at `SCHED_IDLE` a
+/// woken worker takes the core back at once, and a checkpoint is never urgent.
+struct Checkpointer {
+    state: Arc<CheckpointState>,
+    handle: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct CheckpointState {
+    /// Set by the writer when a checkpoint is due, or by `stop`.
+    due: Mutex<bool>,
+    wake: std::sync::Condvar,
+    stop: AtomicBool,
+}
+
+/// The writer's handle on the checkpointer.
+#[derive(Clone)]
+struct CheckpointWaker(Arc<CheckpointState>);
+
+impl CheckpointWaker {
+    fn wake(&self) {
+        *lock(&self.0.due) = true;
+        self.0.wake.notify_one();
+    }
+}
+
+impl Checkpointer {
+    fn start(conn: Connection, counters: Arc<Counters>) -> Result<Checkpointer, StoreError> {
+        let state = Arc::new(CheckpointState::default());
+        let shared = Arc::clone(&state);
+        let handle = std::thread::Builder::new()
+            .name("telswap-store-checkpoint".into())
+            .spawn(move || run_checkpointer(&conn, &shared, &counters))?;
+        Ok(Checkpointer { state, handle })
+    }
+
+    fn waker(&self) -> CheckpointWaker {
+        CheckpointWaker(Arc::clone(&self.state))
+    }
+
+    /// Runs a last checkpoint and joins the thread.
+    fn stop(self) {
+        self.state.stop.store(true, Ordering::Release);
+        CheckpointWaker(self.state).wake();
+        if self.handle.join().is_err() {
+            error!("the store's checkpointer thread panicked");
+        }
+    }
+}
+
+fn run_checkpointer(conn: &Connection, state: &CheckpointState, counters: &Counters) {
+    idle_priority();
+    loop {
+        {
+            let mut due = lock(&state.due);
+            while !*due {
+                due = state.wake.wait(due).unwrap_or_else(|e| e.into_inner());
+            }
+            *due = false;
+        }
+        // PASSIVE: copies what no reader still needs, never waits for a lock or blocks the
+        // writer; what it leaves is copied by the next one.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => {
+                counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                debug!(log, copied, "store checkpoint");
+            }
+            Err(e) => warn!(error = %e, "store checkpoint failed; the next one retries"),
+        }
+        if state.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+}
+
+/// `SCHED_IDLE` for the calling thread (Linux; elsewhere, or if refused, it keeps its priority).
+fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+            debug!(error = ?e, "could not give the store checkpointer idle priority");
+        }
+    }
+}
+
 /// The writer thread. Returns the failure not yet reported to a flush, if any.
 fn run_writer(
     mut conn: Connection,
@@ -1145,8 +1281,10 @@ fn run_writer(
     counters: &Counters,
     batch_max: usize,
     linger: Duration,
+    checkpoint: &CheckpointWaker,
 ) -> Option<String> {
     lower_priority();
+    let mut since_checkpoint = 0u64;
     let mut batch = Vec::with_capacity(batch_max);
     let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
     let mut failure: Option<String> = None;
@@ -1174,8 +1312,13 @@ fn run_writer(
             next = rx.try_recv().ok();
         }
         backlog = batch.len() >= batch_max;
+        since_checkpoint += batch.len() as u64;
         if let Err(e) = commit_batch(&mut conn, &mut batch, counters) {
             failure = Some(e);
+        }
+        if since_checkpoint >= CHECKPOINT_ROWS {
+            since_checkpoint = 0;
+            checkpoint.wake();
         }
         if !waiters.is_empty() {
             let result = failure.take().map_or(Ok(()), Err);
@@ -1509,6 +1652,63 @@ mod tests {
         assert_eq!(store.session("s1").unwrap().unwrap().0, later);
         assert_eq!(count(&store, "visitors"), 1);
         assert_eq!(store.session("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn checkpointer_copies_the_log_back_at_idle_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let pragma = |name: &str| -> i64 {
+            lock(&store.calls)
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("wal_autocheckpoint"), i64::from(BACKSTOP_PAGES));
+        assert_eq!(pragma("journal_size_limit"), WAL_KEEP_BYTES as i64);
+        let rows = 3 * CHECKPOINT_ROWS;
+        for i in 0..rows {
+            let view = PageViewRow {
+                site: "example".into(),
+                visitor: format!("v{i}"),
+                session: format!("s{i}"),
+                path: "/".into(),
+                at: 1_000 + i as i64,
+            };
+            while !store.enqueue(Write::PageView(view.clone())) {
+                store.flush().unwrap();
+            }
+        }
+        store.flush().unwrap();
+        // The writer woke the checkpointer after its 2,000th row; wait for it to have run (an
+        // idle-priority thread on a busy test machine may wait its turn).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.stats().checkpoints == 0 {
+            assert!(Instant::now() < deadline, "no checkpoint ran: {:?}", store.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // /proc/<pid>/task/<tid>/stat: the policy is the 41st field (SCHED_IDLE = 5), and
+            // the fields from the 3rd on follow the command name's closing parenthesis.
+            let mut seen = 0;
+            for task in std::fs::read_dir("/proc/self/task").unwrap() {
+                let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap_or_default();
+                let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else {
+                    continue;
+                };
+                if name == "telswap-store-c" {
+                    seen += 1;
+                    assert_eq!(rest.split(' ').nth(38), Some("5"), "checkpointer policy: {stat}");
+                }
+            }
+            assert!(seen >= 1, "no checkpointer thread found");
+        }
+        assert_eq!(count(&store, "page_views"), rows as i64);
+        store.close().unwrap();
+        // The last checkpoint ran at close: everything is in the database file.
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(count(&reopened, "page_views"), rows as i64);
+        assert!(store.stats().checkpoints >= 1);
     }
 
     #[test]
