@@ -203,9 +203,11 @@ pub struct StoreStats {
     pub failed: u64,
     /// Writes waiting in the queue right now (approximate).
     pub queued: u64,
-    /// Passive checkpoints run by the store's checkpointer thread (the write-ahead log copied
-    /// back into the database file).
+    /// Passive checkpoints the store's checkpointer thread completed (not counting those it
+    /// found another checkpoint in).
     pub checkpoints: u64,
+    /// Log pages those checkpoints copied back into the database file.
+    pub checkpointed_pages: u64,
 }
 
 /// One event for one destination, written to the outbox with the change that caused it.
