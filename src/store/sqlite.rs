@@ -1187,9 +1187,9 @@ fn lower_priority() {
 /// writer's, once the checkpointer has fallen that far behind (a core too busy to give an
 /// idle-priority thread any time), and the call connection's auto-checkpoint. The writer stops
 /// waking the checkpointer past it (a wake already queued still runs once), so that a
-/// checkpoint of its own can take the lock when the checkpointer's current one ends. With the proxy saturating the core for a minute
-/// (`wrk -c32`, 21,000 req/s, every request a new visitor) the log file went up to 89 MB
-/// and back to 8 MB ([`WAL_KEEP_BYTES`]) every 15-20 s.
+/// checkpoint of its own can take the lock when the checkpointer's current one ends. With the
+/// proxy saturating the core for a minute (`wrk -c32`, 21,000 req/s, every request a new
+/// visitor) the log file went up to 89 MB and back to 8 MB ([`WAL_KEEP_BYTES`]) every 15-20 s.
 pub const BACKSTOP_PAGES: u32 = 10_000;
 
 /// A log file grown past this (by a backstop's worth of pages) is cut back to it when the
