@@ -130,7 +130,7 @@ pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<S
             origin,
             rw: std::sync::Mutex::new(rw),
             stats,
-            prescan: None,
+            hold: None,
             ended: false,
             recorded: false,
         }
@@ -178,8 +178,9 @@ struct Inline {
     /// mutex is there because a response body must be `Sync` and lol_html's rewriter is not.
     rw: std::sync::Mutex<PageRewriter>,
     stats: Arc<Stats>,
-    /// Runs while the origin pauses with bytes held ([`hold_wait`]).
-    prescan: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Runs while the origin pauses with bytes held ([`hold_wait`]): the charset prescan's
+    /// window, or a replay's wait for the origin's next bytes.
+    hold: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     ended: bool,
     recorded: bool,
 }
@@ -214,7 +215,7 @@ impl hyper::body::Body for Inline {
                     let Some(wait) = hold_wait(this.rw()) else {
                         return Poll::Pending;
                     };
-                    let timer = this.prescan.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
+                    let timer = this.hold.get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -243,7 +244,7 @@ impl hyper::body::Body for Inline {
             if !this.rw().holds_prescan() {
                 // Settled (by the wait or by the bytes): the timer is not needed any more. (A
                 // replay's hold is waited for afresh after each of the origin's chunks.)
-                this.prescan = None;
+                this.hold = None;
             }
             let out = this.rw().take_output();
             if !out.is_empty() {

@@ -2,9 +2,10 @@
 //! deciding touch, for attributing a call to what the caller did on the site.
 //!
 //! Held in a moka cache keyed by session id: bounded in entries, idle entries evicted after a
-//! day. moka runs its housekeeping lazily, so the pool's maintenance tick calls
-//! [`SessionLog::run_pending_tasks`] (REFERENCE.md §6). Durable storage of the same facts comes
-//! with the store; this is the hot copy.
+//! day, and past the bound the least recently seen session leaves first. moka runs its
+//! housekeeping lazily, so the pool's maintenance tick calls [`SessionLog::run_pending_tasks`]
+//! (REFERENCE.md §6). Durable storage of the same facts comes with the store; this is the hot
+//! copy, and a call whose session has left it is attributed from the store.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,9 +47,15 @@ pub trait VisitSink: Send + Sync {
     fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis);
 }
 
+/// The session table's hasher. Session ids are ours (random, in a signed cookie), so a client
+/// cannot choose keys that collide, and a keyed SipHash buys nothing here; what it costs shows
+/// when moka rebuilds a segment of its table, rehashing every key in it on the inserting
+/// request's thread (see [`SessionLog::new`]).
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Clone)]
 pub struct SessionLog {
-    cache: moka::sync::Cache<String, Arc<Mutex<SessionRecord>>>,
+    cache: moka::sync::Cache<String, Arc<Mutex<SessionRecord>>, Hasher>,
     sink: Option<Arc<dyn VisitSink>>,
 }
 
@@ -68,13 +75,25 @@ impl SessionLog {
     /// session-sized entries; 6 ms with the table presized). Every new visitor inserts a session,
     /// so those bursts land in a busy proxy's p99. The table for 1,000,000 sessions is about
     /// 17 MiB of bucket pointers, next to the hundreds of bytes each session record takes.
+    ///
+    /// Why LRU: moka's default policy (TinyLFU) admits a new entry at the bound only if it has
+    /// been asked for more often than the entry it would evict. A new visitor's session has not,
+    /// so at the bound most new sessions were refused (in a scratch run, 400 of the last 1,000
+    /// of 2,000,000 sessions were kept), and each of their page views made a fresh record
+    /// holding only that view: a call then read the wrong landing page and history. For
+    /// sessions, recency is the whole point: the one seen longest ago leaves.
+    ///
+    /// At the bound every insert removes an entry, and moka rebuilds a table segment (1/64 of
+    /// the table) whenever its removed slots pass a tenth of it, on the inserting thread; the
+    /// hasher ([`Hasher`]) halves that stall (`examples/session_log.rs`, `benches/RESULTS.md`).
     pub fn new(max_sessions: u64) -> SessionLog {
         SessionLog {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_sessions)
                 .initial_capacity(usize::try_from(max_sessions).unwrap_or(usize::MAX))
                 .time_to_idle(Duration::from_secs(24 * 3600))
-                .build(),
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build_with_hasher(Hasher::default()),
             sink: None,
         }
     }
@@ -184,5 +203,38 @@ mod tests {
         let want = [("/", true), ("/about", false), ("/offer", true), ("/contact", false)];
         assert_eq!(got, want.map(|(p, c)| (p.to_string(), c)).to_vec());
         assert_eq!(log.get("s1").unwrap().pages.len(), 4, "every view is still kept");
+    }
+
+    #[test]
+    fn at_the_bound_the_session_seen_longest_ago_leaves_and_a_new_one_keeps_its_history() {
+        let log = SessionLog::new(50);
+        let none = None;
+        for i in 0..500u64 {
+            let session = format!("s{i}");
+            for (k, path) in ["/landing", "/pricing", "/contact"].into_iter().enumerate() {
+                let at = i * 10 + k as u64;
+                log.page_view(
+                    "site",
+                    "v",
+                    &session,
+                    i * 10,
+                    Device::Mobile,
+                    (&none, &none, 0),
+                    path,
+                    at,
+                );
+                // The maintenance tick's housekeeping, as often as a busy site would see it.
+                log.run_pending_tasks();
+            }
+        }
+        assert_eq!(log.len(), 50);
+        for i in 450..500 {
+            let rec = log
+                .get(&format!("s{i}"))
+                .unwrap_or_else(|| panic!("session s{i} was refused"));
+            let pages: Vec<&str> = rec.pages.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(pages, ["/landing", "/pricing", "/contact"], "s{i} kept its whole visit");
+        }
+        assert!(log.get("s449").is_none(), "the least recently seen session left first");
     }
 }
