@@ -13,6 +13,12 @@
 //!   doing nothing: what lol_html charges just to show the engine every element and text chunk.
 //!   `telswap` / this is the engine's own share.
 //!
+//! The `replay-*` groups time one response of a page the proxy has seen before
+//! (`rewrite::replay`): read by the engine alone (`engine`, as with `--replay-cache-mb 0`),
+//! answered whole from its recording (`replayed`), and differing from it on every response at
+//! 90% and at 50% of the page (a "generated in N ms" comment): answered from the recording up to
+//! the difference, the engine resumed there (`differs_at_90pct`, `differs_at_50pct`).
+//!
 //! The `matcher` group runs [`NumberMatcher`] over a page's raw bytes, without HTML parsing.
 
 use std::hint::black_box;
@@ -62,14 +68,8 @@ fn replacement() -> Arc<Replacement> {
 /// The engine as the proxy drives it (the pattern of `rewrite_document`). Returns the output and
 /// the number of replacements.
 fn run_telswap(rules: &PageRules, to: &Arc<Replacement>, page: &[u8], engine: Engine) -> (Vec<u8>, usize) {
-    let mut rw = PageRewriter::with_engine(rules, to.clone(), None, engine).expect("utf-8 is supported");
-    let mut out = Vec::with_capacity(page.len() + 64);
-    for chunk in page.chunks(CHUNK) {
-        rw.write(chunk);
-        out.extend(rw.take_output());
-    }
-    rw.end();
-    out.extend(rw.take_output());
+    let rw = PageRewriter::with_engine(rules, to.clone(), None, engine).expect("utf-8 is supported");
+    let (out, rw) = drive(rw, page);
     let stats = rw.stats();
     assert!(!stats.bailed_out.load(Ordering::Relaxed), "the rewriter bailed out");
     (out, stats.swapped.load(Ordering::Relaxed))
@@ -186,6 +186,71 @@ fn pages(c: &mut Criterion) {
     }
 }
 
+/// One response through the proxy's rewriter for page `key` (replays on), as `run_telswap`.
+fn respond(rules: &PageRules, to: &Arc<Replacement>, key: &str, page: &[u8]) -> Vec<u8> {
+    let rw = PageRewriter::for_page(rules, to.clone(), Some(encoding_rs::UTF_8), Some(key.into()))
+        .expect("utf-8 is supported");
+    drive(rw, page).0
+}
+
+/// Feeds `page` to `rw` in [`CHUNK`]s, taking the output after each, and ends it.
+fn drive(mut rw: PageRewriter, page: &[u8]) -> (Vec<u8>, PageRewriter) {
+    let mut out = Vec::with_capacity(page.len() + 64);
+    for chunk in page.chunks(CHUNK) {
+        rw.write(chunk);
+        out.extend(rw.take_output());
+    }
+    rw.end();
+    out.extend(rw.take_output());
+    (out, rw)
+}
+
+fn replays(c: &mut Criterion) {
+    let rules = rules();
+    let to = replacement();
+    for &(name, page, _) in &PAGES[..2] {
+        // The page with a comment that differs on every response, at `share` of its length.
+        let varied = |share: usize, n: u64| {
+            let at = page.len() * share / 100;
+            let at = (at..page.len()).find(|&i| page[i] == b'<').unwrap_or(page.len());
+            let mut p = page.to_vec();
+            p.splice(at..at, format!("<!-- generated in {n} ms -->").into_bytes());
+            p
+        };
+        let mut group = c.benchmark_group(format!("replay-{name}"));
+        group.throughput(Throughput::Bytes(page.len() as u64));
+        group.bench_function("engine", |b| {
+            b.iter(|| run_telswap(&rules, &to, black_box(page), Engine::Auto))
+        });
+        let key = format!("bench.test/{name}");
+        assert_eq!(
+            respond(&rules, &to, &key, page),
+            run_telswap(&rules, &to, page, Engine::Auto).0
+        );
+        group.bench_function("replayed", |b| b.iter(|| respond(&rules, &to, &key, black_box(page))));
+        for share in [90, 50] {
+            let key = format!("bench.test/{name}/{share}");
+            let mut n = 1_000_000u64;
+            let first = varied(share, n);
+            assert_eq!(
+                respond(&rules, &to, &key, &first),
+                run_telswap(&rules, &to, &first, Engine::Auto).0
+            );
+            group.bench_function(format!("differs_at_{share}pct"), |b| {
+                b.iter_batched(
+                    || {
+                        n += 1;
+                        varied(share, n)
+                    },
+                    |p| respond(&rules, &to, &key, &p),
+                    criterion::BatchSize::SmallInput,
+                )
+            });
+        }
+        group.finish();
+    }
+}
+
 /// The matcher alone over a page's raw bytes: tags, attributes and scripts included, so it sees
 /// more candidates than the engine hands it (`href="/...?ref=5550100000"` matches here).
 fn matcher(c: &mut Criterion) {
@@ -217,5 +282,5 @@ fn matcher(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pages, matcher);
+criterion_group!(benches, pages, replays, matcher);
 criterion_main!(benches);

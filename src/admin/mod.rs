@@ -576,6 +576,16 @@ impl Admin {
             s.rewritten_replayed.load(Relaxed),
         );
         counter(
+            "rewritten_resumed_total",
+            "Of the rest, answered from a recording up to where they differed from it, an engine reading only what followed.",
+            s.rewritten_resumed.load(Relaxed),
+        );
+        counter(
+            "replayed_bytes_total",
+            "Page bytes answered from recordings without an engine reading them.",
+            s.replayed_bytes.load(Relaxed),
+        );
+        counter(
             "numbers_swapped_total",
             "Phone numbers replaced in pages.",
             s.swapped.load(Relaxed),

@@ -157,9 +157,13 @@ fn record(rw: &PageRewriter, stats: &Stats) {
     if rw.is_fast() == Some(false) {
         stats.rewritten_lol_html.fetch_add(1, Ordering::Relaxed);
     }
+    let from_recording = page.replayed_bytes.load(Ordering::Relaxed) as u64;
     if page.replayed.load(Ordering::Relaxed) {
         stats.rewritten_replayed.fetch_add(1, Ordering::Relaxed);
+    } else if from_recording > 0 {
+        stats.rewritten_resumed.fetch_add(1, Ordering::Relaxed);
     }
+    stats.replayed_bytes.fetch_add(from_recording, Ordering::Relaxed);
     stats
         .swapped
         .fetch_add(page.swapped.load(Ordering::Relaxed) as u64, Ordering::Relaxed);

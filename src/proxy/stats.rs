@@ -28,6 +28,12 @@ pub struct Stats {
     pub rewritten_lol_html: AtomicU64,
     /// Of those, the ones answered from a recording of the same bytes (`rewrite::replay`).
     pub rewritten_replayed: AtomicU64,
+    /// Of the others, the ones that differed from a recording and were answered from it up to
+    /// the difference, the engine reading only what followed.
+    pub rewritten_resumed: AtomicU64,
+    /// Page bytes answered from recordings without an engine reading them (whole replays and
+    /// resumed pages' parts before the difference).
+    pub replayed_bytes: AtomicU64,
     pub swapped: AtomicU64,
     pub bail_outs: AtomicU64,
     /// Client connections open now, plain and TLS after the handshake (gauge).

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::html::{NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
-use super::matcher::{NumberMatcher, Replacement, TextStream};
+use super::matcher::{Before, NumberMatcher, Replacement, TextStream};
 
 /// Elements with no end tag, never pushed on the stack (`low`: the lowercase name). A `match`
 /// compiles to a switch on the length and a few comparisons: every start tag asks.
@@ -544,13 +544,38 @@ enum RawKind {
     RawText,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Open {
     name: u64,
     excluded: bool,
     /// A `script[type="application/ld+json"]`: lol_html treats every script text inside it as
     /// JSON-LD (possible only when it was opened in foreign content).
     json_ld: bool,
+}
+
+/// All the engine carries from one byte to the next at a clean point ([`FastRewriter::is_clean`]:
+/// no tag cut by a chunk edge, no candidate number held back): the mode, the open elements, the
+/// namespaces and the text's look-back bytes. A replay ([`super::replay`]) keeps one at each clean
+/// point of its recording, so that when a response turns out to differ from the recording, an
+/// engine resumed at the last clean point sent reads only what follows it: from the same state
+/// and the same bytes the engine writes the same output, however they are cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    mode: Mode,
+    before: Before,
+    stack: Box<[Open]>,
+    excluded: usize,
+    json_ld: usize,
+    ns: Box<[Ns]>,
+}
+
+impl Snapshot {
+    /// Bytes it holds, its own size included (the replay cache weighs recordings by it).
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Snapshot>()
+            + std::mem::size_of_val::<[Open]>(&self.stack)
+            + std::mem::size_of_val::<[Ns]>(&self.ns)
+    }
 }
 
 /// Rewrites one UTF-8 HTML response as it streams; see the module doc.
@@ -664,6 +689,32 @@ impl FastRewriter {
     /// points).
     pub(crate) fn is_clean(&self) -> bool {
         self.carry.is_empty() && self.text.pending_len() == 0 && self.mode != Mode::Passthrough
+    }
+
+    /// The engine's state at a clean point (see [`Snapshot`]).
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        debug_assert!(self.is_clean(), "a snapshot is taken at a clean point");
+        Snapshot {
+            mode: self.mode,
+            before: self.text.look_back_bytes(),
+            stack: self.stack.as_slice().into(),
+            excluded: self.excluded,
+            json_ld: self.json_ld,
+            ns: self.ns.as_slice().into(),
+        }
+    }
+
+    /// Puts a fresh engine (nothing read yet) in the state of `at`, as if it had read the bytes
+    /// that led there; its output starts with what follows them.
+    pub(crate) fn resume(&mut self, at: &Snapshot) {
+        debug_assert!(self.out.is_empty() && self.carry.is_empty() && self.stack.is_empty());
+        self.mode = at.mode;
+        self.text = TextStream::resumed(at.before);
+        self.stack.extend_from_slice(&at.stack);
+        self.excluded = at.excluded;
+        self.json_ld = at.json_ld;
+        self.ns.clear();
+        self.ns.extend_from_slice(&at.ns);
     }
 
     /// Output bytes written and not yet taken.
@@ -1233,5 +1284,66 @@ fn end_tag_at(at: &[u8], end: &[u8]) -> EndTag {
         None => EndTag::Maybe,
         Some(b'\t' | b'\n' | b'\x0c' | b'\r' | b' ' | b'/' | b'>') => EndTag::Yes,
         Some(_) => EndTag::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::PhoneNumber;
+
+    fn engine() -> FastRewriter {
+        let n = |s| PhoneNumber::parse(s, "US").unwrap();
+        let exclude = ["[data-telswap-ignore]".to_string(), "div.no-swap".to_string()];
+        FastRewriter::new(
+            Arc::new(NumberMatcher::new(&[n("+1 555-010-0000")])),
+            Arc::new(Replacement::new(n("+1 555-010-1001"), "1")),
+            Arc::new(Exclude::compile(&exclude).unwrap()),
+            1 << 20,
+            Arc::new(PageStats::default()),
+        )
+    }
+
+    /// Every state the engine keeps across bytes, with numbers right after each of them.
+    const PAGE: &str = "<!doctype html><title>555-010-0000</title><p>Call (555) 010-0000</p>\
+        <!-- 555-010-0000 --><script>var a = '<!--<script>'; // 555-010-0000</script> 555-010-0000 --></script>5550100000\
+        <script type=\"application/ld+json\">{\"telephone\": \"+1-555-010-0000\"}</script>\
+        <div data-telswap-ignore><p>555.010.0000</p><span>555 010 0000</span></div>555.010.0000\
+        <div class=no-swap><div>555-010-0000</div>555-010-0000</div>555-010-0000\
+        <svg><desc><b>555-010-0000</b></desc><![CDATA[ 555-010-0000 ]]></svg>555-010-0000\
+        <math><mi>555-010-0000</mi></math><style>555-010-0000</style>x555-010-0000 5 555-010-0000\
+        <a href=\"tel:+15550100000\" title='555-010-0000'>5550100000</a><textarea>555-010-0000</textarea>";
+
+    #[test]
+    fn an_engine_resumed_from_a_snapshot_writes_what_the_whole_run_writes() {
+        let page = PAGE.as_bytes();
+        let mut whole = engine();
+        whole.write(page);
+        whole.end();
+        let want = whole.take_output();
+        let mut resumed_states = std::collections::HashSet::new();
+        for cut in 0..=page.len() {
+            let mut first = engine();
+            first.write(&page[..cut]);
+            if !first.is_clean() {
+                continue;
+            }
+            let state = first.snapshot();
+            let mut got = first.take_output();
+            let mut next = engine();
+            next.resume(&state);
+            assert_eq!(next.snapshot(), state, "resume restores the whole state");
+            next.write(&page[cut..]);
+            next.end();
+            got.extend(next.take_output());
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "resumed after byte {cut}"
+            );
+            resumed_states.insert(format!("{:?}/{}/{:?}", state.mode, state.excluded, state.ns));
+        }
+        // The page puts clean points in comments, scripts, excluded elements and foreign content.
+        assert!(resumed_states.len() >= 12, "{resumed_states:?}");
     }
 }

@@ -92,6 +92,10 @@ pub struct PageStats {
     pub bailed_out: AtomicBool,
     /// The page was answered whole from a recording ([`super::replay`]).
     pub replayed: AtomicBool,
+    /// Page bytes answered from a recording without the engine reading them: the whole page
+    /// when `replayed`, the part before the first difference when the page differed from its
+    /// recording (the engine resumed there).
+    pub replayed_bytes: AtomicUsize,
 }
 
 #[derive(Default)]

@@ -700,6 +700,21 @@ impl TextStream {
         true
     }
 
+    /// With nothing held back, the stream's whole state: the look-back bytes for the left
+    /// boundary of what follows ([`super::fast::Snapshot`] keeps them).
+    pub(crate) fn look_back_bytes(&self) -> Before {
+        debug_assert!(self.pending.is_empty());
+        self.before
+    }
+
+    /// A stream with nothing held back and these look-back bytes.
+    pub(crate) fn resumed(before: Before) -> TextStream {
+        TextStream {
+            pending: Vec::new(),
+            before,
+        }
+    }
+
     /// Ends a text node that holds nothing back: only the look-back bytes to forget. Returns
     /// `false` (and does nothing) when text is held, which [`push_bytes`](Self::push_bytes) with
     /// `last` must then release.

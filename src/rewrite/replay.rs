@@ -17,19 +17,25 @@
 //!   [`PIECE`] bytes) and *clean points*: offsets after a write where the engine had nothing held
 //!   back (no tag cut by the edge, no candidate number pending), so its output up to there was
 //!   final. A replay sends output only up to clean points.
-//! - At the first chunk that differs (or a page longer or shorter than the recording), a fresh
-//!   engine reads the recorded bytes that matched, cut into the recording's own pieces, then the
-//!   rest of the response. Fed the same pieces, the engine writes the same bytes, so the part of
-//!   its output already sent from the recording is exactly what is dropped: the visitor gets the
-//!   bytes of one engine run over their response, whatever the engine does at chunk edges.
+//! - At the first chunk that differs (or a page longer or shorter than the recording), an engine
+//!   is resumed at the last clean point sent, from the recording's snapshot of the engine's state
+//!   there ([`super::fast::Snapshot`]: mode, open elements, namespaces, look-back bytes), and reads
+//!   the recorded bytes that matched after it, cut into the recording's own pieces, then the rest
+//!   of the response. From the same state and the same bytes the engine writes the same output,
+//!   so its output follows on exactly from what was sent: the visitor gets the bytes of one
+//!   engine run over their response, and only the part after the first difference is read.
 //! - Bytes that matched past the last clean point are held only while the origin keeps sending:
-//!   if it pauses ([`HOLD_WAIT`]), the engine takes over and sends what it can, as it would
+//!   if it pauses ([`HOLD_WAIT`]), the engine takes over there and sends what it can, as it would
 //!   have without the recording.
-//! - A page that differs on the very next response (a nonce, a timestamp, a cart) is marked
-//!   volatile: the engine alone rewrites it, and every [`VOLATILE_RETRY`]th response records it
-//!   again, so a page that changes on every request costs a lookup, not a copy, per response.
+//! - A page that differs before its first clean point on the very next response (a nonce in the
+//!   head) is marked volatile: the engine alone rewrites it, and every [`VOLATILE_RETRY`]th
+//!   response records it again, so a page that changes on every request costs a lookup, not a
+//!   copy, per response. A page that differs later (a timestamp near the end, a form's token) is
+//!   replayed up to the difference every time and recorded again every [`VOLATILE_RETRY`]th
+//!   time; one that was replayed whole and then differs has changed, and is recorded again from
+//!   the difference at once.
 //!
-//! Memory: recordings are weighed by their bytes in one bounded cache (LRU-like eviction,
+//! Memory: recordings are weighed by their bytes (snapshots included) in one bounded cache (LRU-like eviction,
 //! moka); pages above [`MAX_PAGE`] (or the site's rewrite memory limit, so that a bail-out never
 //! depends on the chunking) are never recorded. `telswap serve --replay-cache-mb` sets the
 //! bound, 0 turns replays off.
@@ -37,7 +43,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::fast::{Exclude, FastRewriter};
+use super::fast::{Exclude, FastRewriter, Snapshot};
 use super::html::{PageRules, PageStats};
 use super::matcher::{NumberMatcher, Replacement};
 
@@ -140,8 +146,14 @@ pub struct Recording {
     pieces: Vec<u32>,
     /// Increasing; the first is [`START`], the last the page's end.
     clean: Vec<Clean>,
+    /// The engine's state at each clean point (shared with the recordings made from this one's
+    /// prefix).
+    states: Vec<Arc<Snapshot>>,
     /// Responses answered from it whole.
     hits: AtomicU64,
+    /// Responses that differed from it after some clean point and were resumed there (the count
+    /// says when to record again, as for a volatile page).
+    resumes: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -154,7 +166,16 @@ enum Entry {
 impl Entry {
     fn weight(&self) -> usize {
         let bytes = match self {
-            Entry::Page(r) => r.input.len() + r.output.len() + r.pieces.len() * 4 + r.clean.len() * size_of::<Clean>(),
+            Entry::Page(r) => {
+                r.input.len()
+                    + r.output.len()
+                    + r.pieces.len() * 4
+                    + r.clean.len() * size_of::<Clean>()
+                    + r.states
+                        .iter()
+                        .map(|s| s.bytes() + size_of::<Arc<Snapshot>>())
+                        .sum::<usize>()
+            }
             Entry::Volatile(_) => 0,
         };
         bytes + 128
@@ -240,6 +261,7 @@ struct Recorder {
     output: Vec<u8>,
     pieces: Vec<u32>,
     clean: Vec<Clean>,
+    states: Vec<Arc<Snapshot>>,
 }
 
 /// A recording being replayed.
@@ -250,6 +272,21 @@ struct Replaying {
     matched: usize,
     /// The last clean point whose output was sent.
     sent: usize,
+}
+
+/// How many bytes `a` and `b` have in common at their start (compared a block at a time: the
+/// block compare is a `memcmp`).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 64;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 fn page_of(entry: &Entry) -> &Recording {
@@ -310,15 +347,16 @@ impl Run {
                 })
             }
             Start::Record => {
-                run.engine = Some(run.args.engine());
-                run.recorder = Some(Recorder::new(key));
+                let engine = run.args.engine();
+                run.recorder = Some(Recorder::new(key, Arc::new(engine.snapshot())));
+                run.engine = Some(engine);
             }
             Start::Engine => run.engine = Some(run.args.engine()),
         }
         run
     }
 
-    pub(crate) fn write(&mut self, chunk: &[u8]) {
+    pub(crate) fn write(&mut self, mut chunk: &[u8]) {
         if self.ended {
             return;
         }
@@ -329,7 +367,13 @@ impl Run {
                 self.send_upto_matched();
                 return;
             }
+            // The chunk's bytes before the difference still match: the engine resumes at the
+            // last clean point before the difference, not before the chunk.
+            let same = common_prefix(&input[at.min(input.len())..], chunk);
+            r.matched += same;
+            self.send_upto_matched();
             self.fall_back(true);
+            chunk = &chunk[same..];
         }
         if self.recorder.is_some() {
             // Small pieces, for clean points close together (see PIECE).
@@ -353,6 +397,7 @@ impl Run {
                 self.out.extend_from_slice(&rec.output[from..]);
                 self.args.stats.swapped.store(last.swapped, Ordering::Relaxed);
                 self.args.stats.replayed.store(true, Ordering::Relaxed);
+                self.args.stats.replayed_bytes.store(rec.input.len(), Ordering::Relaxed);
                 rec.hits.fetch_add(1, Ordering::Relaxed);
                 self.replay = None;
                 return;
@@ -429,28 +474,40 @@ impl Run {
     }
 
     /// The response differs from the recording (`differs`), or the origin paused where the
-    /// recording cannot be sent: a fresh engine reads what matched, in the recording's own
-    /// pieces, and its output for what was already sent is dropped.
+    /// recording cannot be sent: an engine resumed at the last clean point sent (from the
+    /// recording's snapshot of its state there) reads the rest of what matched, in the
+    /// recording's own pieces, and then what comes. Nothing before that point is read again, and
+    /// what the engine writes starts where the sent output ends.
     fn fall_back(&mut self, differs: bool) {
         let r = self.replay.take().expect("replaying");
         let rec = page_of(&r.entry);
         let sent = rec.clean[r.sent];
         if let Some(replays) = self.replays.filter(|_| differs) {
-            if rec.hits.load(Ordering::Relaxed) == 0 {
-                // Different on the response right after it was recorded: most likely different
-                // every time.
+            if rec.hits.load(Ordering::Relaxed) > 0 {
+                // It was the same for a while: the page changed. Record the new one, whose
+                // bytes up to here are this one's.
+                self.recorder = Some(Recorder::from_prefix(r.key.clone(), rec, r.sent));
+            } else if r.sent == 0 {
+                // Different before its first clean point on the response right after it was
+                // recorded: most likely different every time, and nothing of it to reuse.
                 replays.mark_volatile(r.key.clone());
-            } else {
-                // It was the same for a while: the page changed. Record the new one.
-                self.recorder = Some(Recorder::new(r.key.clone()));
+            } else if rec.resumes.fetch_add(1, Ordering::Relaxed) % VOLATILE_RETRY == VOLATILE_RETRY - 1 {
+                // Different after some clean point, maybe every time (a timestamp near the end,
+                // a token in a form): resumed each time, and now and then recorded again in case
+                // the page has changed for good.
+                self.recorder = Some(Recorder::from_prefix(r.key.clone(), rec, r.sent));
             }
         }
-        // The engine counts every number it swaps, those already sent included.
-        self.args.stats.swapped.store(0, Ordering::Relaxed);
-        self.engine = Some(self.args.engine());
-        self.skip = sent.output;
-        let mut at = 0;
-        for &end in &rec.pieces {
+        let mut engine = self.args.engine();
+        engine.resume(&rec.states[r.sent]);
+        self.engine = Some(engine);
+        // What was sent counts; the engine adds what it swaps from here.
+        self.args.stats.swapped.store(sent.swapped, Ordering::Relaxed);
+        self.args.stats.replayed_bytes.store(sent.input, Ordering::Relaxed);
+        // Clean points fall where writes ended, so the pieces go on from this one.
+        let first = rec.pieces.partition_point(|&end| end as usize <= sent.input);
+        let mut at = sent.input;
+        for &end in &rec.pieces[first..] {
             let end = end as usize;
             if end > r.matched {
                 break;
@@ -461,10 +518,6 @@ impl Run {
         if at < r.matched {
             self.write_piece(&rec.input[at..r.matched]);
         }
-        debug_assert!(
-            self.engine.as_ref().is_some_and(|e| e.output_len() >= sent.output),
-            "the engine fed the recording's pieces writes the recording's output"
-        );
     }
 
     /// One write of the engine, recorded if a recording is being made.
@@ -510,12 +563,14 @@ impl Run {
                 mut output,
                 mut pieces,
                 mut clean,
+                mut states,
             } = rec;
             // Kept for a while: no room left over from growing them (the cache weighs lengths).
             input.shrink_to_fit();
             output.shrink_to_fit();
             pieces.shrink_to_fit();
             clean.shrink_to_fit();
+            states.shrink_to_fit();
             replays.keep(
                 key,
                 Recording {
@@ -523,7 +578,9 @@ impl Run {
                     output,
                     pieces,
                     clean,
+                    states,
                     hits: AtomicU64::new(0),
+                    resumes: AtomicU32::new(0),
                 },
             );
         }
@@ -531,13 +588,29 @@ impl Run {
 }
 
 impl Recorder {
-    fn new(key: Key) -> Recorder {
+    /// A recording of a page read from its start, where the engine's state is `start`.
+    fn new(key: Key, start: Arc<Snapshot>) -> Recorder {
         Recorder {
             key,
             input: Vec::new(),
             output: Vec::new(),
             pieces: Vec::new(),
             clean: vec![START],
+            states: vec![start],
+        }
+    }
+
+    /// A recording that starts as `rec` up to its clean point `k`, for an engine resumed there.
+    fn from_prefix(key: Key, rec: &Recording, k: usize) -> Recorder {
+        let at = rec.clean[k];
+        let pieces = rec.pieces.partition_point(|&end| end as usize <= at.input);
+        Recorder {
+            key,
+            input: rec.input[..at.input].to_vec(),
+            output: rec.output[..at.output].to_vec(),
+            pieces: rec.pieces[..pieces].to_vec(),
+            clean: rec.clean[..=k].to_vec(),
+            states: rec.states[..=k].to_vec(),
         }
     }
 
@@ -549,12 +622,19 @@ impl Recorder {
             output: self.output.len() + engine.output_len(),
             swapped: stats.swapped.load(Ordering::Relaxed),
         };
+        // A page's end after a bail-out is not clean; such a recording is not kept.
+        let state = || engine.is_clean().then(|| Arc::new(engine.snapshot()));
         let last = self.clean.last_mut().expect("starts with START");
         if last.input == point.input {
             // The same offset again (an empty chunk, or the end after a clean last piece).
             *last = point;
+            if let Some(state) = state() {
+                *self.states.last_mut().expect("one per clean point") = state;
+            }
         } else if end || point.input - last.input >= CLEAN_SPACING {
             self.clean.push(point);
+            let state = state().unwrap_or_else(|| self.states.last().expect("one per clean point").clone());
+            self.states.push(state);
         }
     }
 }
