@@ -16,8 +16,12 @@
 //! The `replay-*` groups time one response of a page the proxy has seen before
 //! (`rewrite::replay`): read by the engine alone (`engine`, as with `--replay-cache-mb 0`),
 //! answered whole from its recording (`replayed`), and differing from it on every response at
-//! 90% and at 50% of the page (a "generated in N ms" comment): answered from the recording up to
-//! the difference, the engine resumed there (`differs_at_90pct`, `differs_at_50pct`).
+//! 90% and at 50% of the page (a "generated in N ms" comment whose length changes): answered from
+//! the recording up to the difference, the engine resumed there and reading the rest
+//! (`differs_at_90pct`, `differs_at_50pct`), and with
+//! two tokens of the same length that change on every response, at 10% and 60% (`tokens`): the
+//! engine reads from the last clean point before each to the first after it where its state is
+//! the recorded one, the recording answers the rest.
 //!
 //! The `matcher` group runs [`NumberMatcher`] over a page's raw bytes, without HTML parsing.
 
@@ -214,7 +218,10 @@ fn replays(c: &mut Criterion) {
             let at = page.len() * share / 100;
             let at = (at..page.len()).find(|&i| page[i] == b'<').unwrap_or(page.len());
             let mut p = page.to_vec();
-            p.splice(at..at, format!("<!-- generated in {n} ms -->").into_bytes());
+            // Of a different length from one response to the next (the recording's, taken every
+            // VOLATILE_RETRY-th response, has the same length as one in four).
+            let pad = " ".repeat((n % 4) as usize);
+            p.splice(at..at, format!("<!-- generated in {n} ms{pad} -->").into_bytes());
             p
         };
         let mut group = c.benchmark_group(format!("replay-{name}"));
@@ -247,6 +254,35 @@ fn replays(c: &mut Criterion) {
                 )
             });
         }
+        let key = format!("bench.test/{name}/tokens");
+        let tokens = |n: u64| {
+            let mut p = page.to_vec();
+            for (share, k) in [(60, 1), (10, 2)] {
+                let at = page.len() * share / 100;
+                let at = (at..page.len()).find(|&i| page[i] == b'<').unwrap_or(page.len());
+                let token = format!(
+                    "<input type=hidden name=t{k} value=\"{:016x}\">",
+                    n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                );
+                p.splice(at..at, token.into_bytes());
+            }
+            p
+        };
+        let mut n = 1u64;
+        assert_eq!(
+            respond(&rules, &to, &key, &tokens(n)),
+            run_telswap(&rules, &to, &tokens(n), Engine::Auto).0
+        );
+        group.bench_function("tokens", |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    tokens(n)
+                },
+                |p| respond(&rules, &to, &key, &p),
+                criterion::BatchSize::SmallInput,
+            )
+        });
         group.finish();
     }
 }

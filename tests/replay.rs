@@ -193,14 +193,17 @@ const SNIPPETS: &[&str] = &[
     "x",
 ];
 
-/// `page` with one random change: a byte replaced, a snippet inserted, cut short or made longer.
+/// `page` with one random change: a byte replaced, a snippet written over it or inserted, cut
+/// short or made longer.
 fn changed(d: &mut Dice, page: &[u8]) -> Vec<u8> {
     let at = d.below(page.len() + 1);
     let snippet = SNIPPETS[d.below(SNIPPETS.len())].as_bytes();
     let mut p = page.to_vec();
-    match d.below(4) {
+    match d.below(5) {
         0 if at < p.len() => p[at] = snippet[0],
-        0 | 1 => {
+        // Overwritten in place: the same length, so the rest may be the recording's again.
+        4 if at + snippet.len() <= p.len() => p[at..at + snippet.len()].copy_from_slice(snippet),
+        0 | 1 | 4 => {
             p.splice(at..at, snippet.iter().copied());
         }
         2 => p.truncate(at),
@@ -350,6 +353,89 @@ fn a_page_that_differs_near_its_end_every_time_is_read_only_from_the_difference(
     // Every response after the first resumed at the difference: none was left to the engine
     // alone as volatile.
     assert_eq!(resumed, 2 * VOLATILE_RETRY as usize - 1);
+}
+
+#[test]
+fn a_token_that_changes_on_every_response_is_all_the_engine_reads() {
+    let rules = rules();
+    let base = bench_page("numbers-heavy.html");
+    // A token of the same length in the head (before the recording's first clean point) and
+    // another in the middle, different on every response; some numbers right after each.
+    let (head, middle) = (40, base.len() / 2);
+    let middle = (middle..base.len()).find(|&i| base[i] == b'<').unwrap();
+    let page = |n: usize| {
+        let mut p = base.clone();
+        let token = |k| format!("<i data-token=\"{:08x}\">555-010-0000</i>", n * 7919 + k).into_bytes();
+        p.splice(middle..middle, token(1));
+        p.splice(head..head, token(2));
+        p
+    };
+    let mut read_all = Vec::new();
+    for n in 0..3 * VOLATILE_RETRY as usize {
+        let body = page(n);
+        let got = respond(&rules, "token.test/", A, &body, &[16 * 1024, 1500, 9000]);
+        assert_engine_bytes(&format!("response {n}"), &got, &engine(&rules, A, &body));
+        assert!(!got.replayed, "response {n} differs");
+        // Read by the engine: from the last clean point before each token to the first one after
+        // it where its state is the recorded one, a few pieces each; except the first response
+        // (recorded) and every VOLATILE_RETRY-th after it (recorded again, from the first token).
+        let read = body.len() - got.from_recording;
+        if read > 8 * PIECE {
+            read_all.push(n);
+        }
+    }
+    let retry = VOLATILE_RETRY as usize;
+    assert_eq!(read_all, [0, retry, 2 * retry], "responses the engine read most of");
+}
+
+#[test]
+fn a_change_of_the_same_length_that_changes_what_follows_is_read_until_the_state_is_the_same() {
+    let rules = rules();
+    // Rows of different lengths (so that the recording's pieces end at different places in
+    // them), a number in every fourth.
+    let row = |k: usize| {
+        let number = if k.is_multiple_of(4) { " Call 555-010-0000." } else { "" };
+        format!("<p class=row>Row {k}: {}{number}</p>\n", "text ".repeat(k % 7))
+    };
+    let rows = |from: usize, to: usize| (from..to).map(row).collect::<String>();
+    // Each original holds a stretch of rows (several clean points long) inside an element or
+    // markup whose same-length twin reads it differently: a comment, an excluded element, a
+    // script, an attribute value.
+    let cases = [
+        ("<br>", "<!--", "<br>", "--> "),
+        (
+            "<span data-telswap-ignorx>",
+            "<span data-telswap-ignore>",
+            "</span>",
+            "</span>",
+        ),
+        ("<scrip>", "<style>", "</scrip>", "</style>"),
+        ("<a title=x>", "<a title=\">", "'></a>", "\"></a>"),
+    ];
+    for (k, (open, twin, close, twin_close)) in cases.into_iter().enumerate() {
+        let page = |o: &str, c: &str| format!("{}{o}{}{c}{}", rows(0, 60), rows(60, 120), rows(120, 200));
+        let (recorded, changed) = (page(open, close), page(twin, twin_close));
+        assert_eq!(recorded.len(), changed.len(), "case {k}");
+        let key = format!("twin.test/{k}");
+        let want = engine(&rules, A, changed.as_bytes());
+        assert_engine_bytes(
+            "recorded",
+            &respond(&rules, &key, A, recorded.as_bytes(), &[4096]),
+            &engine(&rules, A, recorded.as_bytes()),
+        );
+        let got = respond(&rules, &key, A, changed.as_bytes(), &[4096]);
+        assert_engine_bytes(&format!("case {k}"), &got, &want);
+        // Read by the engine: the stretch, and the way to the clean points around it (a clean
+        // point falls where one of the recording's pieces ended with nothing held back, not at
+        // every piece); the rows after it are the recording's again.
+        let stretch = changed.find(twin).unwrap()..changed.find(&row(120)).unwrap();
+        let read = changed.len() - got.from_recording;
+        assert!(
+            read <= stretch.len() + 8 * PIECE,
+            "case {k}: read {read} for a stretch of {}",
+            stretch.len()
+        );
+    }
 }
 
 #[test]

@@ -704,6 +704,13 @@ impl FastRewriter {
         }
     }
 
+    /// Whether the engine stands at a clean point in the state of `s`. (Built and compared
+    /// whole, so that no part of the state can be left out of the comparison; it is asked only
+    /// at a recording's clean points, about one a kilobyte.)
+    pub(crate) fn state_is(&self, s: &Snapshot) -> bool {
+        self.is_clean() && self.snapshot() == *s
+    }
+
     /// Puts a fresh engine (nothing read yet) in the state of `at`, as if it had read the bytes
     /// that led there; its output starts with what follows them.
     pub(crate) fn resume(&mut self, at: &Snapshot) {
@@ -1333,6 +1340,7 @@ mod tests {
             let mut next = engine();
             next.resume(&state);
             assert_eq!(next.snapshot(), state, "resume restores the whole state");
+            assert!(next.state_is(&state) && first.state_is(&state));
             next.write(&page[cut..]);
             next.end();
             got.extend(next.take_output());

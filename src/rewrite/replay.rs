@@ -19,21 +19,26 @@
 //!   final. A replay sends output only up to clean points.
 //! - At the first chunk that differs (or a page longer or shorter than the recording), an engine
 //!   is resumed at the last clean point sent, from the recording's snapshot of the engine's state
-//!   there ([`super::fast::Snapshot`]: mode, open elements, namespaces, look-back bytes), and reads
+//!   there (`fast::Snapshot`: mode, open elements, namespaces, look-back bytes), and reads
 //!   the recorded bytes that matched after it, cut into the recording's own pieces, then the rest
 //!   of the response. From the same state and the same bytes the engine writes the same output,
 //!   so its output follows on exactly from what was sent: the visitor gets the bytes of one
 //!   engine run over their response, and only the part after the first difference is read.
+//! - And not all of it: at each of the recording's clean points after the difference, if the
+//!   engine stands in the recorded state (same mode, open elements, look-back bytes...), what it
+//!   would write for the recorded bytes from there is the recorded output, so the replay takes
+//!   over again, comparing as before. A token or timestamp of the same length that changes on
+//!   every response costs the engine a kilobyte or so around it, not the rest of the page.
 //! - Bytes that matched past the last clean point are held only while the origin keeps sending:
 //!   if it pauses ([`HOLD_WAIT`]), the engine takes over there and sends what it can, as it would
 //!   have without the recording.
-//! - A page that differs before its first clean point on the very next response (a nonce in the
-//!   head) is marked volatile: the engine alone rewrites it, and every [`VOLATILE_RETRY`]th
-//!   response records it again, so a page that changes on every request costs a lookup, not a
-//!   copy, per response. A page that differs later (a timestamp near the end, a form's token) is
-//!   replayed up to the difference every time and recorded again every [`VOLATILE_RETRY`]th
-//!   time; one that was replayed whole and then differs has changed, and is recorded again from
-//!   the difference at once.
+//! - A page that differs before its first clean point on the very next response, with nothing
+//!   of it answered from the recording in the end, is marked volatile: the engine alone rewrites
+//!   it, and every [`VOLATILE_RETRY`]th response records it again, so a page that changes
+//!   throughout on every request costs a lookup, not a copy, per response. A page that differs
+//!   in places (a timestamp, a form's token) is replayed around them every time and recorded
+//!   again every [`VOLATILE_RETRY`]th time; one that was replayed whole and then differs has
+//!   changed, and is recorded again from the difference at once.
 //!
 //! Memory: recordings are weighed by their bytes (snapshots included) in one bounded cache (LRU-like eviction,
 //! moka); pages above [`MAX_PAGE`] (or the site's rewrite memory limit, so that a bail-out never
@@ -272,6 +277,19 @@ struct Replaying {
     matched: usize,
     /// The last clean point whose output was sent.
     sent: usize,
+    /// Where in the page this stretch of replaying began (0, or where it rejoined the recording).
+    from: usize,
+}
+
+/// While the engine reads a response that differed from a recording: the recording, to go back
+/// to at its next clean point where the engine stands in the recorded state (a token or a
+/// timestamp of the same length changes a few bytes, and the rest of the page is the recording's
+/// again).
+struct Rejoin {
+    entry: Arc<Entry>,
+    key: Key,
+    /// The next clean point to try.
+    next: usize,
 }
 
 /// How many bytes `a` and `b` have in common at their start (compared a block at a time: the
@@ -302,11 +320,22 @@ pub(crate) struct Run {
     replays: Option<&'static Replays>,
     engine: Option<FastRewriter>,
     replay: Option<Replaying>,
+    rejoin: Option<Rejoin>,
     recorder: Option<Recorder>,
-    /// Replayed output not yet taken.
+    /// Replayed output (and the engine's, when it hands back to a replay) not yet taken.
     out: Vec<u8>,
-    /// Output of the engine already sent from the recording, to drop from what it writes next.
-    skip: usize,
+    /// Response bytes read so far, replayed or by the engine.
+    pos: usize,
+    /// Added to a recording's count of swapped numbers at a clean point to get this response's:
+    /// what the engine swapped differs from the recording's once they have read different bytes.
+    swapped_offset: isize,
+    /// Page bytes answered from a recording so far (the stretches before each fall-back).
+    from_recording: usize,
+    /// An engine read part of this response: it was not a whole replay.
+    diverged: bool,
+    /// Differed at once from a recording never replayed whole: marked volatile at the end unless
+    /// some of the response was answered from the recording after all.
+    volatile: Option<Key>,
     ended: bool,
 }
 
@@ -327,9 +356,14 @@ impl Run {
             replays,
             engine: None,
             replay: None,
+            rejoin: None,
             recorder: None,
             out: Vec::new(),
-            skip: 0,
+            pos: 0,
+            swapped_offset: 0,
+            from_recording: 0,
+            diverged: false,
+            volatile: None,
             ended: false,
         }
     }
@@ -344,6 +378,7 @@ impl Run {
                     key,
                     matched: 0,
                     sent: 0,
+                    from: 0,
                 })
             }
             Start::Record => {
@@ -360,21 +395,41 @@ impl Run {
         if self.ended {
             return;
         }
-        if let Some(r) = &mut self.replay {
-            let (at, input) = (r.matched, &page_of(&r.entry).input);
-            if input.get(at..at + chunk.len()) == Some(chunk) {
-                r.matched += chunk.len();
+        while !chunk.is_empty() {
+            if let Some(r) = &mut self.replay {
+                let (at, input) = (r.matched, &page_of(&r.entry).input);
+                if input.get(at..at + chunk.len()) == Some(chunk) {
+                    r.matched += chunk.len();
+                    self.pos = r.matched;
+                    self.send_upto_matched();
+                    return;
+                }
+                // The chunk's bytes before the difference still match: the engine resumes at
+                // the last clean point before the difference, not before the chunk.
+                let same = common_prefix(&input[at.min(input.len())..], chunk);
+                r.matched += same;
                 self.send_upto_matched();
-                return;
+                self.fall_back(true);
+                chunk = &chunk[same..];
+                continue;
             }
-            // The chunk's bytes before the difference still match: the engine resumes at the
-            // last clean point before the difference, not before the chunk.
-            let same = common_prefix(&input[at.min(input.len())..], chunk);
-            r.matched += same;
-            self.send_upto_matched();
-            self.fall_back(true);
-            chunk = &chunk[same..];
+            let Some(j) = self.rejoin.as_ref().map(|rj| rj.next) else {
+                break;
+            };
+            // Up to the recording's next clean point, where the engine may hand back to it.
+            let q = page_of(&self.rejoin.as_ref().expect("rejoining").entry).clean[j].input;
+            let take = (q - self.pos).min(chunk.len());
+            self.write_piece(&chunk[..take]);
+            self.pos += take;
+            chunk = &chunk[take..];
+            if self.pos == q {
+                self.try_rejoin(j);
+            }
         }
+        if chunk.is_empty() {
+            return;
+        }
+        self.pos += chunk.len();
         if self.recorder.is_some() {
             // Small pieces, for clean points close together (see PIECE).
             for piece in chunk.chunks(PIECE) {
@@ -383,6 +438,38 @@ impl Run {
         } else {
             self.write_piece(chunk);
         }
+    }
+
+    /// The engine stands at the recording's clean point `j`: if it is in the recorded state
+    /// there, what it would write from here for the recorded bytes is the recorded output, so the
+    /// replay takes over again (its output after the engine's). Else the next clean point is
+    /// tried, and past the last one the engine reads the rest alone.
+    fn try_rejoin(&mut self, j: usize) {
+        let rj = self.rejoin.as_mut().expect("rejoining");
+        let rec = page_of(&rj.entry);
+        let engine = self.engine.as_mut().expect("the engine reads while rejoining");
+        if !engine.state_is(&rec.states[j]) {
+            rj.next += 1;
+            if rj.next + 1 >= rec.clean.len() {
+                // The page's end is not a point to rejoin at: the engine ends the page itself.
+                self.rejoin = None;
+            }
+            return;
+        }
+        let Rejoin { entry, key, .. } = self.rejoin.take().expect("rejoining");
+        let mut engine = self.engine.take().expect("the engine reads while rejoining");
+        self.out.extend_from_slice(&engine.take_output());
+        let rec = page_of(&entry);
+        let swapped = self.args.stats.swapped.load(Ordering::Relaxed);
+        self.swapped_offset = swapped as isize - rec.clean[j].swapped as isize;
+        let q = rec.clean[j].input;
+        self.replay = Some(Replaying {
+            entry,
+            key,
+            matched: q,
+            sent: j,
+            from: q,
+        });
     }
 
     pub(crate) fn end(&mut self) {
@@ -395,15 +482,22 @@ impl Run {
                 let last = *rec.clean.last().expect("a recording ends with its end");
                 let from = rec.clean[r.sent].output;
                 self.out.extend_from_slice(&rec.output[from..]);
-                self.args.stats.swapped.store(last.swapped, Ordering::Relaxed);
-                self.args.stats.replayed.store(true, Ordering::Relaxed);
-                self.args.stats.replayed_bytes.store(rec.input.len(), Ordering::Relaxed);
-                rec.hits.fetch_add(1, Ordering::Relaxed);
+                self.from_recording += rec.input.len() - r.from;
+                let stats = &self.args.stats;
+                stats.swapped.store(self.swapped_at(&last), Ordering::Relaxed);
+                stats.replayed_bytes.store(self.from_recording, Ordering::Relaxed);
+                if !self.diverged {
+                    stats.replayed.store(true, Ordering::Relaxed);
+                    rec.hits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.replay = None;
+                self.settle_volatile();
                 return;
             }
             self.fall_back(true);
         }
+        self.rejoin = None;
+        self.settle_volatile();
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
@@ -411,6 +505,22 @@ impl Run {
         if let Some(rec) = &mut self.recorder {
             rec.mark(engine, &self.args.stats, true);
         }
+    }
+
+    /// A page that differed at once from a recording never replayed whole, with nothing of it
+    /// answered from the recording in the end, is most likely different every time.
+    fn settle_volatile(&mut self) {
+        if let Some(key) = self.volatile.take()
+            && self.from_recording == 0
+            && let Some(replays) = self.replays
+        {
+            replays.mark_volatile(key);
+        }
+    }
+
+    /// A count of swapped numbers at a recording's clean point, as this response's.
+    fn swapped_at(&self, c: &Clean) -> usize {
+        usize::try_from(c.swapped as isize + self.swapped_offset).unwrap_or(0)
     }
 
     /// Whether a replay holds matched bytes it cannot send yet (past the last clean point): the
@@ -432,14 +542,9 @@ impl Run {
         let Some(engine) = &mut self.engine else {
             return std::mem::take(&mut self.out);
         };
-        let mut written = engine.take_output();
+        let written = engine.take_output();
         if let Some(rec) = &mut self.recorder {
             rec.output.extend_from_slice(&written);
-        }
-        if self.skip > 0 {
-            let k = self.skip.min(written.len());
-            written.drain(..k);
-            self.skip -= k;
         }
         if self.ended {
             self.finish_recording();
@@ -466,44 +571,49 @@ impl Run {
         if r.sent > before {
             let (from, to) = (rec.clean[before].output, rec.clean[r.sent].output);
             self.out.extend_from_slice(&rec.output[from..to]);
-            self.args
-                .stats
-                .swapped
-                .store(rec.clean[r.sent].swapped, Ordering::Relaxed);
+            let swapped = usize::try_from(rec.clean[r.sent].swapped as isize + self.swapped_offset).unwrap_or(0);
+            self.args.stats.swapped.store(swapped, Ordering::Relaxed);
         }
     }
 
     /// The response differs from the recording (`differs`), or the origin paused where the
     /// recording cannot be sent: an engine resumed at the last clean point sent (from the
     /// recording's snapshot of its state there) reads the rest of what matched, in the
-    /// recording's own pieces, and then what comes. Nothing before that point is read again, and
-    /// what the engine writes starts where the sent output ends.
+    /// recording's own pieces, and then what comes, until it can hand back to the recording
+    /// ([`Run::try_rejoin`]). Nothing before that point is read again, and what the engine
+    /// writes starts where the sent output ends.
     fn fall_back(&mut self, differs: bool) {
         let r = self.replay.take().expect("replaying");
         let rec = page_of(&r.entry);
         let sent = rec.clean[r.sent];
-        if let Some(replays) = self.replays.filter(|_| differs) {
+        self.from_recording += sent.input - r.from;
+        // The policy below is decided at a response's first difference, not again at each.
+        let first = !std::mem::replace(&mut self.diverged, true);
+        if differs && first && self.replays.is_some() {
             if rec.hits.load(Ordering::Relaxed) > 0 {
                 // It was the same for a while: the page changed. Record the new one, whose
                 // bytes up to here are this one's.
                 self.recorder = Some(Recorder::from_prefix(r.key.clone(), rec, r.sent));
-            } else if r.sent == 0 {
-                // Different before its first clean point on the response right after it was
-                // recorded: most likely different every time, and nothing of it to reuse.
-                replays.mark_volatile(r.key.clone());
             } else if rec.resumes.fetch_add(1, Ordering::Relaxed) % VOLATILE_RETRY == VOLATILE_RETRY - 1 {
-                // Different after some clean point, maybe every time (a timestamp near the end,
-                // a token in a form): resumed each time, and now and then recorded again in case
-                // the page has changed for good.
+                // Different on every response, maybe (a token, a timestamp): read from the
+                // difference each time, and now and then recorded again in case the page has
+                // changed for good.
                 self.recorder = Some(Recorder::from_prefix(r.key.clone(), rec, r.sent));
+            } else if self.from_recording == 0 && self.volatile.is_none() {
+                // Different before its first clean point on the response right after it was
+                // recorded: unless the rest is the recording's again, nothing of it to reuse.
+                self.volatile = Some(r.key.clone());
             }
         }
         let mut engine = self.args.engine();
         engine.resume(&rec.states[r.sent]);
         self.engine = Some(engine);
         // What was sent counts; the engine adds what it swaps from here.
-        self.args.stats.swapped.store(sent.swapped, Ordering::Relaxed);
-        self.args.stats.replayed_bytes.store(sent.input, Ordering::Relaxed);
+        self.args.stats.swapped.store(self.swapped_at(&sent), Ordering::Relaxed);
+        self.args
+            .stats
+            .replayed_bytes
+            .store(self.from_recording, Ordering::Relaxed);
         // Clean points fall where writes ended, so the pieces go on from this one.
         let first = rec.pieces.partition_point(|&end| end as usize <= sent.input);
         let mut at = sent.input;
@@ -517,6 +627,17 @@ impl Run {
         }
         if at < r.matched {
             self.write_piece(&rec.input[at..r.matched]);
+        }
+        self.pos = r.matched;
+        // A recording being made needs the engine to the end; else the first clean point past
+        // what matched is where the recording may take over again.
+        let next = rec.clean.partition_point(|c| c.input <= r.matched);
+        if self.recorder.is_none() && next + 1 < rec.clean.len() {
+            self.rejoin = Some(Rejoin {
+                entry: r.entry.clone(),
+                key: r.key,
+                next,
+            });
         }
     }
 

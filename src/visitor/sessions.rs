@@ -85,7 +85,7 @@ impl SessionLog {
     ///
     /// At the bound every insert removes an entry, and moka rebuilds a table segment (1/64 of
     /// the table) whenever its removed slots pass a tenth of it, on the inserting thread; the
-    /// hasher ([`Hasher`]) halves that stall (`examples/session_log.rs`, `benches/RESULTS.md`).
+    /// hasher (`Hasher`, above) halves that stall (`examples/session_log.rs`, `benches/RESULTS.md`).
     pub fn new(max_sessions: u64) -> SessionLog {
         SessionLog {
             cache: moka::sync::Cache::builder()
