@@ -55,13 +55,30 @@ fn respond(rules: &PageRules, page: &str, number: &str, body: &[u8], sizes: &[us
 }
 
 fn respond_to(rules: &PageRules, page: &str, to: &Arc<Replacement>, body: &[u8], sizes: &[usize]) -> Got {
+    respond_with(rules, page, to, body, sizes, false)
+}
+
+/// [`respond_to`]; with `pause`, the origin pauses (`settle_now`) the first time the replay holds
+/// bytes it cannot send.
+fn respond_with(
+    rules: &PageRules,
+    page: &str,
+    to: &Arc<Replacement>,
+    body: &[u8],
+    sizes: &[usize],
+    pause: bool,
+) -> Got {
     let utf8 = Some(encoding_rs::UTF_8);
     let mut rw = PageRewriter::for_page(rules, to.clone(), utf8, Some(page.into())).unwrap();
-    let mut out = Vec::new();
+    let (mut out, mut paused) = (Vec::new(), !pause);
     let (mut at, mut k) = (0, 0);
     while at < body.len() {
         let n = sizes[k % sizes.len()].clamp(1, body.len() - at);
         rw.write(&body[at..at + n]);
+        if !paused && rw.holds_replay() {
+            rw.settle_now();
+            paused = true;
+        }
         out.extend(rw.take_output());
         (at, k) = (at + n, k + 1);
     }
@@ -479,4 +496,67 @@ fn a_page_without_a_charset_is_replayed_after_the_prescan() {
     };
     assert_eq!(run(), (want.body.clone(), false));
     assert_eq!(run(), (want.body, true));
+}
+
+#[test]
+fn a_page_that_changed_is_recorded_again_though_the_origin_pauses() {
+    let rules = rules();
+    let page = bench_page("numbers-heavy.html");
+    let mut changed = page.clone();
+    let at = page.len() * 3 / 5;
+    changed.splice(at..at, b"<!-- changed -->".iter().copied());
+    for body in [&page, &page] {
+        respond_with(&rules, "pause.test/", &to(A), body, &[3000], true);
+    }
+    // The page changed: recorded again at its first difference (a pause earlier in the response
+    // is not one), so from the next response on it is replayed whole.
+    let first = respond_with(&rules, "pause.test/", &to(A), &changed, &[3000], true);
+    assert_engine_bytes("changed", &first, &engine(&rules, A, &changed));
+    let next = respond_with(&rules, "pause.test/", &to(A), &changed, &[3000], true);
+    assert_engine_bytes("changed, again", &next, &engine(&rules, A, &changed));
+    // Most of what follows the change came from the new recording (the old one, shifted by it,
+    // could not be rejoined); only the stretch around the pause was read by the engine.
+    assert!(
+        next.from_recording > changed.len() - 4 * 3000,
+        "{}",
+        next.from_recording
+    );
+}
+
+#[test]
+fn a_page_that_leaves_thousands_of_elements_open_is_recorded_within_bounds() {
+    // Every clean point's snapshot copies the open elements: 20,000 of them here. The recording
+    // still replays (it keeps fewer clean points), and stays exact.
+    let rules = rules();
+    let mut page = String::from("<html><body>");
+    for k in 0..20_000 {
+        page.push_str(&format!("<p>Item {k}\n"));
+    }
+    page.push_str(&"<span>Call 555-010-0000 today.</span>\n".repeat(2_000));
+    let want = engine(&rules, A, page.as_bytes());
+    assert_engine_bytes(
+        "recorded",
+        &respond(&rules, "deep.test/", A, page.as_bytes(), &[16 * 1024]),
+        &want,
+    );
+    let again = respond(&rules, "deep.test/", A, page.as_bytes(), &[16 * 1024]);
+    assert!(again.replayed);
+    assert_engine_bytes("replayed", &again, &want);
+}
+
+#[test]
+fn a_page_given_up_for_recording_is_read_as_the_engine_alone_reads_it() {
+    // Past the memory limit the recording is given up part-way through a chunk; the rest of the
+    // chunk is read in one go, as without a recording, so a tag longer than the recorder's
+    // pieces but within the chunk makes no bail-out the engine alone would not make.
+    let rules = rules_with_limit(4096);
+    let row = "<p>Call 555-010-0000.</p>\n";
+    let page = format!(
+        "{}<div title=\"{}\">{}</div>",
+        row.repeat(140),
+        "y".repeat(5000),
+        row.repeat(60)
+    );
+    let got = respond(&rules, "given-up.test/", A, page.as_bytes(), &[page.len()]);
+    assert_engine_bytes("one chunk", &got, &engine(&rules, A, page.as_bytes()));
 }

@@ -69,6 +69,16 @@ pub const PIECE: usize = 1024;
 /// Clean points are kept at least this far apart (bounds the list).
 const CLEAN_SPACING: usize = 512;
 
+/// A recording's snapshots of the engine's state may weigh this much plus half its page; a clean
+/// point past that is not kept. Each snapshot copies the open elements, so on a page that leaves
+/// thousands of elements open (`<p>` after `<p>` never closed) they would otherwise cost
+/// hundreds of times the page (a reviewer measured 450 MB for a 1 MB page).
+const SNAPSHOT_ALLOWANCE: usize = 4096;
+
+/// A recording weighing more than this share of the cache is not kept: it would push out many
+/// others to be kept at all.
+const MAX_SHARE: u64 = 4;
+
 /// A recording cut into more writes than this (an origin trickling bytes) is not kept.
 const MAX_PIECES: usize = 4096;
 
@@ -190,6 +200,7 @@ impl Entry {
 /// The recordings, bounded by their bytes.
 pub struct Replays {
     cache: moka::sync::Cache<Key, Arc<Entry>>,
+    capacity: u64,
 }
 
 impl std::fmt::Debug for Replays {
@@ -212,6 +223,7 @@ impl Replays {
                 .max_capacity(capacity_bytes)
                 .weigher(|k: &Key, e: &Arc<Entry>| u32::try_from(k.weight() + e.weight()).unwrap_or(u32::MAX))
                 .build(),
+            capacity: capacity_bytes,
         }
     }
 
@@ -229,7 +241,11 @@ impl Replays {
     }
 
     fn keep(&self, key: Key, rec: Recording) {
-        self.cache.insert(key, Arc::new(Entry::Page(rec)));
+        let entry = Entry::Page(rec);
+        if ((key.weight() + entry.weight()) as u64).saturating_mul(MAX_SHARE) > self.capacity {
+            return;
+        }
+        self.cache.insert(key, Arc::new(entry));
     }
 
     fn mark_volatile(&self, key: Key) {
@@ -267,6 +283,8 @@ struct Recorder {
     pieces: Vec<u32>,
     clean: Vec<Clean>,
     states: Vec<Arc<Snapshot>>,
+    /// What `states` weigh ([`SNAPSHOT_ALLOWANCE`]).
+    state_bytes: usize,
 }
 
 /// A recording being replayed.
@@ -333,6 +351,8 @@ pub(crate) struct Run {
     from_recording: usize,
     /// An engine read part of this response: it was not a whole replay.
     diverged: bool,
+    /// The response's bytes differed from a recording (not only the origin pausing).
+    differed: bool,
     /// Differed at once from a recording never replayed whole: marked volatile at the end unless
     /// some of the response was answered from the recording after all.
     volatile: Option<Key>,
@@ -363,6 +383,7 @@ impl Run {
             swapped_offset: 0,
             from_recording: 0,
             diverged: false,
+            differed: false,
             volatile: None,
             ended: false,
         }
@@ -423,32 +444,36 @@ impl Run {
             self.pos += take;
             chunk = &chunk[take..];
             if self.pos == q {
-                self.try_rejoin(j);
+                self.try_rejoin(j, chunk);
             }
         }
         if chunk.is_empty() {
             return;
         }
         self.pos += chunk.len();
-        if self.recorder.is_some() {
-            // Small pieces, for clean points close together (see PIECE).
-            for piece in chunk.chunks(PIECE) {
-                self.write_piece(piece);
-            }
-        } else {
-            self.write_piece(chunk);
+        // Small pieces while recording, for clean points close together (see PIECE); the rest in
+        // one write once the recording is given up, as the engine alone would read it.
+        while self.recorder.is_some() && chunk.len() > PIECE {
+            self.write_piece(&chunk[..PIECE]);
+            chunk = &chunk[PIECE..];
         }
+        self.write_piece(chunk);
     }
 
     /// The engine stands at the recording's clean point `j`: if it is in the recorded state
     /// there, what it would write from here for the recorded bytes is the recorded output, so the
     /// replay takes over again (its output after the engine's). Else the next clean point is
-    /// tried, and past the last one the engine reads the rest alone.
-    fn try_rejoin(&mut self, j: usize) {
+    /// tried, and past the last one the engine reads the rest alone. `ahead`: the response's
+    /// bytes after this point in the chunk at hand; when they already differ from the
+    /// recording's (a change of length shifted the rest), the replay would fall back at once, so
+    /// it is not tried.
+    fn try_rejoin(&mut self, j: usize, ahead: &[u8]) {
         let rj = self.rejoin.as_mut().expect("rejoining");
         let rec = page_of(&rj.entry);
         let engine = self.engine.as_mut().expect("the engine reads while rejoining");
-        if !engine.state_is(&rec.states[j]) {
+        let q = rec.clean[j].input;
+        let ahead = &ahead[..ahead.len().min(64)];
+        if rec.input.get(q..q + ahead.len()) != Some(ahead) || !engine.state_is(&rec.states[j]) {
             rj.next += 1;
             if rj.next + 1 >= rec.clean.len() {
                 // The page's end is not a point to rejoin at: the engine ends the page itself.
@@ -488,6 +513,9 @@ impl Run {
                 stats.replayed_bytes.store(self.from_recording, Ordering::Relaxed);
                 if !self.diverged {
                     stats.replayed.store(true, Ordering::Relaxed);
+                }
+                if !self.differed {
+                    // The same bytes as the recording (the origin may have paused on the way).
                     rec.hits.fetch_add(1, Ordering::Relaxed);
                 }
                 self.replay = None;
@@ -587,9 +615,11 @@ impl Run {
         let rec = page_of(&r.entry);
         let sent = rec.clean[r.sent];
         self.from_recording += sent.input - r.from;
-        // The policy below is decided at a response's first difference, not again at each.
-        let first = !std::mem::replace(&mut self.diverged, true);
-        if differs && first && self.replays.is_some() {
+        self.diverged = true;
+        // The policy below is decided at a response's first difference (not again at each, nor
+        // when the origin only paused).
+        let first = differs && !std::mem::replace(&mut self.differed, true);
+        if first && self.replays.is_some() {
             if rec.hits.load(Ordering::Relaxed) > 0 {
                 // It was the same for a while: the page changed. Record the new one, whose
                 // bytes up to here are this one's.
@@ -685,6 +715,7 @@ impl Run {
                 mut pieces,
                 mut clean,
                 mut states,
+                state_bytes: _,
             } = rec;
             // Kept for a while: no room left over from growing them (the cache weighs lengths).
             input.shrink_to_fit();
@@ -717,6 +748,7 @@ impl Recorder {
             output: Vec::new(),
             pieces: Vec::new(),
             clean: vec![START],
+            state_bytes: start.bytes(),
             states: vec![start],
         }
     }
@@ -732,6 +764,7 @@ impl Recorder {
             pieces: rec.pieces[..pieces].to_vec(),
             clean: rec.clean[..=k].to_vec(),
             states: rec.states[..=k].to_vec(),
+            state_bytes: rec.states[..=k].iter().map(|s| s.bytes()).sum(),
         }
     }
 
@@ -752,9 +785,17 @@ impl Recorder {
             if let Some(state) = state() {
                 *self.states.last_mut().expect("one per clean point") = state;
             }
-        } else if end || point.input - last.input >= CLEAN_SPACING {
+        } else if end {
             self.clean.push(point);
             let state = state().unwrap_or_else(|| self.states.last().expect("one per clean point").clone());
+            self.state_bytes += state.bytes();
+            self.states.push(state);
+        } else if point.input - last.input >= CLEAN_SPACING
+            && self.state_bytes + engine.snapshot_bytes() <= self.input.len() / 2 + SNAPSHOT_ALLOWANCE
+        {
+            self.clean.push(point);
+            let state = Arc::new(engine.snapshot());
+            self.state_bytes += state.bytes();
             self.states.push(state);
         }
     }
