@@ -4,6 +4,7 @@
 #
 #   benches/load.sh [-d SECONDS] [-c CONNECTIONS] [-p PAGE] [-r ROUNDS] [-i IDLE_CONNS]
 #                   [--hold SECONDS] [--big-mb MB] [--bin PATH] [--no-engine] [--no-pin] [--keep]
+#                   [--tokens]
 #
 # What runs (every process it starts is stopped on exit):
 # - origin: nginx (1 worker) serving PAGE (default benches/data/numbers-heavy.html) as `/`, the
@@ -28,6 +29,11 @@
 #   HTTP/2 (TLS, ALPN h2, as browsers connect);
 # - big page: a fresh telswap streaming the BIG_MB page, RSS growth (peak VmHWM minus before);
 # - engine: `cargo bench --bench rewrite` on numbers-heavy, telswap / lol_html no-op handlers.
+#
+# --tokens makes the pages dynamic, as most are: the origin writes a different 32-digit token
+# (nginx SSI, `$request_id`) into two hidden inputs of PAGE and small.html, at 10% and 60% of the
+# page, on every response. No two responses are then the same bytes; telswap answers around the
+# tokens from the page's recording, reading the stretches around them with the engine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +48,7 @@ BIN=
 ENGINE=1
 PIN=1
 KEEP=0
+TOKENS=0
 while [ $# -gt 0 ]; do
   case $1 in
     -d) DUR=$2; shift 2 ;;
@@ -55,7 +62,8 @@ while [ $# -gt 0 ]; do
     --no-engine) ENGINE=0; shift ;;
     --no-pin) PIN=0; shift ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --tokens) TOKENS=1; shift ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -104,6 +112,24 @@ mkdir -p "$W/www" "$W/logs" "$W/rules" "$W/temp"
 chmod 777 "$W/temp"
 cp "$PAGE" "$W/www/index.html"
 cp "$ROOT/benches/data/small-business.html" "$W/www/small.html"
+SSI=
+if [ "$TOKENS" = 1 ]; then
+  SSI="ssi on;"
+  for f in "$W/www/index.html" "$W/www/small.html"; do
+    python3 - "$f" <<'EOF'
+import sys
+path = sys.argv[1]
+page = open(path, "rb").read()
+for share, name in ((60, b"t1"), (10, b"t2")):
+    at = page.index(b"<", len(page) * share // 100)
+    token = b'<input type=hidden name=' + name + b' value="<!--# echo var="request_id" -->">'
+    page = page[:at] + token + page[at:]
+open(path, "wb").write(page)
+EOF
+  done
+fi
+# Responses compared byte for byte: the tokens are the one part that differs between them.
+untoken() { sed -E -i 's/value="[0-9a-f]{32}"/value="TOKEN"/g' "$@"; }
 python3 - "$W/www/big.html" "$BIG_MB" <<'EOF'
 import sys
 path, mb = sys.argv[1], int(sys.argv[2])
@@ -142,7 +168,7 @@ http {
   server {
     listen 127.0.0.1:$P_ORIGIN backlog=4096;
     root $W/www;
-    location / { index index.html; }
+    location / { index index.html; $SSI }
   }
 }
 EOF
@@ -223,6 +249,7 @@ curl -sf -o "$W/nginx.html" "http://127.0.0.1:$P_NGINX/"
 curl -sf -o "$W/lolhtml.html" "http://127.0.0.1:$P_TSL/"
 curl -sf -o "$W/engine.html" "http://127.0.0.1:$P_TSE/"
 curl -sf -o "$W/replayed.html" "http://127.0.0.1:$P_TS/"
+untoken "$W"/{origin,telswap,nginx,lolhtml,engine,replayed}.html
 cmp -s "$W/telswap.html" "$W/lolhtml.html" || { log "telswap's two engines answered differently"; exit 1; }
 cmp -s "$W/telswap.html" "$W/engine.html" || { log "telswap with and without replays answered differently"; exit 1; }
 cmp -s "$W/telswap.html" "$W/replayed.html" || { log "a replayed response differs from the first"; exit 1; }
@@ -381,7 +408,7 @@ H_MB=$(awk -v k="$H_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
 
 echo
-echo "== telswap vs nginx sub_filter: $(basename "$PAGE") ($(stat -c %s "$PAGE") bytes), wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds, pinned: $([ "$PIN" = 1 ] && echo 'proxies CPU 1, origin+wrk CPU 0' || echo no)"
+echo "== telswap vs nginx sub_filter: $(basename "$PAGE") ($(stat -c %s "$PAGE") bytes), wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds$([ "$TOKENS" = 1 ] && echo ", a fresh token in each response (--tokens)"), pinned: $([ "$PIN" = 1 ] && echo 'proxies CPU 1, origin+wrk CPU 0' || echo no)"
 echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "$PARITY"
 echo
