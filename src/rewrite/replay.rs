@@ -451,11 +451,15 @@ impl Run {
             return;
         }
         self.pos += chunk.len();
-        // Small pieces while recording, for clean points close together (see PIECE); the rest in
-        // one write once the recording is given up, as the engine alone would read it.
+        // Small pieces while recording, for clean points close together (see PIECE), each cut
+        // after a tag's `>` where there is one in its second half: there the engine holds
+        // nothing back (no tag cut open, no number pending), so nearly every piece ends on a
+        // clean point. The rest in one write once the recording is given up, as the engine alone
+        // would read it.
         while self.recorder.is_some() && chunk.len() > PIECE {
-            self.write_piece(&chunk[..PIECE]);
-            chunk = &chunk[PIECE..];
+            let cut = memchr::memrchr(b'>', &chunk[PIECE / 2..PIECE]).map_or(PIECE, |k| PIECE / 2 + k + 1);
+            self.write_piece(&chunk[..cut]);
+            chunk = &chunk[cut..];
         }
         self.write_piece(chunk);
     }
