@@ -288,6 +288,50 @@ async fn get_gzip(proxy: std::net::SocketAddr, target: &str) -> Vec<u8> {
     decode("gzip", &resp.body).await
 }
 
+/// A page with a fresh token in every response is answered from the first response's rewrite
+/// around the token: the engine reads only the stretch around it, and the metrics count it.
+#[tokio::test]
+async fn a_page_with_a_fresh_token_in_every_response_is_replayed_around_it() {
+    let rows: String = (0..150)
+        .map(|k| format!("<p>Row {k}: call (555) 010-0000 today.</p>\n"))
+        .collect();
+    let page = format!(
+        "<!doctype html>\n<html><body>\n<form><input type=hidden name=t value=\"{{n}}\"></form>\n{rows}</body></html>\n"
+    );
+    let origin = Origin::start(vec![("/", Route::Numbered(page.clone()))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    for n in 0..4 {
+        let resp = get(proxy.http, "site.test", &tracked("/")).await;
+        // The origin's count includes this request.
+        let want = page
+            .replace("{n}", &format!("{:08}", n + 1))
+            .replace("(555) 010-0000", "(555) 010-2001");
+        assert_eq!(resp.text(), want, "response {n}");
+    }
+    let stats = &proxy.proxy.stats;
+    // The first response was recorded; each one after it differed at the token, and the rest was
+    // the recording's again.
+    tokio::time::timeout(DEADLINE, async {
+        while stats.rewritten_resumed.load(Ordering::Relaxed) != 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "3 resumed responses expected, {} counted",
+            stats.rewritten_resumed.load(Ordering::Relaxed)
+        )
+    });
+    assert_eq!(stats.rewritten_replayed.load(Ordering::Relaxed), 0);
+    let from_recording = stats.replayed_bytes.load(Ordering::Relaxed);
+    assert!(
+        from_recording as usize > 3 * (page.len() - 2048),
+        "{from_recording} of 3 x {}",
+        page.len()
+    );
+}
+
 /// A page the origin sends byte for byte the same again is answered from the first response's
 /// rewrite (`rewrite::replay`), plain or compressed, with the same bytes; the metric counts it.
 #[tokio::test]

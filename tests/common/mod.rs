@@ -56,6 +56,10 @@ pub enum Route {
         headers: Vec<(String, String)>,
         body: Bytes,
     },
+    /// `200`, `text/html; charset=utf-8`, the page with `{n}` replaced by how many requests the
+    /// origin has seen (this one included), as 8 digits: a fresh token in every response, as a
+    /// dynamic site sends.
+    Numbered(String),
     /// Accepts the request and never answers (for response timeouts).
     Hang,
     /// Answers a WebSocket handshake with `101` and then echoes every byte it receives.
@@ -245,6 +249,15 @@ async fn answer(
             Bytes::from_static(b"no route"),
         )),
         Some(Route::Hang) => std::future::pending().await,
+        Some(Route::Numbered(page)) => {
+            let n = seen.lock().expect("seen").len();
+            let body = page.replace("{n}", &format!("{n:08}"));
+            Ok(reply(
+                200,
+                &[("content-type", "text/html; charset=utf-8")],
+                Bytes::from(body),
+            ))
+        }
         Some(Route::WebSocketEcho) => unreachable!("handled above"),
         Some(Route::StreamThenHang { headers, chunks }) => {
             let frames = futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))));
