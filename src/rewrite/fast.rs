@@ -572,9 +572,12 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// Bytes it holds, its own size included (the replay cache weighs recordings by it).
     pub(crate) fn bytes(&self) -> usize {
-        std::mem::size_of::<Snapshot>()
-            + std::mem::size_of_val::<[Open]>(&self.stack)
-            + std::mem::size_of_val::<[Ns]>(&self.ns)
+        Snapshot::size(self.stack.len(), self.ns.len())
+    }
+
+    /// What a snapshot of this many open elements and namespaces weighs.
+    fn size(open: usize, namespaces: usize) -> usize {
+        std::mem::size_of::<Snapshot>() + open * std::mem::size_of::<Open>() + namespaces * std::mem::size_of::<Ns>()
     }
 }
 
@@ -721,9 +724,7 @@ impl FastRewriter {
 
     /// What [`FastRewriter::snapshot`] would take, in bytes, without taking it.
     pub(crate) fn snapshot_bytes(&self) -> usize {
-        std::mem::size_of::<Snapshot>()
-            + self.stack.len() * std::mem::size_of::<Open>()
-            + self.ns.len() * std::mem::size_of::<Ns>()
+        Snapshot::size(self.stack.len(), self.ns.len())
     }
 
     /// Puts a fresh engine (nothing read yet) in the state of `at`, as if it had read the bytes

@@ -171,6 +171,13 @@ pub struct Recording {
     resumes: AtomicU32,
 }
 
+impl Recording {
+    /// How many of its writes end at or before `input`.
+    fn pieces_upto(&self, input: usize) -> usize {
+        self.pieces.partition_point(|&end| end as usize <= input)
+    }
+}
+
 #[derive(Debug)]
 enum Entry {
     Page(Recording),
@@ -434,11 +441,14 @@ impl Run {
                 chunk = &chunk[same..];
                 continue;
             }
-            let Some(j) = self.rejoin.as_ref().map(|rj| rj.next) else {
+            // Up to the recording's next clean point, where the engine may hand back to it.
+            let Some((j, q)) = self
+                .rejoin
+                .as_ref()
+                .map(|rj| (rj.next, page_of(&rj.entry).clean[rj.next].input))
+            else {
                 break;
             };
-            // Up to the recording's next clean point, where the engine may hand back to it.
-            let q = page_of(&self.rejoin.as_ref().expect("rejoining").entry).clean[j].input;
             let take = (q - self.pos).min(chunk.len());
             self.write_piece(&chunk[..take]);
             self.pos += take;
@@ -491,7 +501,6 @@ impl Run {
         let rec = page_of(&entry);
         let swapped = self.args.stats.swapped.load(Ordering::Relaxed);
         self.swapped_offset = swapped as isize - rec.clean[j].swapped as isize;
-        let q = rec.clean[j].input;
         self.replay = Some(Replaying {
             entry,
             key,
@@ -601,10 +610,10 @@ impl Run {
             r.sent += 1;
         }
         if r.sent > before {
-            let (from, to) = (rec.clean[before].output, rec.clean[r.sent].output);
-            self.out.extend_from_slice(&rec.output[from..to]);
-            let swapped = usize::try_from(rec.clean[r.sent].swapped as isize + self.swapped_offset).unwrap_or(0);
-            self.args.stats.swapped.store(swapped, Ordering::Relaxed);
+            let sent = rec.clean[r.sent];
+            self.out
+                .extend_from_slice(&rec.output[rec.clean[before].output..sent.output]);
+            self.args.stats.swapped.store(self.swapped_at(&sent), Ordering::Relaxed);
         }
     }
 
@@ -649,7 +658,7 @@ impl Run {
             .replayed_bytes
             .store(self.from_recording, Ordering::Relaxed);
         // Clean points fall where writes ended, so the pieces go on from this one.
-        let first = rec.pieces.partition_point(|&end| end as usize <= sent.input);
+        let first = rec.pieces_upto(sent.input);
         let mut at = sent.input;
         for &end in &rec.pieces[first..] {
             let end = end as usize;
@@ -760,7 +769,7 @@ impl Recorder {
     /// A recording that starts as `rec` up to its clean point `k`, for an engine resumed there.
     fn from_prefix(key: Key, rec: &Recording, k: usize) -> Recorder {
         let at = rec.clean[k];
-        let pieces = rec.pieces.partition_point(|&end| end as usize <= at.input);
+        let pieces = rec.pieces_upto(at.input);
         Recorder {
             key,
             input: rec.input[..at.input].to_vec(),
