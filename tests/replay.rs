@@ -46,6 +46,8 @@ struct Got {
     replayed: bool,
     /// Page bytes answered from a recording, not read by the engine.
     from_recording: usize,
+    /// Went back to the recording after a change of length.
+    realigned: bool,
 }
 
 /// One response of `page` through the proxy's rewriter, cut into pieces of the given sizes
@@ -90,6 +92,7 @@ fn respond_with(
         swapped: stats.swapped.load(Ordering::Relaxed),
         replayed: stats.replayed.load(Ordering::Relaxed),
         from_recording: stats.replayed_bytes.load(Ordering::Relaxed),
+        realigned: stats.realigned.load(Ordering::Relaxed),
     }
 }
 
@@ -108,6 +111,7 @@ fn engine_to(rules: &PageRules, to: &Arc<Replacement>, body: &[u8]) -> Got {
         swapped: rw.stats().swapped.load(Ordering::Relaxed),
         replayed: false,
         from_recording: 0,
+        realigned: false,
     }
 }
 
@@ -211,12 +215,22 @@ const SNIPPETS: &[&str] = &[
 ];
 
 /// `page` with one random change: a byte replaced, a snippet written over it or inserted, cut
-/// short or made longer.
+/// short or made longer, a stretch of it cut out or copied elsewhere (which moves the rest by
+/// up to a few kilobytes, and repeats its bytes where a realignment might look).
 fn changed(d: &mut Dice, page: &[u8]) -> Vec<u8> {
     let at = d.below(page.len() + 1);
     let snippet = SNIPPETS[d.below(SNIPPETS.len())].as_bytes();
     let mut p = page.to_vec();
-    match d.below(5) {
+    let longest = [80, 700, 5000][d.below(3)];
+    let stretch = 1 + d.below(longest);
+    match d.below(7) {
+        5 => {
+            p.drain(at..(at + stretch).min(page.len()));
+        }
+        6 => {
+            let from = d.below(page.len());
+            p.splice(at..at, page[from..(from + stretch).min(page.len())].iter().copied());
+        }
         0 if at < p.len() => p[at] = snippet[0],
         // Overwritten in place: the same length, so the rest may be the recording's again.
         4 if at + snippet.len() <= p.len() => p[at..at + snippet.len()].copy_from_slice(snippet),
@@ -286,7 +300,9 @@ fn a_page_that_differs_from_its_recording_gets_the_engines_bytes() {
     // `TELSWAP_FUZZ_ROUNDS` and `TELSWAP_FUZZ_SEED` run it longer, or elsewhere, by hand.
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let mut d = Dice(env("TELSWAP_FUZZ_SEED", 0x2545_f491_4f6c_dd1d) | 1);
-    for round in 0..env("TELSWAP_FUZZ_ROUNDS", 120) as usize {
+    let rounds = env("TELSWAP_FUZZ_ROUNDS", 120) as usize;
+    let mut realigned = 0;
+    for round in 0..rounds {
         let page = &pages[round % pages.len()];
         let (rules, to) = &setups[(round / pages.len()) % setups.len()];
         let key = format!("fuzz.test/{round}");
@@ -315,12 +331,19 @@ fn a_page_that_differs_from_its_recording_gets_the_engines_bytes() {
             // its place); the same bytes may also be left to the engine, once a change marked
             // the page volatile.
             assert!(!got.replayed || seen.contains(&other), "round {round}, change {change}");
+            realigned += usize::from(got.realigned);
             seen.push(other);
         }
         // And the first page again, whatever the entry became meanwhile.
         let back = respond_to(rules, &key, to, page, &d.sizes());
         assert_engine_bytes(&format!("round {round}, back"), &back, &want);
     }
+    // Changes of length went back to the recording in some rounds: those paths were checked.
+    eprintln!("{realigned} responses realigned in {rounds} rounds");
+    assert!(
+        realigned > 0 || rounds < 100,
+        "no response realigned in {rounds} rounds"
+    );
 }
 
 #[test]
@@ -453,6 +476,54 @@ fn a_change_of_the_same_length_that_changes_what_follows_is_read_until_the_state
             stretch.len()
         );
     }
+}
+
+#[test]
+fn a_change_of_length_is_read_only_around_it() {
+    let rules = rules();
+    let base = bench_page("numbers-heavy.html");
+    let tag_after = |from: usize| (from..base.len()).find(|&i| base[i] == b'<').unwrap();
+    let (top, middle) = (tag_after(2_000), tag_after(base.len() / 2));
+    // A banner near the top that comes, goes and changes length, and a counter in the middle
+    // whose digits grow, each with a number in it; sometimes the same length as recorded, never
+    // the recorded page again (that would be a page replayed whole, and a difference after it a
+    // page that changed, recorded anew).
+    let page = |n: usize| {
+        let mut p = base.clone();
+        let count = format!(
+            "<span class=count>{} reviews, call 555-010-0000</span>",
+            7 * 10usize.pow(n as u32 % 6)
+        );
+        p.splice(middle..middle, count.into_bytes());
+        let banner = format!(
+            "<div class=banner>{}</div>",
+            "Sale today only! ".repeat([3, 0, 41, 5, 7][n % 5])
+        );
+        p.splice(top..top, banner.into_bytes());
+        p
+    };
+    let recorded = page(0);
+    let (mut realigned, mut most) = (0, 0);
+    // (Fewer responses than VOLATILE_RETRY: none is recorded again from its difference.)
+    for n in 0..VOLATILE_RETRY as usize - 2 {
+        let body = page(n);
+        let got = respond(&rules, "length.test/", A, &body, &[16 * 1024, 4096, 1000]);
+        assert_engine_bytes(&format!("response {n}"), &got, &engine(&rules, A, &body));
+        if n == 0 {
+            continue;
+        }
+        // Read by the engine: from the last clean point before each change to a clean point
+        // after it, a few pieces each, however far the change moved the rest.
+        let read = body.len() - got.from_recording;
+        assert!(read <= 8 * PIECE, "response {n}: read {read} of {}", body.len());
+        most = most.max(read);
+        if body.len() != recorded.len() {
+            assert!(got.realigned, "response {n}: a change of length");
+            realigned += 1;
+        }
+    }
+    assert!(realigned >= 20, "{realigned} changes of length");
+    eprintln!("the engine read at most {most} bytes of a {} byte page", recorded.len());
 }
 
 #[test]

@@ -581,6 +581,11 @@ impl Admin {
             s.rewritten_resumed.load(Relaxed),
         );
         counter(
+            "rewritten_realigned_total",
+            "Of the resumed, those that went back to their recording after a change of length (a counter's digits, a banner) moved the rest of the page.",
+            s.rewritten_realigned.load(Relaxed),
+        );
+        counter(
             "replayed_bytes_total",
             "Page bytes answered from recordings without an engine reading them.",
             s.replayed_bytes.load(Relaxed),

@@ -162,6 +162,9 @@ fn record(rw: &PageRewriter, stats: &Stats) {
         stats.rewritten_replayed.fetch_add(1, Ordering::Relaxed);
     } else if from_recording > 0 {
         stats.rewritten_resumed.fetch_add(1, Ordering::Relaxed);
+        if page.realigned.load(Ordering::Relaxed) {
+            stats.rewritten_realigned.fetch_add(1, Ordering::Relaxed);
+        }
     }
     stats.replayed_bytes.fetch_add(from_recording, Ordering::Relaxed);
     stats

@@ -31,6 +31,9 @@ pub struct Stats {
     /// Of the others, the ones that differed from a recording and were answered from it up to
     /// the difference, the engine reading only what followed.
     pub rewritten_resumed: AtomicU64,
+    /// Of those, the ones that went back to their recording after a change of length moved
+    /// the rest of the page.
+    pub rewritten_realigned: AtomicU64,
     /// Page bytes answered from recordings without an engine reading them (whole replays and
     /// resumed pages' parts before the difference).
     pub replayed_bytes: AtomicU64,

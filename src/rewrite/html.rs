@@ -96,6 +96,9 @@ pub struct PageStats {
     /// when `replayed`, the part before the first difference when the page differed from its
     /// recording (the engine resumed there).
     pub replayed_bytes: AtomicUsize,
+    /// After a difference that changed the page's length, the rest went back to the recording
+    /// (found that many bytes further on or back).
+    pub realigned: AtomicBool,
 }
 
 #[derive(Default)]

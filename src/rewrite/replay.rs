@@ -29,6 +29,11 @@
 //!   would write for the recorded bytes from there is the recorded output, so the replay takes
 //!   over again, comparing as before. A token or timestamp of the same length that changes on
 //!   every response costs the engine a kilobyte or so around it, not the rest of the page.
+//! - A change of length (a counter that grew a digit, a banner that came or went) moves the rest
+//!   of the page: where the response's next bytes are not the recording's at a clean point, they
+//!   are looked for in the recording nearby ([`REALIGN_REACH`]), and the recording's clean points
+//!   are then tried that far further on or back in the response. The same two conditions decide
+//!   a rejoin, so a wrong guess costs time, never bytes.
 //! - Bytes that matched past the last clean point are held only while the origin keeps sending:
 //!   if it pauses ([`HOLD_WAIT`]), the engine takes over there and sends what it can, as it would
 //!   have without the recording.
@@ -85,6 +90,14 @@ const MAX_PIECES: usize = 4096;
 /// How long a replay holds matched bytes it cannot send yet when the origin pauses, before the
 /// engine takes over.
 pub const HOLD_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How far from where a rejoin expected a recorded clean point the response's next bytes are
+/// looked for in the recording, when a change of length has moved the rest of the page (a
+/// counter grew a digit, a banner came or went): up to this many bytes either way.
+const REALIGN_REACH: usize = 4096;
+
+/// Response bytes looked for when realigning; fewer (a chunk ending) are not looked for.
+const REALIGN_NEEDLE: usize = 64;
 
 /// Keys longer than this (a huge query string) are not replayed.
 const MAX_KEY: usize = 2048;
@@ -317,6 +330,25 @@ struct Rejoin {
     next: usize,
 }
 
+/// Where `ahead` (the response's next bytes, expected at `q`) stands in `input`, nearest to `q`
+/// within [`REALIGN_REACH`], other than at `q`; `None` for a needle too short to tell.
+fn realign(input: &[u8], q: usize, ahead: &[u8]) -> Option<usize> {
+    if ahead.len() < REALIGN_NEEDLE || q > input.len() {
+        return None;
+    }
+    let finder = memchr::memmem::Finder::new(ahead);
+    let after = (q + 1).min(input.len());
+    let later = finder
+        .find(&input[after..(q + REALIGN_REACH + ahead.len()).min(input.len())])
+        .map(|k| after + k);
+    let lo = q.saturating_sub(REALIGN_REACH);
+    let earlier = memchr::memmem::rfind(&input[lo..(q + ahead.len() - 1).min(input.len())], ahead).map(|k| lo + k);
+    match (earlier, later) {
+        (Some(e), Some(l)) => Some(if q - e <= l - q { e } else { l }),
+        (e, l) => e.or(l),
+    }
+}
+
 /// How many bytes `a` and `b` have in common at their start (compared a block at a time: the
 /// block compare is a `memcmp`).
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -351,6 +383,10 @@ pub(crate) struct Run {
     out: Vec<u8>,
     /// Response bytes read so far, replayed or by the engine.
     pos: usize,
+    /// Where a recording's bytes stand in this response: response offset minus recording
+    /// offset, for the stretch being replayed or rejoined. Zero until a change of length is
+    /// realigned ([`Run::try_rejoin`]).
+    shift: isize,
     /// Added to a recording's count of swapped numbers at a clean point to get this response's:
     /// what the engine swapped differs from the recording's once they have read different bytes.
     swapped_offset: isize,
@@ -387,6 +423,7 @@ impl Run {
             recorder: None,
             out: Vec::new(),
             pos: 0,
+            shift: 0,
             swapped_offset: 0,
             from_recording: 0,
             diverged: false,
@@ -428,7 +465,7 @@ impl Run {
                 let (at, input) = (r.matched, &page_of(&r.entry).input);
                 if input.get(at..at + chunk.len()) == Some(chunk) {
                     r.matched += chunk.len();
-                    self.pos = r.matched;
+                    self.pos += chunk.len();
                     self.send_upto_matched();
                     return;
                 }
@@ -436,6 +473,7 @@ impl Run {
                 // the last clean point before the difference, not before the chunk.
                 let same = common_prefix(&input[at.min(input.len())..], chunk);
                 r.matched += same;
+                self.pos += same;
                 self.send_upto_matched();
                 self.fall_back(true);
                 chunk = &chunk[same..];
@@ -445,7 +483,7 @@ impl Run {
             let Some((j, q)) = self
                 .rejoin
                 .as_ref()
-                .map(|rj| (rj.next, page_of(&rj.entry).clean[rj.next].input))
+                .map(|rj| (rj.next, self.shifted(page_of(&rj.entry).clean[rj.next].input)))
             else {
                 break;
             };
@@ -479,16 +517,27 @@ impl Run {
     /// replay takes over again (its output after the engine's). Else the next clean point is
     /// tried, and past the last one the engine reads the rest alone. `ahead`: the response's
     /// bytes after this point in the chunk at hand; when they already differ from the
-    /// recording's (a change of length shifted the rest), the replay would fall back at once, so
-    /// it is not tried.
+    /// recording's, the replay would fall back at once, so it is not tried. If they are found in
+    /// the recording nearby instead, a change of length has moved the rest of the page: the
+    /// recording's clean points are looked for that much further on (or back) in the response.
+    /// A wrong guess (the bytes repeat in the page) costs only a later try: a rejoin still needs
+    /// the recorded state and the same bytes ahead, and the replay the same bytes after it.
     fn try_rejoin(&mut self, j: usize, ahead: &[u8]) {
         let rj = self.rejoin.as_mut().expect("rejoining");
         let rec = page_of(&rj.entry);
         let engine = self.engine.as_mut().expect("the engine reads while rejoining");
         let q = rec.clean[j].input;
-        let ahead = &ahead[..ahead.len().min(64)];
-        if rec.input.get(q..q + ahead.len()) != Some(ahead) || !engine.state_is(&rec.states[j]) {
-            rj.next += 1;
+        let ahead = &ahead[..ahead.len().min(REALIGN_NEEDLE)];
+        let same_ahead = rec.input.get(q..q + ahead.len()) == Some(ahead);
+        if !same_ahead || !engine.state_is(&rec.states[j]) {
+            match realign(&rec.input, q, ahead).filter(|_| !same_ahead) {
+                Some(h) => {
+                    // The response is here (at `q` as things stood), the recording at `h`.
+                    self.shift += q as isize - h as isize;
+                    rj.next = rec.clean.partition_point(|c| c.input <= h);
+                }
+                None => rj.next += 1,
+            }
             if rj.next + 1 >= rec.clean.len() {
                 // The page's end is not a point to rejoin at: the engine ends the page itself.
                 self.rejoin = None;
@@ -496,6 +545,9 @@ impl Run {
             return;
         }
         let Rejoin { entry, key, .. } = self.rejoin.take().expect("rejoining");
+        if self.shift != 0 {
+            self.args.stats.realigned.store(true, Ordering::Relaxed);
+        }
         let mut engine = self.engine.take().expect("the engine reads while rejoining");
         self.out.extend_from_slice(&engine.take_output());
         let rec = page_of(&entry);
@@ -557,6 +609,11 @@ impl Run {
         {
             replays.mark_volatile(key);
         }
+    }
+
+    /// A recording's offset as this response's.
+    fn shifted(&self, input: usize) -> usize {
+        usize::try_from(input as isize + self.shift).expect("a recording's bytes stand within the response")
     }
 
     /// A count of swapped numbers at a recording's clean point, as this response's.
@@ -671,7 +728,7 @@ impl Run {
         if at < r.matched {
             self.write_piece(&rec.input[at..r.matched]);
         }
-        self.pos = r.matched;
+        debug_assert_eq!(self.pos, self.shifted(r.matched));
         // A recording being made needs the engine to the end; else the first clean point past
         // what matched is where the recording may take over again.
         let next = rec.clean.partition_point(|c| c.input <= r.matched);
