@@ -4,7 +4,7 @@
 #
 #   benches/load.sh [-d SECONDS] [-c CONNECTIONS] [-p PAGE] [-r ROUNDS] [-i IDLE_CONNS]
 #                   [--hold SECONDS] [--big-mb MB] [--bin PATH] [--no-engine] [--no-pin] [--keep]
-#                   [--tokens]
+#                   [--tokens] [--banner]
 #
 # What runs (every process it starts is stopped on exit):
 # - origin: nginx (1 worker) serving PAGE (default benches/data/numbers-heavy.html) as `/`, the
@@ -34,6 +34,9 @@
 # (nginx SSI, `$request_id`) into two hidden inputs of PAGE and small.html, at 10% and 60% of the
 # page, on every response. No two responses are then the same bytes; telswap answers around the
 # tokens from the page's recording, reading the stretches around them with the engine.
+# --banner (implies --tokens) also changes the pages' length: a promotion banner at 30% of the
+# page, shown on about half the responses (SSI `if` on the request id), as an A/B test or a
+# "today only" notice would; telswap finds the recording's bytes again past it (realignment).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +52,7 @@ ENGINE=1
 PIN=1
 KEEP=0
 TOKENS=0
+BANNER=0
 while [ $# -gt 0 ]; do
   case $1 in
     -d) DUR=$2; shift 2 ;;
@@ -63,6 +67,7 @@ while [ $# -gt 0 ]; do
     --no-pin) PIN=0; shift ;;
     --keep) KEEP=1; shift ;;
     --tokens) TOKENS=1; shift ;;
+    --banner) TOKENS=1; BANNER=1; shift ;;
     -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -116,20 +121,24 @@ SSI=
 if [ "$TOKENS" = 1 ]; then
   SSI="ssi on;"
   for f in "$W/www/index.html" "$W/www/small.html"; do
-    python3 - "$f" <<'EOF'
+    python3 - "$f" "$BANNER" <<'EOF'
 import sys
-path = sys.argv[1]
+path, banner = sys.argv[1], sys.argv[2] == "1"
 page = open(path, "rb").read()
-for share, name in ((60, b"t1"), (10, b"t2")):
+inserts = [(60, b'<input type=hidden name=t1 value="<!--# echo var="request_id" -->">'),
+           (10, b'<input type=hidden name=t2 value="<!--# echo var="request_id" -->">')]
+if banner:
+    inserts.insert(0, (30, b'<!--# if expr="$request_id = /^[0-7]/" --><p class=banner>Free delivery '
+                           b'on every order today: call us before 6 pm.</p><!--# endif -->'))
+for share, text in sorted(inserts, reverse=True):
     at = page.index(b"<", len(page) * share // 100)
-    token = b'<input type=hidden name=' + name + b' value="<!--# echo var="request_id" -->">'
-    page = page[:at] + token + page[at:]
+    page = page[:at] + text + page[at:]
 open(path, "wb").write(page)
 EOF
   done
 fi
-# Responses compared byte for byte: the tokens are the one part that differs between them.
-untoken() { sed -E -i 's/value="[0-9a-f]{32}"/value="TOKEN"/g' "$@"; }
+# Responses compared byte for byte: the tokens (and the banner) are the parts that differ.
+untoken() { sed -E -i -e 's/value="[0-9a-f]{32}"/value="TOKEN"/g' -e 's|<p class=banner>[^<]*</p>||g' "$@"; }
 python3 - "$W/www/big.html" "$BIG_MB" <<'EOF'
 import sys
 path, mb = sys.argv[1], int(sys.argv[2])
@@ -408,7 +417,7 @@ H_MB=$(awk -v k="$H_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
 
 echo
-echo "== telswap vs nginx sub_filter: $(basename "$PAGE") ($(stat -c %s "$PAGE") bytes), wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds$([ "$TOKENS" = 1 ] && echo ", a fresh token in each response (--tokens)"), pinned: $([ "$PIN" = 1 ] && echo 'proxies CPU 1, origin+wrk CPU 0' || echo no)"
+echo "== telswap vs nginx sub_filter: $(basename "$PAGE") ($(stat -c %s "$PAGE") bytes), wrk -t1 -c$CONNS -d${DUR}s x $ROUNDS rounds$([ "$TOKENS" = 1 ] && echo ", a fresh token in each response (--tokens)")$([ "$BANNER" = 1 ] && echo ", a banner in about half (--banner)"), pinned: $([ "$PIN" = 1 ] && echo 'proxies CPU 1, origin+wrk CPU 0' || echo no)"
 echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
 echo "$PARITY"
 echo
