@@ -334,6 +334,24 @@ wait_port "$P_TLS"
 IDLE_H2_RES=$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$P_TLS" /small.html "$IDLE" "$HOLD" "$TS_PID" h2 | grep '^RESULT')
 kill "$TS_PID"; wait "$TS_PID" 2>/dev/null || true
 
+# The same three against nginx sub_filter (its worker's RSS; OpenSSL, nginx's own HTTP/2), for
+# scale: a fresh instance sized for the connections, the same proxy settings.
+log "idle, nginx sub_filter: $IDLE connections plain, HTTPS and HTTP/2, held ${HOLD} s each"
+P_NI=$(free_port); P_NT=$(free_port); P_NH=$(free_port)
+sed -e "s|^pid .*|pid $W/nginx-idle.pid;|" -e "s|^events .*|worker_rlimit_nofile $((IDLE + 1000));\nevents { worker_connections $((IDLE + 500)); }|" \
+  -e "s|^    listen 127.0.0.1:$P_NGINX backlog=4096;|    listen 127.0.0.1:$P_NI backlog=4096;\n    listen 127.0.0.1:$P_NT ssl backlog=4096;\n    listen 127.0.0.1:$P_NH ssl http2 backlog=4096;\n    ssl_certificate $W/certs/localhost.crt; ssl_certificate_key $W/certs/localhost.key;|" \
+  "$W/nginx.conf" > "$W/nginx-idle.conf"
+NGINX_IDLE=()
+for mode in plain tls h2; do
+  "${PROXY_CPU[@]}" nginx -p "$W" -c "$W/nginx-idle.conf" 2>>"$W/logs/nginx.err" &
+  NI_PID=$!; PIDS+=("$NI_PID")
+  port=$P_NI; [ "$mode" = tls ] && port=$P_NT; [ "$mode" = h2 ] && port=$P_NH
+  wait_port "$port"
+  NI_WORKER=$(pgrep -P "$NI_PID" | head -1)
+  NGINX_IDLE+=("$(python3 "$ROOT/benches/load/idle.py" 127.0.0.1 "$port" /small.html "$IDLE" "$HOLD" "$NI_WORKER" "$mode" | grep '^RESULT')")
+  kill "$NI_PID"; wait "$NI_PID" 2>/dev/null || true
+done
+
 # The big page: a fresh telswap; peak RSS (VmHWM, reset first) against RSS before.
 log "big page: ${BIG_MB} MB"
 P_TS3=$(free_port)
@@ -414,6 +432,12 @@ read -r _ T_BEFORE T_OPEN T_OPENED T_STILL T_HOLD <<< "$IDLE_TLS_RES"
 T_MB=$(awk -v k="$T_OPEN" 'BEGIN {printf "%.1f", k/1024}')
 read -r _ H_BEFORE H_OPEN H_OPENED H_STILL H_HOLD <<< "$IDLE_H2_RES"
 H_MB=$(awk -v k="$H_OPEN" 'BEGIN {printf "%.1f", k/1024}')
+# nginx's three: "MiB opened" each.
+NGINX_IDLE_MB=()
+for r in "${NGINX_IDLE[@]}"; do
+  read -r _ _ n_open n_opened _ _ <<< "$r"
+  NGINX_IDLE_MB+=("$(awk -v k="$n_open" 'BEGIN {printf "%.1f", k/1024}') MiB ($n_opened open)")
+done
 B_GROWTH=$(awk -v a="$BIG_BEFORE" -v b="$BIG_PEAK" 'BEGIN {printf "%.1f", (b-a)/1024}')
 
 echo
@@ -426,6 +450,7 @@ echo
 echo "idle: $I_OPENED of $IDLE keep-alive connections open after one request each; telswap RSS ${I_BEFORE} KiB before, ${I_OPEN} KiB with them open; $I_STILL still open after ${I_HOLD} s idle"
 echo "idle over TLS: $T_OPENED of $IDLE keep-alive HTTPS connections open after one request each; telswap RSS ${T_BEFORE} KiB before, ${T_OPEN} KiB with them open; $T_STILL still open after ${T_HOLD} s idle"
 echo "idle over HTTP/2: $H_OPENED of $IDLE HTTP/2 (TLS, ALPN h2) connections open after one request each; telswap RSS ${H_BEFORE} KiB before, ${H_OPEN} KiB with them open; $H_STILL still open after ${H_HOLD} s idle"
+echo "idle, nginx sub_filter worker RSS with $IDLE open: plain ${NGINX_IDLE_MB[0]}, HTTPS ${NGINX_IDLE_MB[1]}, HTTP/2 ${NGINX_IDLE_MB[2]}"
 echo "big page: $BIG_BYTES bytes, $BIG_SWAPS swapped, $BIG_LEFT left; telswap RSS ${BIG_BEFORE} KiB before, peak ${BIG_PEAK} KiB: growth ${B_GROWTH} MiB"
 echo "engine: $ENGINE_LINE"
 echo
@@ -436,8 +461,8 @@ echo "    the same two with every response through the engine (--replay-cache-mb
 if [ -n "$ENGINE_PCT" ]; then
   echo "  engine >= 75% of lol_html no-op handlers          ${ENGINE_PCT}%   $(pass "$ENGINE_PCT >= 75")"
 fi
-echo "  $IDLE idle keep-alive connections < 200 MB RSS    ${I_MB} MiB  $(pass "$I_OPENED == $IDLE && $I_OPEN < 200*1024")"
-echo "  $IDLE idle keep-alive HTTPS connections < 200 MB  ${T_MB} MiB  $(pass "$T_OPENED == $IDLE && $T_OPEN < 200*1024")"
-echo "  $IDLE idle HTTP/2 connections < 200 MB           ${H_MB} MiB  $(pass "$H_OPENED == $IDLE && $H_OPEN < 200*1024")"
+echo "  $IDLE idle keep-alive connections < 200 MB RSS    ${I_MB} MiB  $(pass "$I_OPENED == $IDLE && $I_OPEN < 200*1024")  (nginx ${NGINX_IDLE_MB[0]%% (*})"
+echo "  $IDLE idle keep-alive HTTPS connections < 200 MB  ${T_MB} MiB  $(pass "$T_OPENED == $IDLE && $T_OPEN < 200*1024")  (nginx ${NGINX_IDLE_MB[1]%% (*})"
+echo "  $IDLE idle HTTP/2 connections < 200 MB           ${H_MB} MiB  $(pass "$H_OPENED == $IDLE && $H_OPEN < 200*1024")  (nginx ${NGINX_IDLE_MB[2]%% (*})"
 echo "  ${BIG_MB} MB page < 20 MB RSS growth                 ${B_GROWTH} MiB   $(pass "$B_GROWTH < 20 && $BIG_SWAPS > 0 && $BIG_LEFT == 0")"
 echo "  errors (socket + non-2xx) in all wrk runs         $ERRS"
