@@ -17,11 +17,14 @@
 //! (`rewrite::replay`): read by the engine alone (`engine`, as with `--replay-cache-mb 0`),
 //! answered whole from its recording (`replayed`), and differing from it on every response at
 //! 90% and at 50% of the page (a "generated in N ms" comment whose length changes): answered from
-//! the recording up to the difference, the engine resumed there and reading the rest
-//! (`differs_at_90pct`, `differs_at_50pct`), and with
-//! two tokens of the same length that change on every response, at 10% and 60% (`tokens`): the
-//! engine reads from the last clean point before each to the first after it where its state is
-//! the recorded one, the recording answers the rest.
+//! the recording up to the difference, the engine resumed there and reading on until the
+//! recording's bytes are found again past the change and it rejoins them (`differs_at_90pct`,
+//! `differs_at_50pct`); with two tokens of the same length that change on every response, at
+//! 10% and 60% (`tokens`): the engine reads from the last clean point before each to the first
+//! after it where its state is the recorded one, the recording answers the rest; and with the
+//! page's second half unlike the recording on every response (a letter upper-cased throughout,
+//! a different one each time: `rest_differs`), where the engine reads the whole half and the
+//! replay's tries to rejoin and realign are all lost time.
 //!
 //! The `matcher` group runs [`NumberMatcher`] over a page's raw bytes, without HTML parsing.
 
@@ -236,25 +239,9 @@ fn replays(c: &mut Criterion) {
         );
         group.bench_function("replayed", |b| b.iter(|| respond(&rules, &to, &key, black_box(page))));
         for share in [90, 50] {
-            let key = format!("bench.test/{name}/{share}");
-            let mut n = 1_000_000u64;
-            let first = varied(share, n);
-            assert_eq!(
-                respond(&rules, &to, &key, &first),
-                run_telswap(&rules, &to, &first, Engine::Auto).0
-            );
-            group.bench_function(format!("differs_at_{share}pct"), |b| {
-                b.iter_batched(
-                    || {
-                        n += 1;
-                        varied(share, n)
-                    },
-                    |p| respond(&rules, &to, &key, &p),
-                    criterion::BatchSize::SmallInput,
-                )
-            });
+            let id = format!("differs_at_{share}pct");
+            responses(&mut group, (name, &id), (&rules, &to), 1_000_000, |n| varied(share, n));
         }
-        let key = format!("bench.test/{name}/tokens");
         let tokens = |n: u64| {
             let mut p = page.to_vec();
             for (share, k) in [(60, 1), (10, 2)] {
@@ -268,23 +255,47 @@ fn replays(c: &mut Criterion) {
             }
             p
         };
-        let mut n = 1u64;
-        assert_eq!(
-            respond(&rules, &to, &key, &tokens(n)),
-            run_telswap(&rules, &to, &tokens(n), Engine::Auto).0
-        );
-        group.bench_function("tokens", |b| {
-            b.iter_batched(
-                || {
-                    n += 1;
-                    tokens(n)
-                },
-                |p| respond(&rules, &to, &key, &p),
-                criterion::BatchSize::SmallInput,
-            )
-        });
+        responses(&mut group, (name, "tokens"), (&rules, &to), 1, tokens);
+        let rest_differs = |n: u64| {
+            let mut p = page.to_vec();
+            let letter = b'a' + (n % 26) as u8;
+            for c in &mut p[page.len() / 2..] {
+                if *c == letter {
+                    *c = letter.to_ascii_uppercase();
+                }
+            }
+            p
+        };
+        responses(&mut group, (name, "rest_differs"), (&rules, &to), 1, rest_differs);
         group.finish();
     }
+}
+
+/// Times one response each of `make(n + 1)`, `make(n + 2)`..., a page differing on every
+/// response, after `make(n)` was recorded (under a key of its own, from the page's name and `id`).
+fn responses(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    (name, id): (&str, &str),
+    (rules, to): (&PageRules, &Arc<Replacement>),
+    mut n: u64,
+    make: impl Fn(u64) -> Vec<u8>,
+) {
+    let key = format!("bench.test/{name}/{id}");
+    let first = make(n);
+    assert_eq!(
+        respond(rules, to, &key, &first),
+        run_telswap(rules, to, &first, Engine::Auto).0
+    );
+    group.bench_function(id, |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                make(n)
+            },
+            |p| respond(rules, to, &key, &p),
+            criterion::BatchSize::SmallInput,
+        )
+    });
 }
 
 /// The matcher alone over a page's raw bytes: tags, attributes and scripts included, so it sees

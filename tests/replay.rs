@@ -320,8 +320,14 @@ fn a_page_that_differs_from_its_recording_gets_the_engines_bytes() {
         }
         let mut seen = vec![page.clone()];
         for change in 0..3 {
-            let other = changed(&mut d, page);
-            let got = respond_to(rules, &key, to, &other, &d.sizes());
+            // One to three changes, and sometimes an origin pause where the replay holds bytes
+            // (the engine takes over there before any difference).
+            let mut other = changed(&mut d, page);
+            for _ in 0..d.below(3) {
+                other = changed(&mut d, &other);
+            }
+            let pause = d.below(3) == 0;
+            let got = respond_with(rules, &key, to, &other, &d.sizes(), pause);
             assert_engine_bytes(
                 &format!("round {round}, change {change}"),
                 &got,
@@ -334,7 +340,12 @@ fn a_page_that_differs_from_its_recording_gets_the_engines_bytes() {
             realigned += usize::from(got.realigned);
             seen.push(other);
         }
-        // And the first page again, whatever the entry became meanwhile.
+        // Each again (a recording made from one of them is replayed now), and the first page,
+        // whatever the entry became meanwhile.
+        for (k, body) in seen.iter().enumerate().skip(1) {
+            let got = respond_to(rules, &key, to, body, &d.sizes());
+            assert_engine_bytes(&format!("round {round}, again {k}"), &got, &engine_to(rules, to, body));
+        }
         let back = respond_to(rules, &key, to, page, &d.sizes());
         assert_engine_bytes(&format!("round {round}, back"), &back, &want);
     }
@@ -592,6 +603,44 @@ fn a_page_that_changed_is_recorded_again_though_the_origin_pauses() {
         "{}",
         next.from_recording
     );
+}
+
+#[test]
+fn a_difference_read_after_an_origin_pause_is_the_responses_first() {
+    // (Found by a reviewer.) The engine takes over at an origin pause and reads a change that
+    // alters the count of numbers (A), then the replay rejoins and meets a second change (B).
+    // B is not the response's first difference: recording "the page up to B, then B" from the
+    // old recording would make a page that never came, its counts off by A's.
+    let rules = rules();
+    let page = bench_page("numbers-heavy.html");
+    let number = |from: usize| from + page[from..].windows(12).position(|w| w == b"555-010-0000").unwrap();
+    let a = number(page.len() / 5);
+    let b = (page.len() * 3 / 5..page.len()).find(|&i| page[i] == b'<').unwrap();
+    let with = |change_a: bool, change_b: bool| {
+        let mut p = page.clone();
+        if change_b {
+            p.splice(b..b, b"<!-- changed, and longer -->".iter().copied());
+        }
+        if change_a {
+            // The same length, one number fewer.
+            p[a..a + 12].copy_from_slice(b"555-010-000x");
+        }
+        p
+    };
+    let key = "pause-first.test/";
+    for _ in 0..2 {
+        // Recorded, then replayed whole (so a difference after this means the page changed).
+        respond(&rules, key, A, &page, &[3000]);
+    }
+    for (n, (change_a, change_b)) in [(true, true), (false, true), (false, true), (true, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let body = with(change_a, change_b);
+        // The first response pauses where its first chunk ends, just before A.
+        let got = respond_with(&rules, key, &to(A), &body, &[a - 5, 3000], n == 0);
+        assert_engine_bytes(&format!("response {n}"), &got, &engine(&rules, A, &body));
+    }
 }
 
 #[test]

@@ -317,6 +317,8 @@ struct Replaying {
     sent: usize,
     /// Where in the page this stretch of replaying began (0, or where it rejoined the recording).
     from: usize,
+    /// It began after a realignment: its bytes count as realigned ones.
+    realigned: bool,
 }
 
 /// While the engine reads a response that differed from a recording: the recording, to go back
@@ -328,6 +330,10 @@ struct Rejoin {
     key: Key,
     /// The next clean point to try.
     next: usize,
+    /// Clean points in a row where the bytes ahead were not the recording's and no realignment
+    /// was found: the search is made at the 1st, 2nd, 4th, 8th... of them, so a response whose
+    /// rest is unlike the recording costs a few searches, not one per clean point.
+    misses: u32,
 }
 
 /// Where `ahead` (the response's next bytes, expected at `q`) stands in `input`, nearest to `q`
@@ -341,11 +347,25 @@ fn realign(input: &[u8], q: usize, ahead: &[u8]) -> Option<usize> {
     let later = finder
         .find(&input[after..(q + REALIGN_REACH + ahead.len()).min(input.len())])
         .map(|k| after + k);
+    // The last match before `q`: forward, where memchr's vectorised prefilter runs (its reverse
+    // search has none, and cost most of the time on pages unlike their recording).
     let lo = q.saturating_sub(REALIGN_REACH);
-    let earlier = memchr::memmem::rfind(&input[lo..(q + ahead.len() - 1).min(input.len())], ahead).map(|k| lo + k);
+    let earlier = finder
+        .find_iter(&input[lo..(q + ahead.len() - 1).min(input.len())])
+        .last()
+        .map(|k| lo + k);
     match (earlier, later) {
         (Some(e), Some(l)) => Some(if q - e <= l - q { e } else { l }),
         (e, l) => e.or(l),
+    }
+}
+
+/// Adds `bytes` answered from a recording to `from_recording`; a stretch that began after a
+/// realignment (`realigned`) marks the response as realigned.
+fn answered(from_recording: &mut usize, stats: &PageStats, bytes: usize, realigned: bool) {
+    *from_recording += bytes;
+    if realigned && bytes > 0 {
+        stats.realigned.store(true, Ordering::Relaxed);
     }
 }
 
@@ -387,6 +407,8 @@ pub(crate) struct Run {
     /// offset, for the stretch being replayed or rejoined. Zero until a change of length is
     /// realigned ([`Run::try_rejoin`]).
     shift: isize,
+    /// A realignment was found since the last rejoin.
+    moved: bool,
     /// Added to a recording's count of swapped numbers at a clean point to get this response's:
     /// what the engine swapped differs from the recording's once they have read different bytes.
     swapped_offset: isize,
@@ -424,6 +446,7 @@ impl Run {
             out: Vec::new(),
             pos: 0,
             shift: 0,
+            moved: false,
             swapped_offset: 0,
             from_recording: 0,
             diverged: false,
@@ -444,6 +467,7 @@ impl Run {
                     matched: 0,
                     sent: 0,
                     from: 0,
+                    realigned: false,
                 })
             }
             Start::Record => {
@@ -488,6 +512,13 @@ impl Run {
                 break;
             };
             let take = (q - self.pos).min(chunk.len());
+            if !self.differed {
+                // The engine took over at an origin pause, not at a difference: one it reads
+                // here is the response's first (the policy at a first difference, in
+                // `fall_back`, assumes the bytes before it were the recording's).
+                let rec = page_of(&self.rejoin.as_ref().expect("rejoining").entry);
+                self.differed = rec.input.get(self.pos..self.pos + take) != Some(&chunk[..take]);
+            }
             self.write_piece(&chunk[..take]);
             self.pos += take;
             chunk = &chunk[take..];
@@ -530,13 +561,24 @@ impl Run {
         let ahead = &ahead[..ahead.len().min(REALIGN_NEEDLE)];
         let same_ahead = rec.input.get(q..q + ahead.len()) == Some(ahead);
         if !same_ahead || !engine.state_is(&rec.states[j]) {
-            match realign(&rec.input, q, ahead).filter(|_| !same_ahead) {
+            let search = !same_ahead && (rj.misses == 0 || rj.misses.is_power_of_two());
+            if !same_ahead {
+                // (After an origin pause the engine may be the first to see a difference.)
+                self.differed = true;
+            }
+            match if search { realign(&rec.input, q, ahead) } else { None } {
                 Some(h) => {
-                    // The response is here (at `q` as things stood), the recording at `h`.
+                    // The response is here (at `q` as things stood), the recording at `h`; a
+                    // clean point at `h` itself is tried at once.
                     self.shift += q as isize - h as isize;
-                    rj.next = rec.clean.partition_point(|c| c.input <= h);
+                    self.moved = true;
+                    rj.misses = 0;
+                    rj.next = rec.clean.partition_point(|c| c.input < h);
                 }
-                None => rj.next += 1,
+                None => {
+                    rj.misses += u32::from(!same_ahead);
+                    rj.next += 1;
+                }
             }
             if rj.next + 1 >= rec.clean.len() {
                 // The page's end is not a point to rejoin at: the engine ends the page itself.
@@ -545,9 +587,6 @@ impl Run {
             return;
         }
         let Rejoin { entry, key, .. } = self.rejoin.take().expect("rejoining");
-        if self.shift != 0 {
-            self.args.stats.realigned.store(true, Ordering::Relaxed);
-        }
         let mut engine = self.engine.take().expect("the engine reads while rejoining");
         self.out.extend_from_slice(&engine.take_output());
         let rec = page_of(&entry);
@@ -559,6 +598,7 @@ impl Run {
             matched: q,
             sent: j,
             from: q,
+            realigned: std::mem::take(&mut self.moved),
         });
     }
 
@@ -572,7 +612,12 @@ impl Run {
                 let last = *rec.clean.last().expect("a recording ends with its end");
                 let from = rec.clean[r.sent].output;
                 self.out.extend_from_slice(&rec.output[from..]);
-                self.from_recording += rec.input.len() - r.from;
+                answered(
+                    &mut self.from_recording,
+                    &self.args.stats,
+                    rec.input.len() - r.from,
+                    r.realigned,
+                );
                 let stats = &self.args.stats;
                 stats.swapped.store(self.swapped_at(&last), Ordering::Relaxed);
                 stats.replayed_bytes.store(self.from_recording, Ordering::Relaxed);
@@ -684,12 +729,19 @@ impl Run {
         let r = self.replay.take().expect("replaying");
         let rec = page_of(&r.entry);
         let sent = rec.clean[r.sent];
-        self.from_recording += sent.input - r.from;
+        answered(
+            &mut self.from_recording,
+            &self.args.stats,
+            sent.input - r.from,
+            r.realigned,
+        );
         self.diverged = true;
         // The policy below is decided at a response's first difference (not again at each, nor
         // when the origin only paused).
         let first = differs && !std::mem::replace(&mut self.differed, true);
         if first && self.replays.is_some() {
+            // (So far this response's bytes were the recording's: its counts are too.)
+            debug_assert_eq!((self.shift, self.swapped_offset), (0, 0));
             if rec.hits.load(Ordering::Relaxed) > 0 {
                 // It was the same for a while: the page changed. Record the new one, whose
                 // bytes up to here are this one's.
@@ -737,6 +789,7 @@ impl Run {
                 entry: r.entry.clone(),
                 key: r.key,
                 next,
+                misses: 0,
             });
         }
     }
