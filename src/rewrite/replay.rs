@@ -334,6 +334,8 @@ struct Rejoin {
     /// was found: the search is made at the 1st, 2nd, 4th, 8th... of them, so a response whose
     /// rest is unlike the recording costs a few searches, not one per clean point.
     misses: u32,
+    /// A realignment was found since this rejoin began.
+    moved: bool,
 }
 
 /// Where `ahead` (the response's next bytes, expected at `q`) stands in `input`, nearest to `q`
@@ -407,8 +409,6 @@ pub(crate) struct Run {
     /// offset, for the stretch being replayed or rejoined. Zero until a change of length is
     /// realigned ([`Run::try_rejoin`]).
     shift: isize,
-    /// A realignment was found since the last rejoin.
-    moved: bool,
     /// Added to a recording's count of swapped numbers at a clean point to get this response's:
     /// what the engine swapped differs from the recording's once they have read different bytes.
     swapped_offset: isize,
@@ -446,7 +446,6 @@ impl Run {
             out: Vec::new(),
             pos: 0,
             shift: 0,
-            moved: false,
             swapped_offset: 0,
             from_recording: 0,
             diverged: false,
@@ -504,21 +503,16 @@ impl Run {
                 continue;
             }
             // Up to the recording's next clean point, where the engine may hand back to it.
-            let Some((j, q)) = self
-                .rejoin
-                .as_ref()
-                .map(|rj| (rj.next, self.shifted(page_of(&rj.entry).clean[rj.next].input)))
-            else {
+            let Some(rj) = &self.rejoin else {
                 break;
             };
+            let rec = page_of(&rj.entry);
+            let (j, q) = (rj.next, self.shifted(rec.clean[rj.next].input));
             let take = (q - self.pos).min(chunk.len());
-            if !self.differed {
-                // The engine took over at an origin pause, not at a difference: one it reads
-                // here is the response's first (the policy at a first difference, in
-                // `fall_back`, assumes the bytes before it were the recording's).
-                let rec = page_of(&self.rejoin.as_ref().expect("rejoining").entry);
-                self.differed = rec.input.get(self.pos..self.pos + take) != Some(&chunk[..take]);
-            }
+            // The engine took over at an origin pause, not at a difference: one it reads here is
+            // the response's first (the policy at a first difference, in `fall_back`, assumes the
+            // bytes before it were the recording's).
+            self.differed = self.differed || rec.input.get(self.pos..self.pos + take) != Some(&chunk[..take]);
             self.write_piece(&chunk[..take]);
             self.pos += take;
             chunk = &chunk[take..];
@@ -571,7 +565,7 @@ impl Run {
                     // The response is here (at `q` as things stood), the recording at `h`; a
                     // clean point at `h` itself is tried at once.
                     self.shift += q as isize - h as isize;
-                    self.moved = true;
+                    rj.moved = true;
                     rj.misses = 0;
                     rj.next = rec.clean.partition_point(|c| c.input < h);
                 }
@@ -586,7 +580,7 @@ impl Run {
             }
             return;
         }
-        let Rejoin { entry, key, .. } = self.rejoin.take().expect("rejoining");
+        let Rejoin { entry, key, moved, .. } = self.rejoin.take().expect("rejoining");
         let mut engine = self.engine.take().expect("the engine reads while rejoining");
         self.out.extend_from_slice(&engine.take_output());
         let rec = page_of(&entry);
@@ -598,7 +592,7 @@ impl Run {
             matched: q,
             sent: j,
             from: q,
-            realigned: std::mem::take(&mut self.moved),
+            realigned: moved,
         });
     }
 
@@ -790,6 +784,7 @@ impl Run {
                 key: r.key,
                 next,
                 misses: 0,
+                moved: false,
             });
         }
     }
