@@ -54,20 +54,25 @@ fn axis(out: &mut String, max: f64) {
     }
 }
 
+/// The axis maximum for `series`: their largest value, rounded up by [`nice_max`].
+fn axis_max(series: &[Series]) -> f64 {
+    nice_max(series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0, f64::max))
+}
+
+/// A chart's opening `<svg>` tag (`class`, a `w` × `h` view box) with its accessible title.
+fn open_svg(class: &str, w: f64, h: f64, title: &str) -> String {
+    let title = esc(title);
+    format!(r#"<svg class="{class}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}"><title>{title}</title>"#)
+}
+
 /// Grouped vertical bars, one group per label (days, hours...).
 pub fn bars(title: &str, labels: &[String], series: &[Series]) -> String {
-    let max = nice_max(series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0, f64::max));
+    let max = axis_max(series);
     let n = labels.len().max(1) as f64;
     let group = (W - LEFT) / n;
     let bar = (group * 0.8 / series.len().max(1) as f64).max(1.0);
     let plot_h = H - TOP - BOTTOM;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{}"><title>{}</title>"#,
-        esc(title),
-        esc(title)
-    );
+    let mut out = open_svg("chart", W, H, title);
     axis(&mut out, max);
     // Label at most ~12 groups so the axis stays legible.
     let every = (labels.len() / 12).max(1);
@@ -106,16 +111,10 @@ pub fn bars(title: &str, labels: &[String], series: &[Series]) -> String {
 
 /// Lines over time (pool occupancy), with the same axes as [`bars`].
 pub fn lines(title: &str, labels: &[String], series: &[Series]) -> String {
-    let max = nice_max(series.iter().flat_map(|s| s.values.iter().copied()).fold(0.0, f64::max));
+    let max = axis_max(series);
     let n = labels.len().max(2) as f64 - 1.0;
     let plot_h = H - TOP - BOTTOM;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{}"><title>{}</title>"#,
-        esc(title),
-        esc(title)
-    );
+    let mut out = open_svg("chart", W, H, title);
     axis(&mut out, max);
     for s in series {
         let pts: Vec<String> = s
@@ -172,13 +171,7 @@ pub fn hbars(title: &str, rows: &[(String, f64)]) -> String {
     let row_h = 22.0;
     let label_w = 220.0;
     let h = row_h * rows.len() as f64 + 8.0;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg class="chart" viewBox="0 0 {W} {h}" role="img" aria-label="{}"><title>{}</title>"#,
-        esc(title),
-        esc(title)
-    );
+    let mut out = open_svg("chart", W, h, title);
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = 4.0 + row_h * i as f64;
         let w = (W - label_w - 60.0) * v / max;
@@ -207,13 +200,7 @@ pub fn heatmap(title: &str, weekdays: &[String], cells: &[Vec<f64>]) -> String {
     let (cw, ch, left, top) = (28.0, 22.0, 44.0, 18.0);
     let w = left + cw * 24.0;
     let h = top + ch * cells.len() as f64;
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<svg class="chart heat" viewBox="0 0 {w} {h}" role="img" aria-label="{}"><title>{}</title>"#,
-        esc(title),
-        esc(title)
-    );
+    let mut out = open_svg("chart heat", w, h, title);
     for hour in (0..24).step_by(3) {
         let _ = write!(
             out,

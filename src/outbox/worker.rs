@@ -93,16 +93,8 @@ pub struct Outbox {
 impl Outbox {
     /// Starts the task (on the current tokio runtime).
     pub fn start(cfg: OutboxConfig) -> Result<Outbox, String> {
-        let tls = crate::proxy::upstream::tls_client_config(None)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(cfg.timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        use crate::proxy::upstream::{connector, tls_client_config};
+        let connector = connector(tls_client_config(None)?, cfg.timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_timer(TokioTimer::new())

@@ -76,17 +76,22 @@ pub fn tls_client_config(extra_ca: Option<&std::path::Path>) -> Result<rustls::C
     )
 }
 
-fn build(key: &Key) -> Result<UpstreamClient, String> {
-    let tls = tls_client_config(key.ca.as_deref())?;
+/// Dials `http://` and `https://` URLs over HTTP/1.1 (rustls with `tls`), with a connect
+/// timeout and `TCP_NODELAY`: the origins' clients and the webhook outbox both connect this way.
+pub fn connector(tls: rustls::ClientConfig, connect_timeout: Duration) -> hyper_rustls::HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
-    http.set_connect_timeout(Some(key.connect_timeout));
+    http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(http)
+}
+
+fn build(key: &Key) -> Result<UpstreamClient, String> {
+    let connector = connector(tls_client_config(key.ca.as_deref())?, key.connect_timeout);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
