@@ -23,7 +23,8 @@
 # - CPU pinning (unless --no-pin): both proxies on CPU 1, origin and wrk on CPU 0;
 # - throughput: wrk -t1 -cC -dD on each proxy, alternating ROUNDS times (T N, N T, T N, ...);
 # - latency: paced wrk (benches/load/paced.lua) at half of nginx sub_filter's saturation rate
-#   from the same run, on direct-to-origin, telswap and nginx, alternating ROUNDS times;
+#   from the same run, on direct-to-origin, telswap and nginx, alternating ROUNDS times (p50,
+#   p90, p99 and p99.9 printed, medians of the rounds);
 # - idle: a fresh telswap, IDLE_CONNS keep-alive connections each after one request, RSS; then
 #   the same over HTTPS (a self-signed certificate made with the openssl command), then over
 #   HTTP/2 (TLS, ALPN h2, as browsers connect);
@@ -68,7 +69,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --tokens) TOKENS=1; shift ;;
     --banner) TOKENS=1; BANNER=1; shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -395,7 +396,10 @@ for path, d in ((sys.argv[1], thr), (sys.argv[2], lat)):
     for line in open(path):
         f = line.split()
         who, req, secs, byts, p50, p99, mx, err, non2xx = f[0], int(f[2]), float(f[3]), int(f[4]), int(f[5]), int(f[6]), int(f[7]), int(f[8]), int(f[9])
-        d.setdefault(who, []).append(dict(rps=req / secs, mbs=byts / secs / 1e6, p50=p50 / 1000, p99=p99 / 1000, err=err + non2xx))
+        row = dict(rps=req / secs, mbs=byts / secs / 1e6, p50=p50 / 1000, p99=p99 / 1000, err=err + non2xx)
+        if len(f) >= 12:  # paced.lua: p90 and p99.9 too
+            row.update(p90=int(f[10]) / 1000, p999=int(f[11]) / 1000)
+        d.setdefault(who, []).append(row)
 med = lambda rows, k: st.median(r[k] for r in rows)
 print(f"{'':9} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}  rounds (req/s)                errors")
 names = {"lolhtml": "telswap, lol_html engine (--engine lol_html)",
@@ -407,12 +411,12 @@ for who in ("telswap", "nginx", "direct", "engine", "lolhtml"):
         print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'mbs'):8.1f} {med(rows,'p50'):8.2f} {med(rows,'p99'):8.2f}  "
               f"{each:29} {sum(r['err'] for r in rows)}  {names.get(who, '')}")
 print(f"\npaced at {sys.argv[4]} req/s (half of nginx's {float(sys.argv[3]):.1f}):")
-print(f"{'':9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  rounds (p99 ms)               errors")
+print(f"{'':9} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  rounds (p99 ms)               errors")
 for who in ("direct", "telswap", "nginx", "engine"):
     rows = lat.get(who, [])
     each = " ".join("%.2f" % r["p99"] for r in rows)
-    print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'p50'):8.2f} {med(rows,'p99'):8.2f}  "
-          f"{each:29} {sum(r['err'] for r in rows)}")
+    print(f"{who:9} {med(rows,'rps'):9.1f} {med(rows,'p50'):8.2f} {med(rows,'p90'):8.2f} {med(rows,'p99'):8.2f} "
+          f"{med(rows,'p999'):9.2f}  {each:29} {sum(r['err'] for r in rows)}")
 ratio = med(thr['telswap'], 'rps') / med(thr['nginx'], 'rps')
 added_ts = med(lat['telswap'], 'p99') - med(lat['direct'], 'p99')
 added_ngx = med(lat['nginx'], 'p99') - med(lat['direct'], 'p99')
