@@ -426,8 +426,12 @@ impl Proxy {
             None => None,
         };
         let to = site.replacement(number);
-        // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed.
-        let key = has_body.then(|| page.key().into_boxed_str());
+        // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed; nor is a page that
+        // says it is larger than a recording may be: its first MiB would be copied (as it came
+        // and as rewritten) only to be dropped, and again on every `VOLATILE_RETRY`-th response.
+        let too_large = coding == body::Coding::Identity
+            && headers::declared_length(&parts.headers).is_some_and(|n| n > crate::rewrite::replay::MAX_PAGE as u64);
+        let key = (has_body && !too_large).then(|| page.key().into_boxed_str());
         let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key) else {
             return body;
         };
