@@ -204,7 +204,10 @@ pub fn html_content_type(headers: &HeaderMap) -> (bool, Option<String>) {
 }
 
 /// The body's length as `Content-Length` declares it, when it is one valid number (several equal
-/// values count as one, RFC 9110 §8.6); `None` for chunked or unknown lengths.
+/// values count as one, RFC 9110 §8.6); `None` when there is no valid `Content-Length`. It does
+/// not look at `Transfer-Encoding` (gone by the time the proxy asks): an origin that sent both,
+/// against RFC 9112 §6.3, is taken at its `Content-Length`, which only decides whether the page
+/// is recorded for replays.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     let first = values.next()?.to_str().ok()?;
