@@ -209,22 +209,19 @@ pub fn html_content_type(headers: &HeaderMap) -> (bool, Option<String>) {
 /// against RFC 9112 §6.3, is taken at its `Content-Length`, which only decides whether the page
 /// is recorded for replays.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let first = values.next()?.to_str().ok()?;
     let mut length = None::<u64>;
-    for v in first
-        .split(',')
-        .chain(values.flat_map(|v| v.to_str().unwrap_or("x").split(',')))
-    {
-        let n = v.trim();
-        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for n in value.to_str().ok()?.split(',') {
+            let n = n.trim();
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n = n.parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
         }
-        let n = n.parse().ok()?;
-        if length.is_some_and(|l| l != n) {
-            return None;
-        }
-        length = Some(n);
     }
     length
 }

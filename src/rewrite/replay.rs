@@ -511,7 +511,8 @@ impl Run {
             let take = (q - self.pos).min(chunk.len());
             // The engine took over at an origin pause, not at a difference: one it reads here is
             // the response's first (the policy at a first difference, in `fall_back`, assumes the
-            // bytes before it were the recording's).
+            // bytes before it were the recording's). Until then `shift` is 0 (a realignment
+            // follows a difference), so `pos` is also the recording's offset.
             self.differed = self.differed || rec.input.get(self.pos..self.pos + take) != Some(&chunk[..take]);
             self.write_piece(&chunk[..take]);
             self.pos += take;
