@@ -438,7 +438,7 @@ fn read_tag(buf: &[u8], at: usize, attrs: &mut Vec<AttrSpan>) -> Option<TagEnd> 
 }
 
 /// What the stack keeps of an open element: a key of its lowercase name ([`name_key`]).
-fn name_hash(name: &[u8]) -> u64 {
+fn key_of(name: &[u8]) -> u64 {
     let mut low = [0u8; PACKED];
     for (slot, &b) in low.iter_mut().zip(name) {
         *slot = b.to_ascii_lowercase();
@@ -450,7 +450,7 @@ fn name_hash(name: &[u8]) -> u64 {
 const PACKED: usize = 7;
 
 /// The key of a name, given its first [`PACKED`] bytes lowercased (`low`, zero past its end):
-/// [`name_hash`] and [`TagName::of`] must key alike (end tags are found on the stack by it).
+/// [`key_of`] and [`TagName::of`] must key alike (end tags are found on the stack by it).
 ///
 /// A name of up to 7 bytes is packed whole into the key, with its length in the top byte, so no
 /// two such names share a key and making one is a few independent shifts. This replaced an FNV-1a
@@ -498,8 +498,8 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
 /// whether it is void, raw text (`script` among them), `svg` or `math`, and most are none of them.
 #[derive(Debug, Clone, Copy)]
 struct TagName {
-    /// [`name_hash`] of the name.
-    hash: u64,
+    /// The name's stack key, as [`key_of`] makes it.
+    key: u64,
     void: bool,
     /// A raw-text element's end tag name and kind ([`raw_kind`]).
     raw: Option<(&'static [u8], Option<RawKind>)>,
@@ -514,7 +514,7 @@ impl TagName {
             *slot = b.to_ascii_lowercase();
         }
         let mut t = TagName {
-            hash: name_key(name, low[..PACKED].try_into().expect("PACKED < 12")),
+            key: name_key(name, low[..PACKED].try_into().expect("PACKED < 12")),
             void: false,
             raw: None,
             foreign: None,
@@ -583,6 +583,7 @@ enum RawKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Open {
+    /// The element's name, as [`key_of`] keys it.
     name: u64,
     excluded: bool,
     /// A `script[type="application/ld+json"]`: lol_html treats every script text inside it as
@@ -1086,8 +1087,8 @@ impl FastRewriter {
         let tag = read_tag(buf, lt + 2, &mut self.attrs)?;
         self.end_text();
         let name = &buf[tag.name.clone()];
-        let hash = name_hash(name);
-        if let Some(at) = self.stack.iter().rposition(|o| o.name == hash) {
+        let key = key_of(name);
+        if let Some(at) = self.stack.iter().rposition(|o| o.name == key) {
             for open in self.stack.drain(at..) {
                 self.excluded -= usize::from(open.excluded);
                 self.json_ld -= usize::from(open.json_ld);
@@ -1173,7 +1174,7 @@ impl FastRewriter {
                 return buf.len();
             }
             self.stack.push(Open {
-                name: info.hash,
+                name: info.key,
                 excluded: excluded_here,
                 json_ld: is_json_ld,
             });
@@ -1386,8 +1387,8 @@ mod tests {
 
     #[test]
     fn name_keys_fold_case_and_tell_names_apart() {
-        assert_eq!(name_hash(b"DiV"), TagName::of(b"div").hash);
-        assert_eq!(name_hash(b"FOREIGNOBJECT"), TagName::of(b"foreignObject").hash);
+        assert_eq!(key_of(b"DiV"), TagName::of(b"div").key);
+        assert_eq!(key_of(b"FOREIGNOBJECT"), TagName::of(b"foreignObject").key);
         let names: [&[u8]; 9] = [
             b"a",
             b"a\0",
@@ -1399,7 +1400,7 @@ mod tests {
             b"",
             b"\0",
         ];
-        let keys: std::collections::HashSet<u64> = names.iter().map(|n| name_hash(n)).collect();
+        let keys: std::collections::HashSet<u64> = names.iter().map(|n| key_of(n)).collect();
         assert_eq!(keys.len(), names.len());
     }
 
