@@ -203,51 +203,9 @@ pub fn html_content_type(headers: &HeaderMap) -> (bool, Option<String>) {
     (html, charset)
 }
 
-/// The body's length as `Content-Length` declares it, when it is one valid number (several equal
-/// values count as one, RFC 9110 §8.6); `None` when there is no valid `Content-Length`. It does
-/// not look at `Transfer-Encoding` (gone by the time the proxy asks): an origin that sent both,
-/// against RFC 9112 §6.3, is taken at its `Content-Length`, which only decides whether the page
-/// is recorded for replays.
-pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None::<u64>;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for n in value.to_str().ok()?.split(',') {
-            let n = n.trim();
-            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let n = n.parse().ok()?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
-    }
-    length
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn declared_length_reads_one_valid_content_length() {
-        assert_eq!(declared_length(&map(&[("content-length", "1048577")])), Some(1_048_577));
-        assert_eq!(declared_length(&map(&[("content-length", "42, 42")])), Some(42));
-        assert_eq!(
-            declared_length(&map(&[("content-length", "42"), ("content-length", "42")])),
-            Some(42)
-        );
-        for bad in ["", "-1", "+5", "1e6", "12 34", "0x10", "99999999999999999999999"] {
-            assert_eq!(declared_length(&map(&[("content-length", bad)])), None, "{bad:?}");
-        }
-        assert_eq!(declared_length(&map(&[("content-length", "42, 43")])), None);
-        assert_eq!(
-            declared_length(&map(&[("content-length", "42"), ("content-length", "7")])),
-            None
-        );
-        assert_eq!(declared_length(&map(&[("transfer-encoding", "chunked")])), None);
-    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -429,8 +429,12 @@ impl Proxy {
         // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed; nor is a page that
         // says it is larger than a recording may be: its first MiB would be copied (as it came
         // and as rewritten) only to be dropped, and again on every `VOLATILE_RETRY`-th response.
+        // Its length is hyper's reading of `Content-Length` (validated, and none for a chunked
+        // body), which the body's size hint carries exactly.
         let too_large = coding == body::Coding::Identity
-            && headers::declared_length(&parts.headers).is_some_and(|n| n > crate::rewrite::replay::MAX_PAGE as u64);
+            && hyper::body::Body::size_hint(&body)
+                .exact()
+                .is_some_and(|n| n > crate::rewrite::replay::MAX_PAGE as u64);
         let key = (has_body && !too_large).then(|| page.key().into_boxed_str());
         let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key) else {
             return body;

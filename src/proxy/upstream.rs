@@ -99,3 +99,65 @@ fn build(key: &Key) -> Result<UpstreamClient, String> {
         .timer(TokioTimer::new())
         .build(connector))
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::proxy::{BoxError, ProxyBody};
+
+    /// The length an origin's response head declares, as the proxy sees it: through this client
+    /// and the body's boxing, from its size hint (`Proxy::response_filter` decides on it whether
+    /// a page may be recorded). `Err` when hyper refuses the head.
+    async fn declared(head: &'static str) -> Result<Option<u64>, hyper_util::client::legacy::Error> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(head.as_bytes()).await;
+        });
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .build(connector(tls_client_config(None).unwrap(), Duration::from_secs(5)));
+        let resp = client.get(format!("http://{addr}/").parse().unwrap()).await?;
+        let body: ProxyBody = resp.into_body().map_err(BoxError::from).boxed();
+        Ok(body.size_hint().exact())
+    }
+
+    #[tokio::test]
+    async fn a_body_carries_the_origins_validated_content_length() {
+        let ok = |cl: &str| format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{cl}\r\n\r\n");
+        let cases: [(String, Option<u64>); 4] = [
+            (ok("Content-Length: 1048577"), Some(1_048_577)),
+            (ok("Content-Length: 42, 42"), Some(42)),
+            (ok("Content-Length: 42\r\nContent-Length: 42"), Some(42)),
+            (ok("Transfer-Encoding: chunked\r\nContent-Length: 5000000"), None),
+        ];
+        for (head, want) in cases {
+            let head: &'static str = head.leak();
+            assert_eq!(declared(head).await.unwrap(), want, "{head:?}");
+        }
+        let refused = [
+            "",
+            "-1",
+            "+5",
+            "1e6",
+            "12 34",
+            "0x10",
+            "99999999999999999999999",
+            "42, 43",
+        ];
+        for bad in refused
+            .map(|v| format!("Content-Length: {v}"))
+            .into_iter()
+            .chain(["Content-Length: 42\r\nContent-Length: 7".to_string()])
+        {
+            assert!(declared(ok(&bad).leak()).await.is_err(), "{bad:?} is refused");
+        }
+    }
+}
