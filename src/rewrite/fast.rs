@@ -437,39 +437,58 @@ fn read_tag(buf: &[u8], at: usize, attrs: &mut Vec<AttrSpan>) -> Option<TagEnd> 
     }
 }
 
-/// What the stack keeps of an open element: a key of its lowercase name ([`name_key`]).
-fn key_of(name: &[u8]) -> u64 {
-    let mut low = [0u8; PACKED];
-    for (slot, &b) in low.iter_mut().zip(name) {
-        *slot = b.to_ascii_lowercase();
-    }
-    name_key(name, &low)
-}
-
-/// Names of up to this many bytes (nearly every tag) are keyed by their bytes themselves.
-const PACKED: usize = 7;
-
-/// The key of a name, given its first [`PACKED`] bytes lowercased (`low`, zero past its end):
-/// [`key_of`] and [`TagName::of`] must key alike (end tags are found on the stack by it).
+/// What the stack keeps of an open element: a key of its lowercase name.
 ///
-/// A name of up to 7 bytes is packed whole into the key, with its length in the top byte, so no
-/// two such names share a key and making one is a few independent shifts. This replaced an FNV-1a
+/// A name of up to [`PACKED`] bytes (nearly every tag) is packed whole into the key, lowercased,
+/// with its length in the top byte, so no two such names share a key. This replaced an FNV-1a
 /// hash of every name, whose serial multiply chain was a third of `end_tag`'s own time on a page
-/// full of markup. Longer names are FNV-1a hashed, with the top bit set so that they never take
-/// a short name's key (the top byte of a packed key is at most 7).
+/// full of markup. The bytes are gathered and lowercased in a register ([`short_word`],
+/// [`ascii_lower_word`]): lowercasing them one by one into an array and reading it back as a word
+/// stalled on every tag (a load that spans several smaller stores is not forwarded from them).
+/// Longer names are FNV-1a hashed, with the top bit set so that they never take a short name's
+/// key (the top byte of a packed key is at most 7).
 #[inline]
-fn name_key(name: &[u8], low: &[u8; PACKED]) -> u64 {
+fn key_of(name: &[u8]) -> u64 {
     if name.len() <= PACKED {
-        let packed = low
-            .iter()
-            .enumerate()
-            .fold(0u64, |k, (i, &b)| k | u64::from(b) << (8 * i));
-        return packed | (name.len() as u64) << 56;
+        return ascii_lower_word(short_word(name)) | (name.len() as u64) << 56;
     }
     let fnv = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
     });
     fnv | 1 << 63
+}
+
+/// Names of up to this many bytes (nearly every tag) are keyed by their bytes themselves.
+const PACKED: usize = 7;
+
+/// The bytes of `s` (at most 8) as a little-endian word, zero above them, read with a few loads
+/// that stay inside `s`: two overlapping 4-byte loads for 4 to 8 bytes; the first, middle and
+/// last byte for 1 to 3.
+#[inline]
+fn short_word(s: &[u8]) -> u64 {
+    let n = s.len();
+    debug_assert!(n <= 8);
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")));
+    match n {
+        0 => 0,
+        1..=3 => u64::from(s[0]) | u64::from(s[n / 2]) << (8 * (n / 2)) | u64::from(s[n - 1]) << (8 * (n - 1)),
+        _ => u32_at(0) | u32_at(n - 4) << (8 * (n - 4)),
+    }
+}
+
+/// `to_ascii_lowercase` on each byte of a word at once: `A`..`Z` get bit 5, every other byte
+/// (non-ASCII ones too) is left as it is.
+#[inline]
+fn ascii_lower_word(x: u64) -> u64 {
+    const LSB: u64 = 0x0101_0101_0101_0101;
+    const MSB: u64 = LSB << 7;
+    // Each byte's low 7 bits, plus a constant that carries into its top bit exactly when they are
+    // at least `A` (or above `Z`); the sums stay below 0x100, so no byte carries into the next.
+    let low7 = x & !MSB;
+    let from_a = low7 + LSB * u64::from(0x80 - b'A');
+    let past_z = low7 + LSB * u64::from(0x80 - b'Z' - 1);
+    let upper = from_a & !past_z & !x & MSB;
+    x | upper >> 2
 }
 
 /// `memchr`, with the first 16 bytes looked at inline, a word at a time: most of what the engine
@@ -508,18 +527,23 @@ struct TagName {
 
 impl TagName {
     fn of(name: &[u8]) -> TagName {
-        // The longest name looked up here is `plaintext`.
-        let mut low = [0u8; 12];
-        for (slot, &b) in low.iter_mut().zip(name) {
-            *slot = b.to_ascii_lowercase();
-        }
+        let key = key_of(name);
         let mut t = TagName {
-            key: name_key(name, low[..PACKED].try_into().expect("PACKED < 12")),
+            key,
             void: false,
             raw: None,
             foreign: None,
         };
-        if name.len() > low.len() {
+        // The lowercase name, from the key for a short one (a whole-word store, read back in
+        // parts) or lowercased anew for a longer one; the longest looked up here is `plaintext`.
+        let mut low = [0u8; 12];
+        if name.len() <= PACKED {
+            low[..8].copy_from_slice(&key.to_le_bytes());
+        } else if name.len() <= low.len() {
+            for (slot, &b) in low.iter_mut().zip(name) {
+                *slot = b.to_ascii_lowercase();
+            }
+        } else {
             return t;
         }
         let low = &low[..name.len()];
@@ -1381,6 +1405,35 @@ mod tests {
                 // Bytes one above and with the high bit: no false match before the true one.
                 assert_eq!(find_byte(b'=', &h), memchr::memchr(b'=', &h));
                 assert_eq!(find_byte(0xbc, &h), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_word_is_the_bytes_packed_and_lowercased_as_byte_by_byte() {
+        let bytes: Vec<u8> = (0..=255u8).rev().chain(b"DiVsPaN".iter().copied()).collect();
+        for n in 0..=8 {
+            for s in bytes.windows(n.max(1)).map(|w| &w[..n]).chain([&b"ABCDEFGH"[..n]]) {
+                let packed = s
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |k, (i, &b)| k | u64::from(b) << (8 * i));
+                assert_eq!(short_word(s), packed, "{s:?}");
+                let lower = s
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |k, (i, &b)| k | u64::from(b.to_ascii_lowercase()) << (8 * i));
+                assert_eq!(ascii_lower_word(packed), lower, "{s:?}");
+            }
+        }
+        // Every byte value in every position, beside bytes that would carry if any could.
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let word = u64::from_le_bytes(std::array::from_fn(|i| if i == at { b } else { 0xff }));
+                let want = u64::from_le_bytes(std::array::from_fn(
+                    |i| if i == at { b.to_ascii_lowercase() } else { 0xff },
+                ));
+                assert_eq!(ascii_lower_word(word), want, "{b:#x} at {at}");
             }
         }
     }
