@@ -313,7 +313,7 @@ async fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
     println!("  organic search    {base}/?utm_source=google&utm_medium=organic");
     println!("  social            {base}/?utm_source=facebook&utm_medium=social&utm_campaign=reels");
     println!("  email             {base}/services?utm_source=newsletter&utm_medium=email&utm_campaign=november");
-    println!("  referral          curl -H 'Referer: https://www.yelp.com/biz/acme' {base}/contact");
+    println!("  referral          curl -H 'Referer: https://www.plumbing-guide.example/best-plumbers' {base}/contact");
     println!(
         "  crawler           curl -A 'Mozilla/5.0 (compatible; Googlebot/2.1)' '{base}/?utm_source=google&utm_medium=organic'"
     );

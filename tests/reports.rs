@@ -200,7 +200,7 @@ impl Env {
 
     async fn report(&self, name: &str) -> Value {
         let r = self
-            .get(&format!("/api/reports/{name}?from=2026-11-27&to=2026-11-29"))
+            .get(&format!("/api/reports/{name}?from=2026-11-27&to=2026-11-28"))
             .await;
         assert_eq!(r.status, 200, "{name}: {}", r.body);
         r.json()
@@ -254,6 +254,21 @@ async fn reports_spend_and_exports_from_real_calls() {
     env.call(86_400, "CA5", "+14155550123", "+15550103001", Some(300)).await;
 
     let calls = env.get("/api/calls").await.json()["calls"].as_array().unwrap().clone();
+    // A date as `to` takes in that whole day: `from=D&to=D` is day D, as on the dashboard.
+    for (q, want) in [
+        ("from=2026-11-27&to=2026-11-27", &["CA4", "CA3", "CA2", "CA1"][..]),
+        ("from=2026-11-28&to=2026-11-28", &["CA5"]),
+        ("to=2026-11-27T14:02:00Z", &["CA1"]),
+    ] {
+        let v = env.get(&format!("/api/calls?{q}")).await.json();
+        let got: Vec<&str> = v["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["call_sid"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{q}");
+    }
     let id = |sid: &str| {
         calls.iter().find(|c| c["call_sid"] == sid).unwrap()["id"]
             .as_str()
@@ -435,7 +450,7 @@ async fn reports_spend_and_exports_from_real_calls() {
     );
     // In New York the calls came at 09:00.
     let r = env
-        .get("/api/reports/times?from=2026-11-27&to=2026-11-29&tz=-05:00")
+        .get("/api/reports/times?from=2026-11-27&to=2026-11-28&tz=-05:00")
         .await;
     assert_eq!(r.json()["heatmap"][4][9], 4);
     let r = env.get("/api/reports/times?tz=%2B01:00").await;
@@ -547,12 +562,12 @@ async fn reports_spend_and_exports_from_real_calls() {
                "roas": 1.25})
     );
     // Spend of other days is not counted.
-    let r = env.get("/api/reports/roi?from=2026-11-28&to=2026-11-29").await.json();
+    let r = env.get("/api/reports/roi?from=2026-11-28&to=2026-11-28").await.json();
     assert_eq!(r["rows"], json!([]));
 
     // Exports, byte for byte.
     let r = env
-        .get("/api/export/google-ads.csv?min_duration=30&from=2026-11-27&to=2026-11-29")
+        .get("/api/export/google-ads.csv?min_duration=30&from=2026-11-27&to=2026-11-28")
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
@@ -590,7 +605,7 @@ async fn reports_spend_and_exports_from_real_calls() {
     let r = env.get("/api/export/microsoft-ads.csv?min_duration=30").await;
     assert_eq!(r.body.lines().count(), 2, "header only: the Bing call lasted 20 s");
 
-    let r = env.get("/api/export/calls.csv?from=2026-11-27&to=2026-11-29").await;
+    let r = env.get("/api/export/calls.csv?from=2026-11-27&to=2026-11-28").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-disposition"], "attachment; filename=\"calls.csv\"");
     let header = "id,call_sid,site,started_at,tracking_number,caller,caller_city,caller_state,caller_country,status,\

@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::DAY_MS;
 use super::charts::{self, Series};
 use super::reports::day_of;
 use crate::clock::rfc3339;
@@ -32,8 +33,6 @@ pub fn esc(s: &str) -> String {
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The date range (and site) every page is filtered by: whole UTC days, `to` inclusive.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +65,7 @@ impl Range {
             match s {
                 None => Ok(default),
                 Some(s) => match super::parse_time(&s) {
-                    Some(ms) if s.len() == 10 => Ok(ms),
+                    Some(ms) if super::is_date(&s) => Ok(ms),
                     _ => Err(format!("bad date {s:?}: use YYYY-MM-DD")),
                 },
             }
@@ -114,7 +113,7 @@ impl Range {
             from: Some(self.from_ms),
             to: Some(self.to_ms),
             site: self.site.clone(),
-            tz_offset_min: 0,
+            ..Default::default()
         }
     }
 }
@@ -159,7 +158,7 @@ pub fn layout(
     for name in reports.iter().filter(|n| **n != "overview") {
         let path = format!("/reports/{name}");
         let on = if path == active { " class=\"on\"" } else { "" };
-        let _ = write!(nav, r#"<a href="{path}{q}"{on}>{}</a>"#, esc(&title_case(name)));
+        let _ = write!(nav, r#"<a href="{path}{q}"{on}>{}</a>"#, esc(&nav_label(name)));
     }
     let form = match range {
         Some(r) => {
@@ -185,6 +184,14 @@ pub fn layout(
         esc(title),
         esc(title)
     )
+}
+
+/// A report's name as a menu label: `channels` -> `Channels`; an acronym stays one (`roi` -> `ROI`).
+fn nav_label(name: &str) -> String {
+    match name {
+        "roi" => "ROI".into(),
+        _ => title_case(name),
+    }
 }
 
 pub fn title_case(name: &str) -> String {

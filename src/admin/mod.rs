@@ -407,7 +407,7 @@ impl Admin {
                 "from" if !v.is_empty() => {
                     f.from = Some(parse_time(&v).ok_or((StatusCode::BAD_REQUEST, bad_time(&v)))?)
                 }
-                "to" if !v.is_empty() => f.to = Some(parse_time(&v).ok_or((StatusCode::BAD_REQUEST, bad_time(&v)))?),
+                "to" if !v.is_empty() => f.to = Some(parse_end(&v).ok_or((StatusCode::BAD_REQUEST, bad_time(&v)))?),
                 "site" if !v.is_empty() => f.site = Some(v.into_owned()),
                 "limit" => {
                     f.limit = v
@@ -736,6 +736,22 @@ fn bad_time(v: &str) -> String {
     format!("bad time {v:?}: use RFC 3339 (2026-11-27T14:03:11Z), a date (2026-11-27) or Unix milliseconds")
 }
 
+/// The end of a period given as `to`: [`parse_time`], except that a bare date (`2026-11-27`)
+/// means the end of that day, so `from=D&to=D` is the whole of day D, as on the dashboard (a
+/// time is taken as it is, the end excluded).
+pub fn parse_end(s: &str) -> Option<i64> {
+    let t = parse_time(s)?;
+    Some(if is_date(s) { t + DAY_MS } else { t })
+}
+
+/// Whether `s` is a bare date (`2026-11-27`), which [`parse_time`] reads as that day's midnight.
+pub fn is_date(s: &str) -> bool {
+    s.len() == 10 && s.as_bytes()[4] == b'-'
+}
+
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+
 /// `2026-11-27T14:03:11Z`, `2026-11-27T14:03:11+01:00`, `2026-11-27`, or Unix milliseconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
@@ -886,5 +902,15 @@ mod tests {
         assert_eq!(parse_time("1795788191000"), Some(1_795_788_191_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("2026-13-01"), None);
+    }
+
+    #[test]
+    fn a_bare_date_as_the_end_of_a_period_takes_in_that_whole_day() {
+        let day = parse_time("2026-11-27").unwrap();
+        assert_eq!(parse_end("2026-11-27"), Some(day + DAY_MS));
+        // A time, or milliseconds, is the end itself.
+        assert_eq!(parse_end("2026-11-27T14:03:11Z"), parse_time("2026-11-27T14:03:11Z"));
+        assert_eq!(parse_end("1795788191000"), Some(1_795_788_191_000));
+        assert_eq!(parse_end("2026-11-2x"), None);
     }
 }

@@ -46,7 +46,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::{Admin, Resp, bad_time, internal, json_resp, parse_time};
+use super::{Admin, Resp, bad_time, internal, is_date, json_resp, parse_end, parse_time};
 use crate::clock::{civil_from_days, rfc3339};
 use crate::store::{CallFilter, CallRecord, SpendRow};
 
@@ -1017,25 +1017,33 @@ fn into_map(v: Value) -> Map<String, Value> {
 // The HTTP edge.
 
 /// The period and site of a report or export request.
+///
+/// `from` and `to` are instants (`to` excluded) once [`Period::check`] has run. A bare date is a
+/// whole day in the report's `tz` (UTC by default), `to` included: `from=D&to=D` is day D, as on
+/// the dashboard.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Period {
     pub from: Option<i64>,
     pub to: Option<i64>,
     pub site: Option<String>,
     pub tz_offset_min: i32,
+    /// Whether `from` / `to` were bare dates, still to be moved to local midnight by `check`
+    /// (`tz` may come after them in the query).
+    pub from_date: bool,
+    pub to_date: bool,
 }
 
 impl Period {
     /// Reads `from`, `to`, `site` and `tz`; returns false for any other key (left to the caller).
     pub fn take(&mut self, key: &str, v: &str) -> Result<bool, (StatusCode, String)> {
         match key {
-            "from" | "to" if !v.is_empty() => {
-                let t = parse_time(v).ok_or((StatusCode::BAD_REQUEST, bad_time(v)))?;
-                if key == "from" {
-                    self.from = Some(t);
-                } else {
-                    self.to = Some(t);
-                }
+            "from" if !v.is_empty() => {
+                self.from = Some(parse_time(v).ok_or((StatusCode::BAD_REQUEST, bad_time(v)))?);
+                self.from_date = is_date(v);
+            }
+            "to" if !v.is_empty() => {
+                self.to = Some(parse_end(v).ok_or((StatusCode::BAD_REQUEST, bad_time(v)))?);
+                self.to_date = is_date(v);
             }
             "site" if !v.is_empty() => self.site = Some(v.to_string()),
             "tz" if !v.is_empty() => {
@@ -1050,7 +1058,15 @@ impl Period {
         Ok(true)
     }
 
-    pub fn check(&self) -> Result<(), (StatusCode, String)> {
+    /// Ends the reading: bare dates become the local midnights of `tz`, and the period must not
+    /// end before it starts.
+    pub fn check(&mut self) -> Result<(), (StatusCode, String)> {
+        let offset_ms = i64::from(self.tz_offset_min) * 60_000;
+        for (t, date) in [(&mut self.from, &mut self.from_date), (&mut self.to, &mut self.to_date)] {
+            if std::mem::take(date) {
+                *t = t.map(|t| t - offset_ms);
+            }
+        }
         match (self.from, self.to) {
             (Some(f), Some(t)) if t <= f => Err((StatusCode::BAD_REQUEST, "to must be later than from".into())),
             _ => Ok(()),
@@ -1132,6 +1148,38 @@ impl Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn period(query: &str) -> Result<Period, (StatusCode, String)> {
+        let mut p = Period::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            assert!(p.take(&k, &v)?, "{k}");
+        }
+        p.check()?;
+        Ok(p)
+    }
+
+    #[test]
+    fn a_period_of_bare_dates_is_whole_days_in_its_time_zone() {
+        let day = parse_time("2026-11-27").unwrap();
+        let hour = 3_600_000;
+        let p = period("from=2026-11-27&to=2026-11-27").unwrap();
+        assert_eq!((p.from, p.to), (Some(day), Some(day + 24 * hour)));
+        let p = period("from=2026-11-26&to=2026-11-27&tz=%2B01:00").unwrap();
+        assert_eq!((p.from, p.to), (Some(day - 25 * hour), Some(day + 23 * hour)));
+        // `tz` may come first; times are instants whatever the zone.
+        let p = period("tz=-05:00&from=2026-11-27T00:00:00Z&to=2026-11-27").unwrap();
+        assert_eq!((p.from, p.to), (Some(day), Some(day + 29 * hour)));
+        assert_eq!(
+            period("from=2026-11-28&to=2026-11-27").unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            period("from=2026-11-27T12:00:00Z&to=2026-11-27T12:00:00Z")
+                .unwrap_err()
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+    }
     use crate::store::Outcome;
 
     /// 2026-11-27T14:00:00Z, a Friday.

@@ -108,7 +108,7 @@ impl Sizing {
         );
         let _ = write!(
             out,
-            "<table><thead><tr><th>Rule (REFERENCE.md §1)</th><th>For this traffic</th><th class=\"n\">Numbers</th></tr></thead><tbody>\
+            "<table><thead><tr><th>Sizing rule</th><th>For this traffic</th><th class=\"n\">Numbers</th></tr></thead><tbody>\
              <tr><td>telswap: Little's law + Poisson margin</td><td>{:.1} held at once</td><td class=\"n\">{}</td></tr>\
              <tr><td>Nimbata: peak-hour visitors ÷ (60 ÷ average session minutes)</td><td>{:.0} visitors in the busiest hour, {:.1} min sessions</td><td class=\"n\" data-figure=\"nimbata\">{}</td></tr>\
              <tr><td>CallTrackingMetrics: 1 per 20 daily visitors per source</td><td>{:.0} visitors a day</td><td class=\"n\" data-figure=\"ctm\">{}</td></tr>\
