@@ -119,13 +119,18 @@ struct Server {
     child: Child,
     lines: mpsc::Receiver<String>,
     addr: String,
+    /// Its own data folder: without `--data` it would write to `data/` in the working directory.
+    _data: tempfile::TempDir,
 }
 
 impl Server {
     fn start(rules: &Path) -> Server {
+        let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--rules"])
             .arg(rules)
+            .arg("--data")
+            .arg(data.path())
             .env("TELSWAP_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -144,6 +149,7 @@ impl Server {
             child,
             lines,
             addr: String::new(),
+            _data: data,
         };
         let line = s.wait_for("telswap serving");
         let at = line.find("http=").expect("address in log") + 5;
@@ -230,6 +236,8 @@ fn serve_refuses_to_start_on_invalid_rules() {
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--rules"])
         .arg(dir.path())
+        .arg("--data")
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -101,9 +101,13 @@ async fn fifty_megabyte_page_streams_with_flat_memory_and_early_first_byte() {
         ),
     )
     .unwrap();
+    // Its own data folder: without `--data` it would write to `data/` in the working directory.
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_telswap"))
         .args(["serve", "--listen", "127.0.0.1:0", "--rules"])
         .arg(rules.path())
+        .arg("--data")
+        .arg(data.path())
         .env("TELSWAP_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
