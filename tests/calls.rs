@@ -26,6 +26,7 @@ fn rules(origin: std::net::SocketAddr, dialect: &str, exhausted: &str, size: usi
         r#"hosts = ["site.test"]
 upstream = "http://{origin}"
 numbers = ["+1 555-010-0000"]
+capture = ["cta"]
 
 [telephony]
 dialect = "{dialect}"
@@ -207,7 +208,8 @@ async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
     let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
     let (n, cookie) = env.visit(LANDING, None).await;
     assert_eq!(n, "555-010-1001");
-    for page in ["/services", "/pricing", "/contact"] {
+    // `/pricing?cta=header`: a placement link inside the site (the rules capture `cta`).
+    for page in ["/services", "/pricing?cta=header", "/contact"] {
         clock.advance(Duration::from_secs(60));
         let (m, _) = env.visit(page, cookie.as_deref()).await;
         assert_eq!(m, n, "the number stays with the visitor on {page}");
@@ -256,7 +258,12 @@ async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
         .iter()
         .map(|p| p["path"].as_str().unwrap())
         .collect();
-    assert_eq!(pages, [LANDING, "/services", "/pricing", "/contact"]);
+    assert_eq!(pages, [LANDING, "/services", "/pricing?cta=header", "/contact"]);
+    assert_eq!(
+        a["params"],
+        serde_json::json!({"cta": "header"}),
+        "the placement clicked before the call"
+    );
 
     // The whisper tells the business where the call came from.
     let id = c["id"].as_str().unwrap();

@@ -9,8 +9,9 @@ use crate::clock::{Millis, rfc3339};
 use crate::pool::{Confidence, Held, LeaseRecord, grade_within};
 use crate::rewrite::PhoneNumber;
 use crate::rules::Site;
+use crate::visitor::classify::captured_params;
 use crate::visitor::identity::StoredTouch;
-use crate::visitor::sessions::SessionRecord;
+use crate::visitor::sessions::{PageView, SessionRecord};
 
 /// The outcome of attribution.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +78,7 @@ pub fn attribute(
                 .map_or(Millis::MAX, |p| p.idle_timeout.as_millis() as Millis);
             let (confidence, ranked) = grade_within(candidates, t, idle);
             let mut a = match ranked.first().and_then(|c| session(&c.session)) {
-                Some(rec) => from_session(&rec),
+                Some(rec) => from_session(&rec, &site.capture),
                 None => empty(),
             };
             a.insert("pool".into(), json!(pool));
@@ -144,11 +145,13 @@ fn touch_fields(a: &mut Map<String, Value>, t: &StoredTouch) {
     a.insert("params".into(), Value::Object(params));
 }
 
-pub fn from_session(rec: &SessionRecord) -> Map<String, Value> {
+/// The attribution facts of one session; `capture` is the site's list of captured parameters.
+pub fn from_session(rec: &SessionRecord, capture: &[String]) -> Map<String, Value> {
     let mut a = empty();
     if let Some(t) = rec.last.as_ref().or(rec.first.as_ref()) {
         touch_fields(&mut a, t);
     }
+    page_params(&mut a, &rec.pages, capture);
     a.insert("device".into(), json!(rec.device.as_str()));
     let pages: Vec<Value> = rec
         .pages
@@ -164,6 +167,28 @@ pub fn from_session(rec: &SessionRecord) -> Map<String, Value> {
         );
     }
     a
+}
+
+/// Captured parameters on the session's pages, over the landing's: a button or placement is
+/// tagged by a link inside the site (`/contact?cta=header`), after the visitor landed, so the
+/// landing alone would never carry it. Pages are read in order and a later value replaces an
+/// earlier one: the call carries the placement clicked last before it (the landing's own value
+/// stays when no later page names that parameter).
+fn page_params(a: &mut Map<String, Value>, pages: &[PageView], capture: &[String]) {
+    if capture.is_empty() {
+        return;
+    }
+    let Some(Value::Object(params)) = a.get_mut("params") else {
+        return;
+    };
+    for page in pages {
+        let Some((_, query)) = page.path.split_once('?') else {
+            continue;
+        };
+        for (k, v) in captured_params(query, capture) {
+            params.insert(k, json!(v));
+        }
+    }
 }
 
 fn candidate(c: &LeaseRecord, session: &dyn Fn(&str) -> Option<SessionRecord>) -> Value {
@@ -565,5 +590,36 @@ mod tests {
             (None, None, Some("GB".into()))
         );
         assert_eq!(caller_location("anonymous", None, None, None), (None, None, None));
+    }
+
+    #[test]
+    fn a_placement_clicked_inside_the_site_is_captured_and_the_last_one_counts() {
+        let capture = vec!["cta".to_owned(), "loc".to_owned()];
+        let touch = StoredTouch {
+            prm: vec![("cta".into(), "ad".into()), ("loc".into(), "nyc".into())],
+            ..Default::default()
+        };
+        let page = |path: &str, at| PageView { path: path.into(), at };
+        let rec = SessionRecord {
+            site: "s".into(),
+            visitor: "v".into(),
+            session: "x".into(),
+            started: 0,
+            device: crate::visitor::classify::Device::Mobile,
+            first: Some(touch.clone()),
+            last: Some(touch),
+            touches: 1,
+            pages: vec![
+                page("/?gclid=abc&cta=ad&loc=nyc", 1),
+                page("/services?cta=header&other=1", 2),
+                page("/about", 3),
+                page("/contact?cta=hero%20button&cta=second", 4),
+            ],
+            pages_dropped: 0,
+        };
+        let a = from_session(&rec, &capture);
+        assert_eq!(a["params"], json!({"cta": "hero button", "loc": "nyc"}));
+        // Without a capture list nothing is read from the pages.
+        assert_eq!(from_session(&rec, &[])["params"], json!({"cta": "ad", "loc": "nyc"}));
     }
 }

@@ -61,6 +61,7 @@ fn home() -> String {
 <p>Calling from abroad: <a href="tel:+1-555-010-0000">+1 555 010 0000</a> or 001 555 010 0000.</p>
 <p><a class="call" href="tel:5550100000" data-phone="5550100000" data-cta="hero">Tap to call</a>
 <a href="sms:+15550100000">Text us</a></p>
+<p><a class="call" href="/contact?cta=hero-quote">Get a free quote</a></p>
 <img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="Call 1-555-010-0000">"#,
     )
 }

@@ -330,6 +330,16 @@ impl Touch {
     }
 }
 
+/// The site's captured parameters (`capture`) in a query string, as a landing's touch keeps them
+/// ([`Touch::params`]): in `capture` order, absent or empty ones skipped, values decoded and
+/// capped.
+pub fn captured_params(query: &str, capture: &[String]) -> Vec<(String, String)> {
+    if capture.is_empty() {
+        return Vec::new();
+    }
+    Tags::parse(query, capture).params
+}
+
 /// Classifies a landing. `None` means internal navigation (the referrer is one of the site's
 /// own hosts and there is no `utm_*` and no click id): not a new touch.
 pub fn classify(landing: &Landing) -> Option<Touch> {
