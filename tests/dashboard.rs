@@ -318,7 +318,7 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
         );
         let api = env
             .get(
-                &format!("/api/reports/{name}?from=2026-11-27&to=2026-11-28"),
+                &format!("/api/reports/{name}?from=2026-11-27&to=2026-11-27"),
                 Auth::Bearer(ADMIN),
             )
             .await;

@@ -259,6 +259,11 @@ async fn reports_spend_and_exports_from_real_calls() {
         ("from=2026-11-27&to=2026-11-27", &["CA4", "CA3", "CA2", "CA1"][..]),
         ("from=2026-11-28&to=2026-11-28", &["CA5"]),
         ("to=2026-11-27T14:02:00Z", &["CA1"]),
+        // A date is a day in `tz`: the 28th at +12:00 runs from 12:00 UTC on the 27th.
+        (
+            "from=2026-11-28&to=2026-11-28&tz=%2B12:00",
+            &["CA4", "CA3", "CA2", "CA1"],
+        ),
     ] {
         let v = env.get(&format!("/api/calls?{q}")).await.json();
         let got: Vec<&str> = v["calls"]

@@ -402,21 +402,20 @@ impl Admin {
             site: None,
             limit: 1000,
         };
+        // `from`, `to`, `site` and `tz` read as the reports read them (a date is a day in `tz`).
+        let mut period = reports::Period::default();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            match k.as_ref() {
-                "from" if !v.is_empty() => {
-                    f.from = Some(parse_time(&v).ok_or((StatusCode::BAD_REQUEST, bad_time(&v)))?)
-                }
-                "to" if !v.is_empty() => f.to = Some(parse_end(&v).ok_or((StatusCode::BAD_REQUEST, bad_time(&v)))?),
-                "site" if !v.is_empty() => f.site = Some(v.into_owned()),
-                "limit" => {
-                    f.limit = v
-                        .parse()
-                        .map_err(|_| (StatusCode::BAD_REQUEST, "limit must be a number".into()))?
-                }
-                _ => {}
+            if period.take(&k, &v)? {
+                continue;
+            }
+            if k == "limit" {
+                f.limit = v
+                    .parse()
+                    .map_err(|_| (StatusCode::BAD_REQUEST, "limit must be a number".into()))?
             }
         }
+        period.check()?;
+        (f.from, f.to, f.site) = (period.from, period.to, period.site);
         let store = self.store.clone();
         let calls = tokio::task::spawn_blocking(move || store.calls(&f))
             .await

@@ -10,8 +10,8 @@ use crate::pool::{Confidence, Held, LeaseRecord, grade_within};
 use crate::rewrite::PhoneNumber;
 use crate::rules::Site;
 use crate::visitor::classify::captured_params;
-use crate::visitor::identity::StoredTouch;
-use crate::visitor::sessions::{PageView, SessionRecord};
+use crate::visitor::identity::{StoredTouch, cap};
+use crate::visitor::sessions::{MAX_PAGES_PER_SESSION, PageView, SessionRecord};
 
 /// The outcome of attribution.
 #[derive(Debug, Clone, PartialEq)]
@@ -181,12 +181,15 @@ fn page_params(a: &mut Map<String, Value>, pages: &[PageView], capture: &[String
     let Some(Value::Object(params)) = a.get_mut("params") else {
         return;
     };
-    for page in pages {
+    // The pages a session record keeps in memory (the first ones), also when it comes from the
+    // store, which keeps them all: the answer must not depend on where the record was found.
+    for page in pages.iter().take(MAX_PAGES_PER_SESSION) {
         let Some((_, query)) = page.path.split_once('?') else {
             continue;
         };
         for (k, v) in captured_params(query, capture) {
-            params.insert(k, json!(v));
+            // Cut as the landing's own values are in its touch, so the two read alike.
+            params.insert(cap(&k), json!(cap(&v)));
         }
     }
 }

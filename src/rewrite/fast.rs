@@ -515,7 +515,7 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
 
 /// What a start tag's name means to the engine, from one lowercasing pass: every start tag asks
 /// whether it is void, raw text (`script` among them), `svg` or `math`, and most are none of them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TagName {
     /// The name's stack key, as [`key_of`] makes it.
     key: u64,
@@ -1435,6 +1435,67 @@ mod tests {
                 ));
                 assert_eq!(ascii_lower_word(word), want, "{b:#x} at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn a_tag_name_means_the_same_in_any_case() {
+        // Every name the engine tells apart, 1 to 9 bytes (short ones take their lowercase bytes
+        // from the key, longer ones are lowercased anew), and a few it does not.
+        let names = [
+            "a",
+            "p",
+            "br",
+            "hr",
+            "col",
+            "img",
+            "wbr",
+            "xmp",
+            "svg",
+            "area",
+            "base",
+            "link",
+            "math",
+            "meta",
+            "embed",
+            "frame",
+            "input",
+            "param",
+            "style",
+            "title",
+            "track",
+            "iframe",
+            "keygen",
+            "script",
+            "source",
+            "bgsound",
+            "noembed",
+            "basefont",
+            "noframes",
+            "noscript",
+            "textarea",
+            "plaintext",
+            "div",
+            "section",
+            "blockquote",
+        ];
+        for name in names {
+            let low = TagName::of(name.as_bytes());
+            let upper = name.to_ascii_uppercase();
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                .collect();
+            for other in [upper, mixed] {
+                assert_eq!(TagName::of(other.as_bytes()), low, "{other}");
+            }
+            let told_apart = low.void || low.raw.is_some() || low.foreign.is_some();
+            assert_eq!(
+                told_apart,
+                !["a", "p", "div", "section", "blockquote"].contains(&name),
+                "{name}"
+            );
         }
     }
 

@@ -49,7 +49,8 @@ pub struct StoredTouch {
     pub prm: Vec<(String, String)>,
 }
 
-fn cap(s: &str) -> String {
+/// `s` cut to [`COOKIE_VALUE_CAP`] bytes (at a character boundary), as a touch's values are kept.
+pub(crate) fn cap(s: &str) -> String {
     if s.len() <= COOKIE_VALUE_CAP {
         return s.to_string();
     }
