@@ -476,12 +476,14 @@ fn short_word(s: &[u8]) -> u64 {
     }
 }
 
+/// The low and the high bit of every byte of a word, for the byte-parallel (SWAR) tests below.
+const LSB: u64 = 0x0101_0101_0101_0101;
+const MSB: u64 = LSB << 7;
+
 /// `to_ascii_lowercase` on each byte of a word at once: `A`..`Z` get bit 5, every other byte
 /// (non-ASCII ones too) is left as it is.
 #[inline]
 fn ascii_lower_word(x: u64) -> u64 {
-    const LSB: u64 = 0x0101_0101_0101_0101;
-    const MSB: u64 = LSB << 7;
     // Each byte's low 7 bits, plus a constant that carries into its top bit exactly when they are
     // at least `A` (or above `Z`); the sums stay below 0x100, so no byte carries into the next.
     let low7 = x & !MSB;
@@ -497,8 +499,6 @@ fn ascii_lower_word(x: u64) -> u64 {
 /// search.
 #[inline]
 fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
-    const LSB: u64 = 0x0101_0101_0101_0101;
-    const MSB: u64 = LSB << 7;
     let mut at = 0;
     while at < 16 {
         let Some(word) = hay.get(at..at + 8) else { break };
