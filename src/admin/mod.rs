@@ -396,26 +396,26 @@ impl Admin {
     }
 
     async fn list_calls(&self, query: &str) -> Result<Resp, (StatusCode, String)> {
-        let mut f = CallFilter {
-            from: None,
-            to: None,
-            site: None,
-            limit: 1000,
-        };
         // `from`, `to`, `site` and `tz` read as the reports read them (a date is a day in `tz`).
         let mut period = reports::Period::default();
+        let mut limit = 1000;
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             if period.take(&k, &v)? {
                 continue;
             }
             if k == "limit" {
-                f.limit = v
+                limit = v
                     .parse()
                     .map_err(|_| (StatusCode::BAD_REQUEST, "limit must be a number".into()))?
             }
         }
         period.check()?;
-        (f.from, f.to, f.site) = (period.from, period.to, period.site);
+        let f = CallFilter {
+            from: period.from,
+            to: period.to,
+            site: period.site,
+            limit,
+        };
         let store = self.store.clone();
         let calls = tokio::task::spawn_blocking(move || store.calls(&f))
             .await

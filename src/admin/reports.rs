@@ -1029,8 +1029,8 @@ pub struct Period {
     pub tz_offset_min: i32,
     /// Whether `from` / `to` were bare dates, still to be moved to local midnight by `check`
     /// (`tz` may come after them in the query).
-    pub from_date: bool,
-    pub to_date: bool,
+    pub(super) from_date: bool,
+    pub(super) to_date: bool,
 }
 
 impl Period {
