@@ -302,3 +302,46 @@ async fn pages_that_set_the_cookie_are_private_and_never_revalidated_into_a_stal
     assert_eq!(resp.status(), 304);
     assert_eq!(resp.headers()["cache-control"], "public, max-age=600");
 }
+
+/// A `HEAD` (an uptime monitor, a link checker) is not a visitor: it leases nothing, stores no
+/// session and sets no cookie, however paid its URL looks. Its headers are still the ones the
+/// `GET` would have: no `Content-Length` where the page would be rewritten, the origin's where
+/// it would not.
+#[tokio::test]
+async fn head_requests_lease_nothing_and_keep_the_get_headers() {
+    let h = harness("").await;
+    let send = |method: &'static str, path: &'static str| {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", h.base))
+            .header("host", "site.test")
+            .header("accept", "text/html")
+            .body(Empty::new())
+            .unwrap();
+        h.client.request(req)
+    };
+    let organic = "/?utm_source=google&utm_medium=organic";
+    for _ in 0..5 {
+        for path in [PAID, organic, "/"] {
+            let resp = send("HEAD", path).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(
+                resp.headers().get("set-cookie").is_none(),
+                "{path}: a HEAD got a cookie"
+            );
+        }
+    }
+    assert_eq!(h.proxy.sessions().len(), 0, "a HEAD stored a session");
+    // Five paid HEADs leased nothing: the first paid visitor still gets the pool's first number.
+    let (n, set) = Browser::default().get(&h, PAID, None).await;
+    assert_eq!((n.as_str(), set), ("555-010-1001", true));
+
+    for (path, rewritten) in [(PAID, true), (organic, true), ("/", false)] {
+        let head = send("HEAD", path).await.unwrap();
+        let get = send("GET", path).await.unwrap();
+        for name in ["content-length", "etag", "cache-control", "content-type"] {
+            assert_eq!(head.headers().get(name), get.headers().get(name), "{path}: {name}");
+        }
+        assert_eq!(head.headers().contains_key("content-length"), !rewritten, "{path}");
+    }
+}

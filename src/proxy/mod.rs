@@ -2,7 +2,8 @@
 //!
 //! `handle` runs, in order (after pingora's phases):
 //! 1. [`Proxy::route`]: the site for `Host` / `:authority`, or `421` without touching any upstream;
-//! 2. `visitor`: classify the visitor and let the [`NumberChooser`] pick the number;
+//! 2. `visitor`: classify the visitor and let the [`NumberChooser`] pick the number (a `HEAD`
+//!    leases nothing: see `Shown::Unleased`);
 //! 3. [`Proxy::upstream_request`]: header hygiene (RFC 9110 §7.6.1), `X-Forwarded-*`, `Via`;
 //! 4. send, with connect and response-header timeouts (`502` / `504`);
 //! 5. [`Proxy::response_filter`]: decide whether the body is rewritten, fix headers;
@@ -32,9 +33,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::clock::{Clock, TokioClock};
-use crate::pool::{Audience, Choice, Holder, NumberChooser};
-use crate::rewrite::PageRewriter;
-use crate::rules::{Attribution, BotPolicy, ConsentMode, RuleSet, Site, WithoutConsent};
+use crate::pool::{self, Audience, Choice, Holder, NumberChooser};
+use crate::rewrite::{PageRewriter, PhoneNumber};
+use crate::rules::{Attribution, BotPolicy, ConsentMode, PoolMode, RuleSet, Site, WithoutConsent};
 use crate::visitor::classify::{self, Landing};
 use crate::visitor::identity::{self, CookieKey};
 use crate::visitor::sessions::SessionLog;
@@ -87,14 +88,38 @@ impl Parts {
 
 /// What the visitor phase decided.
 struct VisitorOutcome {
-    choice: Choice,
+    shown: Shown,
     set_cookie: Option<String>,
+}
+
+/// The number a response is for.
+enum Shown {
+    /// The site's own: the page passes unchanged.
+    Original,
+    /// This tracking number replaces the site's.
+    Tracking(PhoneNumber),
+    /// A `HEAD` whose `GET` would lease a session number. Nothing is leased for a `HEAD`: it is
+    /// an uptime monitor or a link checker, not a visitor who might call, and would otherwise
+    /// use up the paid pool. But its headers must be those of the rewritten page (RFC 9110
+    /// §9.3.2: no `Content-Length` the rewrite would not keep).
+    Unleased,
 }
 
 impl VisitorOutcome {
     fn original() -> VisitorOutcome {
         VisitorOutcome {
-            choice: Choice::Original,
+            shown: Shown::Original,
+            set_cookie: None,
+        }
+    }
+
+    /// The chooser's decision, with no cookie.
+    fn chosen(choice: Choice) -> VisitorOutcome {
+        VisitorOutcome {
+            shown: match choice {
+                Choice::Tracking { number, .. } => Shown::Tracking(number),
+                Choice::Original => Shown::Original,
+            },
             set_cookie: None,
         }
     }
@@ -244,7 +269,7 @@ impl Proxy {
             host,
             path: path.as_ref().map_or("/", |p| p.as_str()),
         };
-        let body = self.response_filter(site, &visitor.choice, is_head, page, &mut parts, body);
+        let body = self.response_filter(site, &visitor.shown, is_head, page, &mut parts, body);
         if visitor.set_cookie.is_some() {
             // A response carrying one visitor's identity must never be stored by a shared cache.
             headers::make_private(&mut parts.headers);
@@ -308,10 +333,8 @@ impl Proxy {
                 medium: &t.medium,
                 campaign: t.campaign.as_deref(),
             });
-            return VisitorOutcome {
-                choice: self.chooser.choose(site, audience.as_ref(), None),
-                set_cookie: None,
-            };
+            // Without a holder the chooser leases nothing, so a HEAD is answered the same way.
+            return VisitorOutcome::chosen(self.chooser.choose(site, audience.as_ref(), None));
         }
         let prev = identity::from_cookie_headers(cookies()).and_then(|v| identity::decode(v, &self.cookie_key));
         let now = self.clock.now_ms();
@@ -324,6 +347,20 @@ impl Proxy {
             medium: &t.med,
             campaign: t.cmp.as_deref(),
         });
+        if req.method() == http::Method::HEAD {
+            // Nothing leased, stored or set: see `Shown::Unleased`.
+            let session_pool = audience
+                .as_ref()
+                .and_then(|a| pool::matching_pool(site, a, true))
+                .is_some_and(|p| p.mode == PoolMode::Session);
+            if session_pool {
+                return VisitorOutcome {
+                    shown: Shown::Unleased,
+                    set_cookie: None,
+                };
+            }
+            return VisitorOutcome::chosen(self.chooser.choose(site, audience.as_ref(), None));
+        }
         let holder = Holder {
             visitor: &st.vid,
             session: &st.sid,
@@ -342,8 +379,8 @@ impl Proxy {
         );
         let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key), conn.tls);
         VisitorOutcome {
-            choice,
             set_cookie: Some(cookie),
+            ..VisitorOutcome::chosen(choice)
         }
     }
 
@@ -391,7 +428,7 @@ impl Proxy {
     fn response_filter(
         &self,
         site: &Site,
-        choice: &Choice,
+        shown: &Shown,
         is_head: bool,
         page: Page<'_>,
         parts: &mut http::response::Parts,
@@ -412,8 +449,10 @@ impl Proxy {
         if !site.pools.is_empty() {
             headers::make_private(&mut parts.headers);
         }
-        let Choice::Tracking { number, .. } = choice else {
-            return body;
+        let number = match shown {
+            Shown::Original => return body,
+            Shown::Tracking(number) => Some(number),
+            Shown::Unleased => None,
         };
         let coding = headers_coding(parts);
         let Some(coding) = coding else { return body };
@@ -424,6 +463,13 @@ impl Proxy {
                 None => return body,
             },
             None => None,
+        };
+        let Some(number) = number else {
+            // A HEAD with no number chosen: the headers a GET's rewrite would give.
+            if PageRewriter::can_rewrite(encoding) {
+                headers::drop_representation_headers(&mut parts.headers);
+            }
+            return body;
         };
         let to = site.replacement(number);
         // Bodiless answers (HEAD, 204, 205) are never recorded nor replayed; nor is a page that

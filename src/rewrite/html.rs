@@ -418,6 +418,12 @@ impl PageRewriter {
         PageRewriter::build(rules, to, encoding, engine(), page)
     }
 
+    /// Whether [`PageRewriter::for_page`] takes a page in `encoding`: it refuses only an
+    /// encoding lol_html cannot parse (one that is not ASCII-compatible, such as UTF-16).
+    pub fn can_rewrite(encoding: Option<&'static encoding_rs::Encoding>) -> bool {
+        encoding.is_none_or(|e| AsciiCompatibleEncoding::new(e).is_some())
+    }
+
     pub fn with_engine(
         rules: &PageRules,
         to: Arc<Replacement>,
@@ -686,6 +692,26 @@ mod tests {
 
     fn to(number: &str) -> Arc<Replacement> {
         Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), "1"))
+    }
+
+    /// `can_rewrite` (the headers of a `HEAD`) agrees with `for_page` (the body of a `GET`).
+    #[test]
+    fn can_rewrite_says_what_for_page_does() {
+        use encoding_rs::*;
+        let encodings = [
+            UTF_8,
+            WINDOWS_1252,
+            SHIFT_JIS,
+            ISO_2022_JP,
+            UTF_16LE,
+            UTF_16BE,
+            REPLACEMENT,
+        ];
+        for encoding in encodings.into_iter().map(Some).chain([None]) {
+            let built = PageRewriter::for_page(&rules(), to("+1 555-010-1001"), encoding, None).is_some();
+            assert_eq!(PageRewriter::can_rewrite(encoding), built, "{encoding:?}");
+        }
+        assert!(!PageRewriter::can_rewrite(Some(UTF_16LE)));
     }
 
     const PAGE: &str = r#"<p>Call (555) 010-0000</p><a href="tel:+15550100000">+1 555 010 0000</a><p>5550100000</p>"#;
