@@ -36,7 +36,7 @@ numbers = ["+1 555-010-1001"]
 #[test]
 fn check_accepts_the_shipped_rules_and_a_valid_directory() {
     let (code, out) = check(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")));
-    assert_eq!((code, out.trim()), (0, "1 site ok"));
+    assert_eq!((code, out.trim()), (0, "1 sites ok"));
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.toml", GOOD);
     write(
