@@ -592,6 +592,37 @@ async fn reserved_telswap_paths_are_answered_by_the_proxy_and_never_forwarded() 
     assert_eq!(origin.connections(), 0, "a reserved path reached the origin");
 }
 
+#[tokio::test]
+async fn the_health_check_answers_for_any_host_and_never_reaches_an_origin() {
+    let origin = Origin::start(vec![("/_telswap/health", Route::html("from the origin"))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    // A load balancer probes by address, a served host or none in particular.
+    for host in ["site.test", "127.0.0.1", "anything.test"] {
+        let resp = get(proxy.http, host, "/_telswap/health").await;
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok: 1 sites\n"), "{host}");
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        let head = send(proxy.http, "HEAD", host, "/_telswap/health", &[]).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(head.header("content-length"), resp.header("content-length"));
+    }
+    let post = [
+        request_head("POST", "127.0.0.1", "/_telswap/health", &[("Content-Length", "0")]),
+        Vec::new(),
+    ]
+    .concat();
+    let resp = exchange(proxy.http, &post).await;
+    assert_eq!((resp.status, resp.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(origin.connections(), 0, "the health check reached the origin");
+    let stats = &proxy.proxy.stats;
+    assert_eq!(
+        stats.requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "probes are not counted as requests"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conditional, partial and HEAD requests
 

@@ -166,6 +166,11 @@ impl Proxy {
 
     /// One request, start to finish. Never fails: errors become status pages.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        if req.uri().path() == HEALTH_PATH {
+            // Before routing: a load balancer's probe names no site (often an IP for a host), and
+            // is left out of the request counts, which it would otherwise swell every few seconds.
+            return self.health(req.method());
+        }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let Some((site, host)) = self.route(&req) else {
             self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +180,29 @@ impl Proxy {
         let resp = self.handle_site(&site, &host, req, conn).await;
         self.stats.record_status(&site.name, resp.status().as_u16());
         resp
+    }
+
+    /// `GET /_telswap/health`: `200` while this process serves its rules, for load balancers and
+    /// orchestrators; the body says how many sites.
+    fn health(&self, method: &http::Method) -> Response<ProxyBody> {
+        let builder = Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store");
+        let (builder, body) = match *method {
+            http::Method::GET | http::Method::HEAD => (
+                builder.status(StatusCode::OK),
+                format!("ok: {} sites\n", self.rules.load().sites.len()),
+            ),
+            _ => (
+                builder
+                    .status(StatusCode::METHOD_NOT_ALLOWED)
+                    .header(header::ALLOW, "GET, HEAD"),
+                "GET or HEAD only\n".to_string(),
+            ),
+        };
+        builder
+            .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
+            .expect("static response")
     }
 
     /// Phases 2 to 6 for a request routed to `site`.
@@ -523,6 +551,9 @@ impl Page<'_> {
         key
     }
 }
+
+/// The public listeners' health check, answered for any host.
+pub const HEALTH_PATH: &str = "/_telswap/health";
 
 /// URL parameters that say where a visit came from, not which page it is.
 fn is_tracking_param(name: &str) -> bool {
