@@ -127,7 +127,11 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TELSWAP_LOG").unwrap_or_else(|_| "info".into()))
+        // The access log (`proxy::ACCESS_LOG`) only when `TELSWAP_LOG` asks for it.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TELSWAP_LOG")
+                .unwrap_or_else(|_| format!("info,{}=off", telswap::proxy::ACCESS_LOG).into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

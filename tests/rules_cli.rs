@@ -268,3 +268,44 @@ fn a_pool_of_100_000_numbers_checks_quickly_and_duplicates_are_still_found() {
         )
     );
 }
+
+#[test]
+fn the_access_log_has_one_line_per_request_and_leaves_out_health_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.toml", GOOD);
+    // `TELSWAP_LOG=info` includes the access log (the default filter leaves it out).
+    let server = Server::start(dir.path());
+    let health = {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        write!(
+            s,
+            "GET /_telswap/health HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok: 1 sites\n"),
+        "{health}"
+    );
+    assert_eq!(server.status_for_host("nowhere.test"), 421);
+    assert_eq!(server.status_for_host("www.example.com"), 404);
+    let first = server.wait_for(" access: ");
+    for field in [
+        "method=GET",
+        "host=\"nowhere.test\"",
+        "target=\"/_telswap/ping\"",
+        "status=421",
+        "number=-",
+    ] {
+        assert!(first.contains(field), "{field} missing from {first}");
+    }
+    let second = server.wait_for(" access: ");
+    assert!(
+        second.contains("status=404") && second.contains("host=\"www.example.com\""),
+        "{second}"
+    );
+    assert!(!first.contains("health") && !second.contains("health"));
+}

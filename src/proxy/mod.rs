@@ -33,8 +33,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::clock::{Clock, TokioClock};
-use crate::pool::{self, Audience, Choice, Holder, NumberChooser};
-use crate::rewrite::{PageRewriter, PhoneNumber};
+use crate::pool::{self, Audience, Choice, Holder, How, NumberChooser};
+use crate::rewrite::PageRewriter;
 use crate::rules::{Attribution, BotPolicy, ConsentMode, PoolMode, RuleSet, Site, WithoutConsent};
 use crate::visitor::classify::{self, Landing};
 use crate::visitor::identity::{self, CookieKey};
@@ -93,11 +93,11 @@ struct VisitorOutcome {
 }
 
 /// The number a response is for.
+#[derive(Debug, Clone)]
 enum Shown {
-    /// The site's own: the page passes unchanged.
-    Original,
-    /// This tracking number replaces the site's.
-    Tracking(PhoneNumber),
+    /// The chooser's answer: the site's own number (the page passes unchanged) or a tracking
+    /// number that replaces it.
+    Chosen(Choice),
     /// A `HEAD` whose `GET` would lease a session number. Nothing is leased for a `HEAD`: it is
     /// an uptime monitor or a link checker, not a visitor who might call, and would otherwise
     /// use up the paid pool. But its headers must be those of the rewritten page (RFC 9110
@@ -105,10 +105,30 @@ enum Shown {
     Unleased,
 }
 
+impl Shown {
+    /// For the access log: the number (`original`, `unleased` or E.164), its pool and how it
+    /// was given (`session`, `session-shared`, `source`, `overflow`; `-` for no pool).
+    fn describe(&self) -> (String, &str, &'static str) {
+        match self {
+            Shown::Chosen(Choice::Original) => ("original".into(), "-", "-"),
+            Shown::Chosen(Choice::Tracking { number, pool, how }) => {
+                let how = match how {
+                    How::Source => "source",
+                    How::Session { shared: false, .. } => "session",
+                    How::Session { shared: true, .. } => "session-shared",
+                    How::Overflow => "overflow",
+                };
+                (number.e164(), pool, how)
+            }
+            Shown::Unleased => ("unleased".into(), "-", "-"),
+        }
+    }
+}
+
 impl VisitorOutcome {
     fn original() -> VisitorOutcome {
         VisitorOutcome {
-            shown: Shown::Original,
+            shown: Shown::Chosen(Choice::Original),
             set_cookie: None,
         }
     }
@@ -116,10 +136,7 @@ impl VisitorOutcome {
     /// The chooser's decision, with no cookie.
     fn chosen(choice: Choice) -> VisitorOutcome {
         VisitorOutcome {
-            shown: match choice {
-                Choice::Tracking { number, .. } => Shown::Tracking(number),
-                Choice::Original => Shown::Original,
-            },
+            shown: Shown::Chosen(choice),
             set_cookie: None,
         }
     }
@@ -172,13 +189,47 @@ impl Proxy {
             return self.health(req.method());
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let Some((site, host)) = self.route(&req) else {
-            self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
-            self.stats.record_status(stats::NO_SITE, 421);
-            return status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
+        // What the access log needs of the request, taken only when it is on: the request is
+        // consumed on its way upstream.
+        let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().clone(), std::time::Instant::now()));
+        let host_header = || {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
         };
-        let resp = self.handle_site(&site, &host, req, conn).await;
-        self.stats.record_status(&site.name, resp.status().as_u16());
+        let (mut resp, site, host) = match self.route(&req) {
+            Some((site, host)) => {
+                let resp = self.handle_site(&site, &host, req, conn).await;
+                self.stats.record_status(&site.name, resp.status().as_u16());
+                (resp, Some(site), Some(host))
+            }
+            None => {
+                self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
+                self.stats.record_status(stats::NO_SITE, 421);
+                let host = access.as_ref().and_then(|_| host_header());
+                let resp = status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
+                (resp, None, host)
+            }
+        };
+        if let Some((method, uri, started)) = access {
+            let shown = resp.extensions_mut().remove::<Shown>();
+            let (number, pool, how) = shown.as_ref().map_or(("-".into(), "-", "-"), Shown::describe);
+            tracing::info!(
+                target: ACCESS_LOG,
+                remote = %conn.remote.ip(),
+                method = %method,
+                host = host.as_deref().unwrap_or("-"),
+                target = uri.path_and_query().map_or("/", |p| p.as_str()),
+                status = resp.status().as_u16(),
+                site = site.as_ref().map_or(stats::NO_SITE, |s| s.name.as_str()),
+                number = %number,
+                pool,
+                how,
+                ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+            );
+        }
         resp
     }
 
@@ -306,6 +357,9 @@ impl Proxy {
             && let Ok(v) = HeaderValue::from_str(&cookie)
         {
             parts.headers.append(header::SET_COOKIE, v);
+        }
+        if tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO) {
+            parts.extensions.insert(visitor.shown);
         }
         Response::from_parts(parts, body)
     }
@@ -478,8 +532,8 @@ impl Proxy {
             headers::make_private(&mut parts.headers);
         }
         let number = match shown {
-            Shown::Original => return body,
-            Shown::Tracking(number) => Some(number),
+            Shown::Chosen(Choice::Original) => return body,
+            Shown::Chosen(Choice::Tracking { number, .. }) => Some(number),
             Shown::Unleased => None,
         };
         let coding = headers_coding(parts);
@@ -551,6 +605,10 @@ impl Page<'_> {
         key
     }
 }
+
+/// The `tracing` target of the access log, one line per request (not the health checks):
+/// off by default; `TELSWAP_LOG=info,access=info` turns it on.
+pub const ACCESS_LOG: &str = "access";
 
 /// The public listeners' health check, answered for any host.
 pub const HEALTH_PATH: &str = "/_telswap/health";
