@@ -285,3 +285,45 @@ async fn concurrent_sessions_never_share_a_number() {
         assert!(st.exhausted > 0, "{policy}: the small pool should have run out");
     }
 }
+
+/// A reload that changes a pool's settings but not its numbers applies them at once and keeps
+/// the live leases (and so each visitor's number); new numbers start a fresh table.
+#[test]
+fn a_reload_changes_settings_in_place_and_keeps_live_leases() {
+    let with = |exhausted: &str, idle: &str| {
+        let raw = format!(
+            "hosts = [\"site.test\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n\
+             [[pool]]\nname = \"ads\"\nmode = \"session\"\nwhen.channel = [\"paid_search\"]\n\
+             numbers = [\"+1 555-010-1001\", \"+1 555-010-1002\"]\nidle_timeout = \"{idle}\"\n\
+             exhausted = \"{exhausted}\"\noverflow = \"+1 555-010-1999\"\n"
+        );
+        load_sources(&[(PathBuf::from("site.toml"), raw)]).unwrap()
+    };
+    let before = with("original", "30m");
+    let clock = ManualClock::new(1_000_000);
+    let pools = Pools::new(&before, clock.clone(), Arc::new(NoJournal));
+    let choose = |set: &RuleSet, s: &str| {
+        number(&pools.choose(&set.sites[0], Some(&paid()), Some(&Holder { visitor: s, session: s })))
+    };
+    assert_eq!(choose(&before, "a"), "+15550101001");
+    assert_eq!(choose(&before, "b"), "+15550101002");
+    assert_eq!(choose(&before, "c"), "original", "exhausted = original");
+
+    let after = with("overflow", "10m");
+    pools.rules_changed(&after);
+    assert_eq!(
+        choose(&after, "d"),
+        "+15550101999",
+        "the new exhausted policy applies at once"
+    );
+    assert_eq!(choose(&after, "a"), "+15550101001", "a visitor keeps their number");
+    assert_eq!(pools.stats(&after)[0].leased, 2);
+    // The new idle timeout: b, not seen for 11 minutes, has lapsed (10, not 30); a, seen 6
+    // minutes ago, has not.
+    clock.advance(5 * MIN);
+    assert_eq!(choose(&after, "a"), "+15550101001");
+    clock.advance(6 * MIN);
+    pools.tick();
+    assert_eq!(pools.stats(&after)[0].leased, 1);
+    assert_eq!(choose(&after, "e"), "+15550101002");
+}

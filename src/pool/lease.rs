@@ -156,6 +156,14 @@ impl LeaseTable {
         self
     }
 
+    /// New settings for the same numbers (a rules reload): live leases and history stay, and
+    /// the next tick lapses and prunes by the new times.
+    pub fn reconfigure(&mut self, idle_ms: Millis, window_ms: Millis, policy: Exhausted) {
+        self.idle_ms = idle_ms;
+        self.window_ms = window_ms;
+        self.policy = policy;
+    }
+
     /// Takes a free number per the table's [`FreeOrder`].
     fn take_free(&mut self) -> Option<usize> {
         match self.order {

@@ -268,9 +268,21 @@ impl Pools {
         for site in &rules.sites {
             for p in site.pools.iter().filter(|p| p.mode == PoolMode::Session) {
                 let key = (site.name.clone(), p.name.clone());
+                let (idle_ms, window_ms) = (
+                    p.idle_timeout.as_millis() as Millis,
+                    p.match_window.as_millis() as Millis,
+                );
+                // The same numbers keep their table, leases and history, with the new settings
+                // (`exhausted` included: a reload must change what an exhausted pool does).
                 let same = map.get(&key).is_some_and(|old| {
-                    let old = old.lock().expect("pool lock");
-                    old.numbers == p.numbers && old.idle == p.idle_timeout && old.window == p.match_window
+                    let mut old = old.lock().expect("pool lock");
+                    let same = old.numbers == p.numbers;
+                    if same {
+                        old.idle = p.idle_timeout;
+                        old.window = p.match_window;
+                        old.table.reconfigure(idle_ms, window_ms, p.exhausted);
+                    }
+                    same
                 });
                 let entry = if same {
                     map.remove(&key).expect("present")
@@ -279,14 +291,8 @@ impl Pools {
                         numbers: p.numbers.clone(),
                         idle: p.idle_timeout,
                         window: p.match_window,
-                        table: LeaseTable::new(
-                            p.numbers.len(),
-                            p.idle_timeout.as_millis() as Millis,
-                            p.match_window.as_millis() as Millis,
-                            p.exhausted,
-                            self.ids.clone(),
-                        )
-                        .with_free_order(self.free_order),
+                        table: LeaseTable::new(p.numbers.len(), idle_ms, window_ms, p.exhausted, self.ids.clone())
+                            .with_free_order(self.free_order),
                     }))
                 };
                 keep.insert(key, entry);
