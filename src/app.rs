@@ -63,6 +63,13 @@ impl App {
         let s = sessions.clone();
         // Leases lapse on time even without traffic, and moka's housekeeping runs.
         pools.spawn_maintenance(Duration::from_secs(5), move || s.run_pending_tasks());
+        for site in &set.sites {
+            let env = site.telephony.secret_env();
+            if (cfg.secrets)(env).is_none() {
+                // Said now, not first at the first call (a 403 the provider retries, then drops).
+                tracing::warn!(site = %site.name, env, "telephony secret is not set: this site's call webhooks are refused (403) until it is");
+            }
+        }
         let calls = Calls::new(dyn_store.clone(), pools.clone(), sessions.clone(), cfg.secrets.clone());
         let proxy = Proxy::with_parts(
             set,

@@ -744,3 +744,90 @@ async fn telswap_call_signs_like_the_provider_and_ends_the_call() {
     assert_eq!(env.calls().await.len(), 1);
     env.app.stop().await;
 }
+
+/// Three sites: `site` (this test's token), `shared` (another variable, the same token: one
+/// provider account) and `other` (its own account). A webhook signed for `site.test` may act on
+/// `shared`'s numbers and calls, never on `other`'s.
+#[tokio::test]
+async fn a_webhook_acts_only_on_calls_of_the_account_that_signed_it() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let site = |host: &str, env: &str, number: &str| {
+        format!(
+            "hosts = [\"{host}\"]\nupstream = \"http://{o}\"\nnumbers = [\"{number}0\"]\n\
+             [telephony]\nauth_token_env = \"{env}\"\n\
+             [[offline]]\nnumber = \"{number}1\"\ncampaign = \"print\"\n"
+        )
+    };
+    let sites = [
+        ("site", site("site.test", "TEST_TOKEN", "+1 555-010-000")),
+        ("shared", site("shared.test", "SHARED_TOKEN", "+1 555-020-000")),
+        ("other", site("other.test", "OTHER_TOKEN", "+1 555-030-000")),
+    ];
+    let secrets: telswap::calls::Secrets = Arc::new(|name: &str| match name {
+        "TEST_TOKEN" | "SHARED_TOKEN" => Some(TOKEN.to_string()),
+        "OTHER_TOKEN" => Some("other-account-token".to_string()),
+        _ => None,
+    });
+    let clock = ManualClock::new(now_ms());
+    let app = common::start_app_sites(&sites, data.path(), clock, ADMIN, secrets).await;
+    let env = Env {
+        app,
+        client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+    };
+    let envr = &env;
+    let voice = |sid: &'static str, to: &'static str| async move {
+        envr.hook("/_telswap/voice", &call_params(sid, to), Sign::Twilio(TOKEN))
+            .await
+            .0
+    };
+    assert_eq!(voice("CA1", "+15550200001").await, 200, "same account, other site");
+    assert_eq!(voice("CA2", "+15550300001").await, 403, "another account's number");
+    let calls = env.calls().await;
+    let sites: Vec<_> = calls.iter().map(|c| c["site"].as_str().unwrap()).collect();
+    assert_eq!(sites, ["shared"], "nothing stored for the refused call");
+
+    // A call of `other`, placed through its own host and token.
+    let params: Vec<(String, String)> = call_params("CA3", "+15550300001")
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let post = |path: &str, params: &[(String, String)], host: &str, token: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        hyper::Request::post(format!("{}{path}", env.base()))
+            .header("host", host)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(
+                "x-twilio-signature",
+                twilio_signature(token, &format!("http://{host}{path}"), params),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    let send = |req| async { env.client.request(req).await.unwrap().status() };
+    assert_eq!(
+        send(post("/_telswap/voice", &params, "other.test", "other-account-token")).await,
+        200
+    );
+    // Its status callback, signed by this site's account: as unknown as no call, and unchanged.
+    let status: Vec<(String, String)> = [("CallSid", "CA3"), ("CallStatus", "completed"), ("CallDuration", "777")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(send(post("/_telswap/status", &status, "site.test", TOKEN)).await, 404);
+    let other = env.calls().await.into_iter().find(|c| c["site"] == "other").unwrap();
+    assert_eq!(
+        (other["status"].as_str(), other["duration_s"].as_u64()),
+        (Some("ringing"), None)
+    );
+    // Its own account may.
+    assert_eq!(
+        send(post("/_telswap/status", &status, "other.test", "other-account-token")).await,
+        200
+    );
+    let other = env.calls().await.into_iter().find(|c| c["site"] == "other").unwrap();
+    assert_eq!(other["duration_s"].as_u64(), Some(777));
+    env.app.stop().await;
+}

@@ -101,6 +101,79 @@ exhausted = "panic"
     assert!(out.contains("host \"www.example.com\" is already claimed by"), "{out}");
 }
 
+/// Mistakes a reload used to take (or crash on): each is now a problem with its file and line.
+#[test]
+fn check_reports_absurd_durations_clashing_numbers_and_repeated_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = r#"hosts = ["a.example.com"]
+upstream = "http://127.0.0.1:99999"
+numbers = ["+1 555-010-0000", "(555) 010-0000"]
+
+[[pool]]
+name = "ads"
+numbers = ["+1 555-010-1001"]
+idle_timeout = "18446744073709551615s1s"
+
+[[pool]]
+name = "ads"
+numbers = ["+1 555-010-1002"]
+match_window = "9223372036854775807h"
+"#;
+    let b = r#"hosts = ["b.example.com"]
+upstream = "http://127.0.0.1:8000"
+numbers = ["+1 555-010-2000"]
+
+[[pool]]
+name = "ads"
+numbers = ["+1 555-010-0000"]
+"#;
+    write(dir.path(), "a.toml", a);
+    write(dir.path(), "b.toml", b);
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    let (a_file, b_file) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+    let expected = [
+        (&a_file, 2, "bad upstream URL"),
+        (&a_file, 3, "number +15550100000 is listed twice"),
+        (&a_file, 8, "longer than the most allowed, 365d"),
+        (&a_file, 11, "pool name \"ads\" is used twice"),
+        (&a_file, 13, "longer than the most allowed, 365d"),
+        (&b_file, 7, "number +15550100000 of pool \"ads\" is a site's own number"),
+    ];
+    for (file, line, needle) in expected {
+        let prefix = format!("{}:{line}: ", file.display());
+        assert!(
+            out.lines().any(|l| l.starts_with(&prefix) && l.contains(needle)),
+            "missing `{prefix}…{needle}…` in:\n{out}"
+        );
+    }
+    assert_eq!(out.lines().count(), expected.len(), "{out}");
+}
+
+#[test]
+fn an_empty_rules_directory_is_an_error_and_a_short_cookie_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no site rules here"), "{out}");
+
+    write(dir.path(), "a.toml", GOOD);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--rules"])
+        .arg(dir.path())
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env("TELSWAP_COOKIE_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TELSWAP_COOKIE_KEY has 5 characters, fewer than 32"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_reports_toml_syntax_errors_with_their_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -98,7 +98,7 @@ fn bad_flags_are_refused_with_a_clear_error() {
     for (flag, value, says) in [
         ("--call-after-leave", "2", "between 0 and 1"),
         ("--exhausted", "sometimes", "reuse_oldest, overflow or original"),
-        ("--idle-timeout", "30", "missing unit"),
+        ("--idle-timeout", "30", "a number without a unit"),
         ("--shape", "weekly", "business or flat"),
         ("--pool-size", "0", "0"),
     ] {

@@ -129,6 +129,21 @@ impl Calls {
         text(StatusCode::FORBIDDEN, "forbidden")
     }
 
+    /// Whether a webhook verified with `verified`'s telephony secret may act on `other`'s calls:
+    /// the same site, or one of the same provider account (same dialect and secret; an agency
+    /// may point every number of one account at one host).
+    fn same_account(&self, verified: &Site, other: &Site) -> bool {
+        if verified.name == other.name {
+            return true;
+        }
+        let (a, b) = (&verified.telephony, &other.telephony);
+        a.dialect == b.dialect
+            && match ((self.secrets)(a.secret_env()), (self.secrets)(b.secret_env())) {
+                (Some(x), Some(y)) => x == y,
+                _ => false,
+            }
+    }
+
     /// Answers a request under `/_telswap/`.
     pub async fn handle(
         &self,
@@ -153,7 +168,7 @@ impl Calls {
         };
         match path.as_str() {
             "/_telswap/voice" => self.voice(rules, site, hook).await,
-            "/_telswap/status" => self.status(rules, hook).await,
+            "/_telswap/status" => self.status(rules, site, hook).await,
             _ => self.whisper(hook).await,
         }
     }
@@ -214,7 +229,7 @@ impl Calls {
                 if ok { Ok(form) } else { Err(()) }
             }
             Dialect::Telnyx => {
-                let key_env = t.public_key_env.as_deref().unwrap_or("TELNYX_PUBLIC_KEY");
+                let key_env = t.secret_env();
                 let Some(key) = (self.secrets)(key_env) else {
                     tracing::error!(site = %site.name, env = %key_env, "Telnyx public key is not set; refusing webhook");
                     return Err(self.forbidden());
@@ -258,6 +273,12 @@ impl Calls {
         let Some(owner) = owner else {
             return text(StatusCode::NOT_FOUND, "unknown number");
         };
+        if !self.same_account(site, &owner) {
+            // Signed with this host's secret, for another site's number: one site's provider
+            // account must not create calls on another's.
+            tracing::warn!(site = %site.name, owner = %owner.name, "webhook for another account's number refused");
+            return self.forbidden();
+        }
         let now = self.clock.now_ms();
         let held = self.pools.who_held(&owner, &to_num, now);
         let held = match held {
@@ -373,11 +394,24 @@ impl Calls {
             .collect()
     }
 
-    async fn status(&self, rules: &RuleSet, hook: Hook) -> Response<ProxyBody> {
+    async fn status(&self, rules: &RuleSet, site: &Site, hook: Hook) -> Response<ProxyBody> {
         let form = &hook.form;
         let Some(sid) = field(form, "CallSid") else {
             return text(StatusCode::BAD_REQUEST, "CallSid is required");
         };
+        // Only a call of this provider account: another's is as unknown as no call at all.
+        let store = self.store.clone();
+        let owned = sid.to_string();
+        let call = tokio::task::spawn_blocking(move || store.call_by_sid(&owned)).await;
+        let call_site = match call {
+            Ok(Ok(Some(call))) => rules.sites.iter().find(|s| s.name == call.site).cloned(),
+            Ok(Ok(None)) => return text(StatusCode::NOT_FOUND, "unknown call"),
+            _ => return text(StatusCode::SERVICE_UNAVAILABLE, "try again"),
+        };
+        if !call_site.is_some_and(|c| self.same_account(site, &c)) {
+            tracing::warn!(site = %site.name, "status callback for another account's call refused");
+            return text(StatusCode::NOT_FOUND, "unknown call");
+        }
         let status = field(form, "DialCallStatus")
             .or(field(form, "CallStatus"))
             .unwrap_or("completed")

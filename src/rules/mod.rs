@@ -103,6 +103,17 @@ pub struct Telephony {
     pub whisper: bool,
 }
 
+impl Telephony {
+    /// The environment variable holding what webhooks are checked with: Twilio's and
+    /// SignalWire's auth token, or Telnyx's public key (`TELNYX_PUBLIC_KEY` unless named).
+    pub fn secret_env(&self) -> &str {
+        match self.dialect {
+            Dialect::Telnyx => self.public_key_env.as_deref().unwrap_or("TELNYX_PUBLIC_KEY"),
+            Dialect::Twilio | Dialect::SignalWire => &self.auth_token_env,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
     Session,
@@ -303,6 +314,14 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Problems> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    if files.is_empty() {
+        // Serving no site would answer every request 421: surely the wrong directory.
+        return Err(Problems(vec![Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            message: "no site rules here (no *.toml file)".into(),
+        }]));
+    }
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for f in files {
@@ -338,7 +357,15 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> 
         problems.append(&mut p.problems);
         parsed.push((file.as_path(), p));
     }
-    // Across files: a host belongs to one site, a tracking number to one pool.
+    // Across files: a host belongs to one site, a tracking number to one pool, and no site's
+    // tracking number is another's own line (its visitors would be shown that business's
+    // number, and its calls would never reach telswap).
+    let mut own: HashMap<String, (&Path, usize)> = HashMap::new();
+    for (file, p) in &parsed {
+        for (n, line) in &p.own_lines {
+            own.entry(n.e164()).or_insert((file, *line));
+        }
+    }
     let mut hosts: HashMap<&str, (&Path, usize)> = HashMap::new();
     let mut tracking: HashMap<String, (&Path, usize, String)> = HashMap::new();
     for (file, p) in &parsed {
@@ -355,6 +382,18 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, Problems> 
         }
         for (n, line, owner) in &p.tracking_lines {
             let key = n.e164();
+            if let Some((other, other_line)) = own.get(&key)
+                && other != file
+            {
+                problems.push(Problem {
+                    file: file.to_path_buf(),
+                    line: *line,
+                    message: format!(
+                        "number {key} of {owner} is a site's own number at {}:{other_line}",
+                        other.display()
+                    ),
+                });
+            }
             if let Some((other, other_line, other_owner)) = tracking.get(&key) {
                 if other == file {
                     // Within one file this was reported while parsing it.
@@ -388,45 +427,65 @@ pub struct ParsedSite {
     pub site: Option<Site>,
     pub problems: Vec<Problem>,
     host_lines: Vec<(String, usize)>,
+    /// The site's own numbers with their line.
+    own_lines: Vec<(PhoneNumber, usize)>,
     /// Tracking numbers (pool, overflow, offline) with their line and owner ("pool \"x\"").
     tracking_lines: Vec<(PhoneNumber, usize, String)>,
 }
 
 /// Parses `30m`, `2h`, `45s`, `1h30m`, `500ms`, `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const FORM: &str = "write it as e.g. \"45s\", \"30m\", \"1h30m\" (units ms, s, m, h, d)";
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(format!("empty duration: {FORM}"));
     }
+    let too_long = || {
+        format!(
+            "bad duration {s:?}: longer than the most allowed, {}d",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    };
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!(
-                "bad duration {s:?}: expected a number, e.g. \"30m\", \"2h\", \"45s\""
-            ));
+            return Err(format!("bad duration {s:?}: {FORM}"));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration {s:?}: number too large"))?;
+        // A number too large for u64 is too long a duration anyway.
+        let n: u64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86400),
-            "" => return Err(format!("bad duration {s:?}: missing unit (ms, s, m, h, d)")),
-            u => return Err(format!("bad duration {s:?}: unknown unit {u:?} (ms, s, m, h, d)")),
+        let (per, millis) = match unit {
+            "ms" => (1, true),
+            "s" => (1, false),
+            "m" => (60, false),
+            "h" => (3_600, false),
+            "d" => (86_400, false),
+            "" => return Err(format!("bad duration {s:?}: a number without a unit; {FORM}")),
+            u => return Err(format!("bad duration {s:?}: unknown unit {u:?}; {FORM}")),
         };
-        total += d;
+        // Checked: a reload must refuse an absurd value, not overflow (and panic the server)
+        // or wrap into a short one.
+        let d = match n.checked_mul(per) {
+            Some(v) if millis => Duration::from_millis(v),
+            Some(v) => Duration::from_secs(v),
+            None => return Err(too_long()),
+        };
+        total = total
+            .checked_add(d)
+            .filter(|t| *t <= MAX_DURATION)
+            .ok_or_else(too_long)?;
     }
     Ok(total)
 }
+
+/// The longest duration a rules file may give (a year): past it a value is surely a mistake,
+/// and every duration then fits in milliseconds as the pools and the store keep them.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
 impl PageRules {
     pub(crate) fn for_site(numbers: &[PhoneNumber], exclude: &[String]) -> PageRules {
@@ -450,6 +509,20 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("thirty minutes").is_err());
         assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        // Too long is an error, never an overflow (a panic on reload) nor a wrap to a short one.
+        for absurd in [
+            "366d",
+            "18446744073709551615s1s",
+            "9223372036854775807h",
+            "18446744073709551615ms",
+            "99999999999999999999999s",
+            "364d2d",
+        ] {
+            let e = parse_duration(absurd).unwrap_err();
+            assert!(e.contains("longer than the most allowed, 365d"), "{absurd}: {e}");
+        }
+        assert!(parse_duration("1h30").unwrap_err().contains("without a unit"));
     }
 
     #[test]

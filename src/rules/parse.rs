@@ -246,6 +246,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         return ParsedSite {
             site: None,
             host_lines: Vec::new(),
+            own_lines: Vec::new(),
             tracking_lines: Vec::new(),
             problems: w.problems,
         };
@@ -290,6 +291,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https"))
                     && uri.host().is_some_and(|h| !h.is_empty())
+                    && uri.authority().is_some_and(|a| port_ok(a.as_str()))
                     && uri
                         .path_and_query()
                         .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty()) =>
@@ -299,7 +301,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             Ok(_) => {
                 w.err(
                     at,
-                    format!("bad upstream URL {u:?}: expected http:// or https:// with a host and no path"),
+                    format!("bad upstream URL {u:?}: expected http:// or https://, a host, a port from 1 to 65535 if any, and no path"),
                 );
                 None
             }
@@ -334,6 +336,17 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         Some(list) if !list.is_empty() => {
             for (s, at) in list {
                 if let Some(n) = w.phone(&s, at, &country) {
+                    // Every format of a number is swapped already: a second listing is a slip
+                    // (or a different number was meant).
+                    if numbers.iter().any(|(m, _)| *m == n) {
+                        w.err(
+                            at,
+                            format!(
+                                "number {} is listed twice (in any format it is the same number)",
+                                n.e164()
+                            ),
+                        );
+                    }
                     numbers.push((n, at));
                 }
             }
@@ -467,10 +480,18 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
 
     let mut tracking_lines: Vec<(PhoneNumber, usize, String)> = Vec::new();
     let mut pools = Vec::new();
+    let mut pool_names: Vec<String> = Vec::new();
     for (t, at) in w.tables(&doc, "pool") {
         w.check_keys(t, POOL_KEYS, "[[pool]]");
         let name = match w.string(t, "name") {
-            Some((n, _)) => n,
+            Some((n, nat)) => {
+                // Two pools with the same name would be indistinguishable in reports.
+                if !n.is_empty() && pool_names.contains(&n) {
+                    w.err(nat, format!("pool name {n:?} is used twice"));
+                }
+                pool_names.push(n.clone());
+                n
+            }
             None => {
                 w.err(at, "a [[pool]] needs a name");
                 String::new()
@@ -579,12 +600,6 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             exhausted,
             overflow,
         });
-    }
-    // Two pools with the same name would be indistinguishable in reports.
-    for (i, p) in pools.iter().enumerate() {
-        if pools[..i].iter().any(|q| q.name == p.name) && !p.name.is_empty() {
-            w.err(0, format!("pool name {:?} is used twice", p.name));
-        }
     }
 
     let mut offline = Vec::new();
@@ -705,11 +720,13 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         });
     }
 
+    let own_lines: Vec<(PhoneNumber, usize)> = numbers.iter().map(|(n, at)| (n.clone(), w.line(*at))).collect();
     let (Some(upstream), Some(telephony)) = (upstream, telephony) else {
         w.problems.sort_by_key(|p| p.line);
         return ParsedSite {
             site: None,
             host_lines,
+            own_lines,
             tracking_lines,
             problems: w.problems,
         };
@@ -719,6 +736,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         return ParsedSite {
             site: None,
             host_lines,
+            own_lines,
             tracking_lines,
             problems: w.problems,
         };
@@ -751,8 +769,18 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     ParsedSite {
         site: Some(site),
         host_lines,
+        own_lines,
         tracking_lines,
         problems: Vec::new(),
+    }
+}
+
+/// Whether an authority's port, if it has one, is 1 to 65535 (`http::Uri` takes any digits
+/// there, and then reports no port at all).
+fn port_ok(authority: &str) -> bool {
+    match authority.rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => port.parse::<u16>().is_ok_and(|n| n > 0),
+        _ => true,
     }
 }
 

@@ -210,15 +210,28 @@ impl CookieKey {
     }
 
     /// `TELSWAP_COOKIE_KEY` if set, else a key generated once and kept in `data/cookie.key`.
+    /// A key from the environment shorter than [`MIN_KEY_LEN`] is an error.
     pub fn load_or_create(data: &std::path::Path) -> std::io::Result<CookieKey> {
         if let Ok(k) = std::env::var("TELSWAP_COOKIE_KEY")
             && !k.is_empty()
         {
+            // As long as the generated one: a short key could be guessed, and with it any
+            // visitor's touches forged.
+            if k.len() < MIN_KEY_LEN {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "TELSWAP_COOKIE_KEY has {} characters, fewer than {MIN_KEY_LEN}; \
+                         e.g. `head -c 32 /dev/urandom | base64` makes one",
+                        k.len()
+                    ),
+                ));
+            }
             return Ok(CookieKey::new(k.as_bytes()));
         }
         let path = data.join("cookie.key");
         if let Ok(existing) = std::fs::read_to_string(&path)
-            && existing.trim().len() >= 32
+            && existing.trim().len() >= MIN_KEY_LEN
         {
             return Ok(CookieKey::new(existing.trim().as_bytes()));
         }
@@ -228,6 +241,9 @@ impl CookieKey {
         Ok(CookieKey::new(secret.as_bytes()))
     }
 }
+
+/// The shortest cookie key accepted, in characters (a generated key has 43).
+pub const MIN_KEY_LEN: usize = 32;
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;

@@ -817,7 +817,22 @@ pub async fn start_app(
     admin_token: &str,
     secrets: telswap::calls::Secrets,
 ) -> telswap::app::App {
-    let set = telswap::rules::load_sources(&[(PathBuf::from("site.toml"), rules.to_string())]).unwrap();
+    start_app_sites(&[("site", rules.to_string())], data, clock, admin_token, secrets).await
+}
+
+/// [`start_app`] with several sites: (file name without `.toml`, rules).
+pub async fn start_app_sites(
+    sites: &[(&str, String)],
+    data: &Path,
+    clock: Arc<telswap::clock::ManualClock>,
+    admin_token: &str,
+    secrets: telswap::calls::Secrets,
+) -> telswap::app::App {
+    let sources: Vec<(PathBuf, String)> = sites
+        .iter()
+        .map(|(name, text)| (PathBuf::from(format!("{name}.toml")), text.clone()))
+        .collect();
+    let set = telswap::rules::load_sources(&sources).unwrap();
     telswap::app::App::start(
         set,
         telswap::app::AppConfig {
