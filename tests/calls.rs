@@ -807,6 +807,15 @@ async fn a_webhook_acts_only_on_calls_of_the_account_that_signed_it() {
             .unwrap()
     };
     let send = |req| async { env.client.request(req).await.unwrap().status() };
+    let get = hyper::Request::get(format!("{}/_telswap/voice", env.base()))
+        .header("host", "site.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = env.client.request(get).await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.headers()["allow"].to_str().unwrap()),
+        (405, "POST")
+    );
     assert_eq!(
         send(post("/_telswap/voice", &params, "other.test", "other-account-token")).await,
         200

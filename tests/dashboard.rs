@@ -230,6 +230,34 @@ async fn every_admin_path_needs_the_token_or_a_login() {
     assert_eq!(env.get("/api/calls", Auth::Cookie(&cookie)).await.status, 200);
     assert_eq!(env.get("/api/calls", Auth::Bearer(ADMIN)).await.status, 200);
     assert_eq!(env.get("/calls/c_x", Auth::Cookie(&cookie)).await.status, 404);
+    // A wrong method on a known path is a 405 that says which methods it takes; HEAD is GET's.
+    let bearer = format!("bearer {ADMIN}");
+    for (method, path, allow) in [
+        ("POST", "/api/calls", "GET, HEAD"),
+        ("DELETE", "/api/calls/c_x", "GET, HEAD"),
+        ("PUT", "/api/pools", "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
+        ("GET", "/api/spend", "PUT"),
+        ("GET", "/api/calls/c_x/outcome", "POST"),
+        ("DELETE", "/pools", "GET, HEAD"),
+    ] {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(env.admin_url(path))
+            .header("authorization", &bearer);
+        let a = env.send(req, "").await;
+        assert_eq!(
+            (a.status, a.headers.get("allow").and_then(|v| v.to_str().ok())),
+            (405, Some(allow)),
+            "{method} {path}"
+        );
+    }
+    let head = hyper::Request::head(env.admin_url("/api/pools")).header("authorization", &bearer);
+    assert_eq!(
+        env.send(head, "").await.status,
+        200,
+        "HEAD, with the scheme in lower case"
+    );
     // Logging out clears the cookie.
     let a = env.post_form("/logout", Some(&cookie), &[]).await;
     assert!(a.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));

@@ -382,6 +382,41 @@ async fn zstd_html_is_rewritten_and_stays_zstd() {
     compressed_html_is_rewritten_in_the_origins_coding("zstd").await;
 }
 
+/// An origin that answers gzip whatever it was asked (a pre-compressed file served as is): a
+/// visitor who does not take gzip gets the rewrite decoded, one who does gets it gzipped, and a
+/// HEAD says the same.
+#[tokio::test]
+async fn a_coding_the_visitor_does_not_accept_is_decoded() {
+    let gz = encode("gzip", PAGE.as_bytes()).await;
+    let origin = Origin::start(vec![("/", Route::page(200, &[HTML, ("content-encoding", "gzip")], gz))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    for accept in [
+        Some("identity"),
+        Some("br"),
+        Some("gzip;q=0, deflate"),
+        Some("*;q=0, identity"),
+    ] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept-Encoding", *a)).collect();
+        let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &headers).await;
+        assert_eq!(resp.status, 200, "{accept:?}");
+        assert!(!resp.has("content-encoding"), "{accept:?}: sent in a coding it refused");
+        assert_eq!(resp.text(), REWRITTEN, "{accept:?}");
+        let head = send(proxy.http, "HEAD", "site.test", &tracked("/"), &headers).await;
+        assert!(
+            !head.has("content-encoding") && !head.has("content-length"),
+            "{accept:?}"
+        );
+    }
+    for accept in [None, Some("gzip"), Some("br, *"), Some("GZIP;q=0.5")] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept-Encoding", *a)).collect();
+        let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &headers).await;
+        assert_eq!(resp.header("content-encoding"), Some("gzip"), "{accept:?}");
+        let body = decode("gzip", &resp.body).await;
+        assert_eq!(String::from_utf8(body).expect("UTF-8"), REWRITTEN, "{accept:?}");
+    }
+}
+
 /// A windows-1252 page: é, ü, €, “ ” and © are single non-ASCII bytes, and the number is
 /// written with no-break spaces (0xA0).
 const CP1252_BODY: &[u8] = b"<html><head><title>Caf\xe9 M\xfcller</title></head><body>\n\
@@ -540,6 +575,30 @@ async fn unknown_host_is_421_and_never_reaches_an_origin() {
     assert_eq!(origin.connections(), 0, "a misdirected request reached the origin");
     // Served hosts still work on the same proxy (port and case ignored).
     let resp = get(proxy.http, "SITE.test:8080", "/").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(origin.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_request_without_one_host_is_400_and_never_reaches_an_origin() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let none = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec();
+    let two = request_head("GET", "site.test", "/", &[("Host", "other.test")]);
+    for (what, request) in [("no Host", none), ("two Hosts", two)] {
+        let resp = exchange(proxy.http, &request).await;
+        assert_eq!(resp.status, 400, "{what}");
+    }
+    // HTTP/1.0 needs no Host: it is routed as any request (no site: 421).
+    let resp = exchange(proxy.http, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(resp.status, 421);
+    // An absolute target names the host itself.
+    let resp = exchange(
+        proxy.http,
+        b"GET http://site.test/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(resp.status, 200);
     assert_eq!(origin.connections(), 1);
 }

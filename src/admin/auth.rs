@@ -53,7 +53,12 @@ impl Auth {
         cookies: impl Iterator<Item = &'a str>,
         now_s: u64,
     ) -> Credential {
-        if let Some(given) = authorization.and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is as good as `Bearer`.
+        let bearer = authorization
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        if let Some(given) = bearer
             && self.token_ok(given)
         {
             return Credential::Valid;
@@ -133,6 +138,14 @@ mod tests {
         let a = Auth::new("s3cret".into());
         let none = std::iter::empty();
         assert_eq!(a.check(Some("Bearer s3cret"), none, 0), Credential::Valid);
+        for scheme in ["bearer", "BEARER"] {
+            let header = format!("{scheme} s3cret");
+            assert_eq!(a.check(Some(&header), std::iter::empty(), 0), Credential::Valid);
+        }
+        assert_eq!(
+            a.check(Some("Basic s3cret"), std::iter::empty(), 0),
+            Credential::Missing
+        );
         assert_eq!(a.check(Some("Bearer nope"), std::iter::empty(), 0), Credential::Missing);
         assert_eq!(a.check(Some("s3cret"), std::iter::empty(), 0), Credential::Missing);
         let v = a.session_value(1000);

@@ -168,7 +168,12 @@ impl Admin {
             return redirect(&format!("/login?{target}"));
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let result = match (req.method().clone(), segments.as_slice()) {
+        // A HEAD is answered as its GET (hyper sends no body).
+        let method = match req.method() {
+            &Method::HEAD => Method::GET,
+            m => m.clone(),
+        };
+        let result = match (method, segments.as_slice()) {
             (Method::GET, ["api", "calls"]) => self.list_calls(&query).await,
             (Method::GET, ["api", "calls", id]) => self.one_call(id).await,
             (Method::POST, ["api", "calls", id, "outcome"]) => {
@@ -181,7 +186,6 @@ impl Admin {
             (Method::GET, ["api", "export", file]) => self.export(file, &req).await,
             (Method::PUT, ["api", "spend"]) => self.put_spend(req).await,
             (Method::GET, ["metrics"]) => Ok(self.metrics()),
-            (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             (Method::GET, [""]) => self.page_overview(&query).await,
             (Method::GET, ["calls"]) => self.page_calls(&query).await,
             (Method::GET, ["calls", id]) => self.page_call(id, &query).await,
@@ -191,6 +195,20 @@ impl Admin {
             }
             (Method::GET, ["pools"]) => self.page_pools(&query).await,
             (Method::GET, ["reports", name]) => self.page_report(name, &query).await,
+            // Every method a path takes was matched above: any other is a 405.
+            (_, path) if let Some(allow) = allowed_methods(path) => {
+                let use_allowed = format!("use {allow}");
+                let mut r = if api {
+                    json_resp(StatusCode::METHOD_NOT_ALLOWED, json!({ "error": use_allowed }))
+                } else {
+                    let page = self.page("Error", "", None, &dashboard::error_body(&use_allowed));
+                    html_resp(StatusCode::METHOD_NOT_ALLOWED, page)
+                };
+                r.headers_mut()
+                    .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+                return r;
+            }
+            (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             _ => Err((StatusCode::NOT_FOUND, "not found".to_string())),
         };
         match result {
@@ -762,7 +780,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
         return None;
     }
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(1..=12).contains(&m) || !(1..=days_in_month(y, m)).contains(&d) {
         return None;
     }
     let days = days_from_civil(y, m as u32, d as u32);
@@ -770,10 +788,14 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if b.len() == 10 {
         return Some(secs * 1000);
     }
-    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 {
+    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    secs += num(11..13)? * 3600 + num(14..16)? * 60 + num(17..19)?;
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    secs += hh * 3600 + mm * 60 + ss;
     let mut rest = &s[19..];
     if let Some(frac) = rest.strip_prefix('.') {
         let n = frac.bytes().take_while(u8::is_ascii_digit).count();
@@ -787,12 +809,27 @@ pub fn parse_time(s: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
             let h: i64 = rest.get(1..3)?.parse().ok()?;
             let m: i64 = rest.get(4..6)?.parse().ok()?;
+            if h > 23 || m > 59 {
+                return None;
+            }
             sign * (h * 3600 + m * 60)
         }
     };
     Some((secs - offset) * 1000)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -828,6 +865,28 @@ pub fn call_json(c: &CallRecord) -> Value {
             "kind": o.kind, "value": o.value, "currency": o.currency, "at": rfc3339(o.at.max(0) as u64)
         })),
     })
+}
+
+/// The methods a path of the admin listener takes, for a `405`'s `Allow`; `None`: no such
+/// path. Kept beside [`Admin::handle`]'s routes, which it mirrors.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["api", "calls", _, "outcome"] | ["calls", _, "outcome"] => Some("POST"),
+        ["api", "spend"] => Some("PUT"),
+        ["api", "calls"]
+        | ["api", "calls", _]
+        | ["api", "pools"]
+        | ["api", "reports"]
+        | ["api", "reports", _]
+        | ["api", "export", _]
+        | ["metrics"]
+        | [""]
+        | ["calls"]
+        | ["calls", _]
+        | ["pools"]
+        | ["reports", _] => Some("GET, HEAD"),
+        _ => None,
+    }
 }
 
 fn html_resp(status: StatusCode, body: String) -> Resp {
@@ -901,6 +960,23 @@ mod tests {
         assert_eq!(parse_time("1795788191000"), Some(1_795_788_191_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800_000));
+        assert_eq!(parse_time("2000-02-29"), Some(951_782_400_000));
+        for bad in [
+            "2026-02-29",
+            "1900-02-29",
+            "2026-02-31",
+            "2026-04-31",
+            "2026-12-07T99:99:99Z",
+            "2026-12-07T24:00:00Z",
+            "2026-12-07T12:60:00Z",
+            "2026-12-07T12:00:60Z",
+            "2026-12-07T12-00-00Z",
+            "2026-12-07T12:00:00+25:00",
+            "2026-12-07T12:00:00+01:00junk",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

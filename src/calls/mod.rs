@@ -15,7 +15,7 @@ pub mod twiml;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -160,7 +160,9 @@ impl Calls {
             _ => return text(StatusCode::NOT_FOUND, "not found"),
         }
         if !is_post {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
         }
         let hook = match self.verified(site, host, req, conn).await {
             Ok(h) => h,

@@ -124,7 +124,10 @@ fn hold_wait(rw: &PageRewriter) -> Option<std::time::Duration> {
 }
 
 /// Returns the visitor's body: the origin's body rewritten, in the same content coding.
-pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<Stats>) -> ProxyBody {
+/// The page `origin` (in `coding`) rewritten by `rw`, sent in `out`: the same coding, or
+/// identity for a visitor who does not accept the origin's.
+pub fn rewrite(origin: ProxyBody, coding: Coding, out: Coding, rw: PageRewriter, stats: Arc<Stats>) -> ProxyBody {
+    debug_assert!(out == coding || out == Coding::Identity, "transcoding only decodes");
     if coding == Coding::Identity {
         return Inline {
             origin,
@@ -139,7 +142,7 @@ pub fn rewrite(origin: ProxyBody, coding: Coding, rw: PageRewriter, stats: Arc<S
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(CHANNEL_DEPTH);
     tokio::spawn(async move {
         let mut rw = rw;
-        let result = pump(origin, coding, &mut rw, &tx).await;
+        let result = pump(origin, coding, out, &mut rw, &tx).await;
         record(&rw, &stats);
         if let Err(e) = result {
             tracing::warn!(error = %e, "rewritten response ended early");
@@ -282,11 +285,12 @@ fn tokio_stream_from(
 async fn pump(
     origin: ProxyBody,
     coding: Coding,
+    out: Coding,
     rw: &mut PageRewriter,
     tx: &tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
 ) -> Result<(), BoxError> {
     let mut reader = decoder(origin, coding);
-    let mut enc = encoder(coding);
+    let mut enc = encoder(out);
     let mut buf = vec![0u8; READ_SIZE];
     let mut prescan_until = None;
     loop {
@@ -401,7 +405,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_early_flush_short_of_the_prescan_window_reaches_the_visitor_after_the_wait() {
         let (tx, body) = origin();
-        let mut visitor = rewrite(body, Coding::Identity, rewriter(), Arc::new(Stats::default()));
+        let mut visitor = rewrite(
+            body,
+            Coding::Identity,
+            Coding::Identity,
+            rewriter(),
+            Arc::new(Stats::default()),
+        );
         send(&tx, HEAD.as_bytes()).await;
         let start = tokio::time::Instant::now();
         let first = next(&mut visitor).await;
@@ -418,7 +428,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bytes_that_keep_coming_settle_the_prescan_without_the_wait() {
         let (tx, body) = origin();
-        let mut visitor = rewrite(body, Coding::Identity, rewriter(), Arc::new(Stats::default()));
+        let mut visitor = rewrite(
+            body,
+            Coding::Identity,
+            Coding::Identity,
+            rewriter(),
+            Arc::new(Stats::default()),
+        );
         send(&tx, HEAD.as_bytes()).await;
         let more = tokio::spawn(async move {
             tokio::time::sleep(PRESCAN_WAIT / 5).await;
@@ -436,7 +452,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_compressed_early_flush_also_passes_after_the_wait() {
         let (tx, body) = origin();
-        let mut visitor = rewrite(body, Coding::Gzip, rewriter(), Arc::new(Stats::default()));
+        let mut visitor = rewrite(body, Coding::Gzip, Coding::Gzip, rewriter(), Arc::new(Stats::default()));
         let mut gz = GzipEncoder::new(Vec::new());
         gz.write_all(HEAD.as_bytes()).await.unwrap();
         gz.flush().await.unwrap();

@@ -2,6 +2,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use super::body::Coding;
+
 /// Hop-by-hop headers, RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 /// `Proxy-Connection` and `Keep-Alive` are the legacy spellings still sent by some clients.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -141,6 +143,59 @@ pub fn upstream_accept_encoding(headers: &HeaderMap) -> Option<HeaderValue> {
         return Some(HeaderValue::from_static("identity"));
     }
     HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// The content codings a visitor accepts (RFC 9110 §12.5.3), of those a rewritten page can be
+/// sent in. The upstream request asks for no others, but an origin may answer in a coding it
+/// was not asked for (a pre-compressed file served as is); its rewrite then goes out decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts(u8);
+
+impl Accepts {
+    const ALL: u8 = 0b1_1111;
+
+    fn bit(c: Coding) -> u8 {
+        1 << c as u8
+    }
+
+    /// From the request's `Accept-Encoding` fields: none means any coding is acceptable.
+    pub fn of(headers: &HeaderMap) -> Accepts {
+        let mut fields = headers.get_all(header::ACCEPT_ENCODING).iter().peekable();
+        if fields.peek().is_none() {
+            return Accepts(Self::ALL);
+        }
+        let (mut listed, mut ok, mut star) = (0u8, 0u8, None);
+        for item in fields.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')) {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| {
+                let p = p.trim();
+                p.get(..2).is_some_and(|k| k.eq_ignore_ascii_case("q="))
+                    && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            });
+            if name == "*" {
+                star = Some(!q_zero);
+            } else if let Some(c) = Coding::from_header(Some(name)) {
+                listed |= Self::bit(c);
+                if !q_zero {
+                    ok |= Self::bit(c);
+                }
+            }
+        }
+        if star == Some(true) {
+            ok |= Self::ALL & !listed;
+        }
+        // Identity is acceptable unless refused by name or by `*;q=0`.
+        let identity = Self::bit(Coding::Identity);
+        if listed & identity == 0 && star != Some(false) {
+            ok |= identity;
+        }
+        Accepts(ok)
+    }
+
+    pub fn allows(self, c: Coding) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
 }
 
 /// Makes a cache policy private: shared caches must not keep a page personalised for one

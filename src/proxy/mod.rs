@@ -200,6 +200,12 @@ impl Proxy {
                 .map(str::to_string)
         };
         let (mut resp, site, host) = match self.route(&req) {
+            _ if !host_is_sound(&req) => {
+                // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with several, is a 400.
+                self.stats.record_status(stats::NO_SITE, 400);
+                let resp = status_page(StatusCode::BAD_REQUEST, "A request names exactly one host.");
+                (resp, None, None)
+            }
             Some((site, host)) => {
                 let resp = self.handle_site(&site, &host, req, conn).await;
                 self.stats.record_status(&site.name, resp.status().as_u16());
@@ -291,6 +297,7 @@ impl Proxy {
             None => ClientUpgrade::Hyper(hyper::upgrade::on(&mut req)),
         });
         let is_head = req.method() == http::Method::HEAD;
+        let accepts = headers::Accepts::of(req.headers());
         // Which page this is, for replaying an earlier rewrite of the same bytes (cheap: a
         // reference-counted clone).
         let path = req.uri().path_and_query().cloned();
@@ -348,7 +355,7 @@ impl Proxy {
             host,
             path: path.as_ref().map_or("/", |p| p.as_str()),
         };
-        let body = self.response_filter(site, &visitor.shown, is_head, page, &mut parts, body);
+        let body = self.response_filter(site, &visitor.shown, (is_head, accepts), page, &mut parts, body);
         if visitor.set_cookie.is_some() {
             // A response carrying one visitor's identity must never be stored by a shared cache.
             headers::make_private(&mut parts.headers);
@@ -511,7 +518,7 @@ impl Proxy {
         &self,
         site: &Site,
         shown: &Shown,
-        is_head: bool,
+        (is_head, accepts): (bool, headers::Accepts),
         page: Page<'_>,
         parts: &mut http::response::Parts,
         body: ProxyBody,
@@ -538,6 +545,12 @@ impl Proxy {
         };
         let coding = headers_coding(parts);
         let Some(coding) = coding else { return body };
+        // The origin's coding if the visitor takes it, else the page goes out decoded.
+        let out = if accepts.allows(coding) {
+            coding
+        } else {
+            body::Coding::Identity
+        };
         let encoding = match &charset {
             Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
                 Some(e) => Some(e),
@@ -549,7 +562,7 @@ impl Proxy {
         let Some(number) = number else {
             // A HEAD with no number chosen: the headers a GET's rewrite would give.
             if PageRewriter::can_rewrite(encoding) {
-                headers::drop_representation_headers(&mut parts.headers);
+                rewritten_headers(&mut parts.headers, coding != out);
             }
             return body;
         };
@@ -567,12 +580,12 @@ impl Proxy {
         let Some(rw) = PageRewriter::for_page(&site.page, to, encoding, key) else {
             return body;
         };
-        headers::drop_representation_headers(&mut parts.headers);
+        rewritten_headers(&mut parts.headers, coding != out);
         if !has_body {
             return body;
         }
         self.stats.rewritten.fetch_add(1, Ordering::Relaxed);
-        body::rewrite(body, coding, rw, self.stats.clone())
+        body::rewrite(body, coding, out, rw, self.stats.clone())
     }
 }
 
@@ -613,6 +626,17 @@ pub const ACCESS_LOG: &str = "access";
 /// The public listeners' health check, answered for any host.
 pub const HEALTH_PATH: &str = "/_telswap/health";
 
+/// Whether the request names its host once: at most one `Host` field, and for HTTP/1.1 one at
+/// all, unless the target is absolute (HTTP/2 carries `:authority`).
+fn host_is_sound<B>(req: &Request<B>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => false,
+        (Some(_), None) => true,
+        (None, None) => req.version() != Version::HTTP_11 || req.uri().authority().is_some(),
+    }
+}
+
 /// URL parameters that say where a visit came from, not which page it is.
 fn is_tracking_param(name: &str) -> bool {
     const OTHERS: [&str; 4] = ["_gl", "gad_source", "gad_campaignid", "srsltid"];
@@ -647,6 +671,14 @@ fn is_page_view(req: &Request<Incoming>) -> bool {
     match last.rsplit_once('.') {
         Some((_, ext)) => !ASSETS.iter().any(|a| a.eq_ignore_ascii_case(ext)),
         None => true,
+    }
+}
+
+/// The headers of a page that is rewritten (`decoded`: and sent without its content coding).
+fn rewritten_headers(h: &mut http::HeaderMap, decoded: bool) {
+    headers::drop_representation_headers(h);
+    if decoded {
+        h.remove(header::CONTENT_ENCODING);
     }
 }
 
