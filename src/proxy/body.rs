@@ -402,16 +402,21 @@ mod tests {
         out
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_early_flush_short_of_the_prescan_window_reaches_the_visitor_after_the_wait() {
-        let (tx, body) = origin();
-        let mut visitor = rewrite(
+    /// The test page, uncompressed both ways, through [`rewrite`].
+    fn rewrite_plain(body: ProxyBody) -> ProxyBody {
+        rewrite(
             body,
             Coding::Identity,
             Coding::Identity,
             rewriter(),
             Arc::new(Stats::default()),
-        );
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_early_flush_short_of_the_prescan_window_reaches_the_visitor_after_the_wait() {
+        let (tx, body) = origin();
+        let mut visitor = rewrite_plain(body);
         send(&tx, HEAD.as_bytes()).await;
         let start = tokio::time::Instant::now();
         let first = next(&mut visitor).await;
@@ -428,13 +433,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bytes_that_keep_coming_settle_the_prescan_without_the_wait() {
         let (tx, body) = origin();
-        let mut visitor = rewrite(
-            body,
-            Coding::Identity,
-            Coding::Identity,
-            rewriter(),
-            Arc::new(Stats::default()),
-        );
+        let mut visitor = rewrite_plain(body);
         send(&tx, HEAD.as_bytes()).await;
         let more = tokio::spawn(async move {
             tokio::time::sleep(PRESCAN_WAIT / 5).await;
