@@ -10,7 +10,7 @@ use crate::admin::Admin;
 use crate::calls::{Calls, Secrets, StoreJournal};
 use crate::clock::{Clock, Millis, TokioClock};
 use crate::outbox::{Outbox, OutboxConfig};
-use crate::pool::Pools;
+use crate::pool::{LeaseRecord, Pools};
 use crate::proxy::server::{self, Running, ServeConfig};
 use crate::proxy::{Parts, Proxy};
 use crate::rules::RuleSet;
@@ -147,14 +147,16 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
         let Some(pool) = site.pools.iter().find(|p| p.name == r.pool) else {
             continue;
         };
-        // The number must still be the same one at the same place in the pool.
-        if pool.numbers.get(r.number_index as usize).map(|n| n.e164()) != Some(r.number.clone()) {
+        // The number must still be in the pool; its place may have moved (numbers added or
+        // taken out since the lease was written).
+        let Some(index) = pool.numbers.iter().position(|n| n.e164() == r.number) else {
             continue;
-        }
+        };
         if (r.last_seen as Millis) + pool.idle_timeout.as_millis() as Millis <= now {
             continue;
         }
-        if pools.restore(&site.name, &pool.name, crate::calls::lease_record(r, None)) {
+        let rec = crate::calls::lease_record(r, None);
+        if pools.restore(&site.name, &pool.name, LeaseRecord { number: index, ..rec }) {
             restored += 1;
         }
     }

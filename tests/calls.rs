@@ -674,6 +674,36 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     env.app.stop().await;
 }
 
+/// Numbers bought while the server was down, listed first: a live lease is found by its number,
+/// not by its old place in the list.
+#[tokio::test]
+async fn a_restart_with_numbers_added_keeps_live_leases() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let text = rules(o, "twilio", "overflow", 2);
+    let clock = ManualClock::new(now_ms());
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    env.visit(LANDING, None).await;
+    let (n, cookie) = env.visit(LANDING, None).await;
+    assert_eq!(n, "555-010-1002");
+    env.app.stop().await;
+
+    let more = text.replace(
+        "numbers = [\"+1 555-010-1001\"",
+        "numbers = [\"+1 555-010-1009\", \"+1 555-010-1001\"",
+    );
+    assert_ne!(more, text);
+    let env = start(&more, data.path(), clock.clone(), None).await;
+    let (same, _) = env.visit("/next", cookie.as_deref()).await;
+    assert_eq!(
+        same, "555-010-1002",
+        "the lease survived the restart though its number moved"
+    );
+    let (new, _) = env.visit(LANDING, None).await;
+    assert_eq!(new, "555-010-1009");
+    env.app.stop().await;
+}
+
 #[tokio::test]
 async fn telswap_call_signs_like_the_provider_and_ends_the_call() {
     let data = tempfile::tempdir().unwrap();

@@ -286,25 +286,37 @@ async fn concurrent_sessions_never_share_a_number() {
     }
 }
 
+/// One site with one paid session pool of `numbers` (last four digits) and `settings` lines.
+fn paid_pool(numbers: &[&str], settings: &str) -> RuleSet {
+    let list: Vec<String> = numbers.iter().map(|n| format!("\"+1 555-010-{n}\"")).collect();
+    let raw = format!(
+        "hosts = [\"site.test\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n\
+         [[pool]]\nname = \"ads\"\nmode = \"session\"\nwhen.channel = [\"paid_search\"]\n\
+         numbers = [{}]\n{settings}\n",
+        list.join(", ")
+    );
+    load_sources(&[(PathBuf::from("site.toml"), raw)]).unwrap()
+}
+
+/// The number a paid visitor with session (and visitor) `s` is shown.
+fn paid_number(pools: &Pools, set: &RuleSet, s: &str) -> String {
+    number(&pools.choose(&set.sites[0], Some(&paid()), Some(&Holder { visitor: s, session: s })))
+}
+
 /// A reload that changes a pool's settings but not its numbers applies them at once and keeps
 /// the live leases (and so each visitor's number); new numbers start a fresh table.
 #[test]
 fn a_reload_changes_settings_in_place_and_keeps_live_leases() {
     let with = |exhausted: &str, idle: &str| {
-        let raw = format!(
-            "hosts = [\"site.test\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n\
-             [[pool]]\nname = \"ads\"\nmode = \"session\"\nwhen.channel = [\"paid_search\"]\n\
-             numbers = [\"+1 555-010-1001\", \"+1 555-010-1002\"]\nidle_timeout = \"{idle}\"\n\
-             exhausted = \"{exhausted}\"\noverflow = \"+1 555-010-1999\"\n"
-        );
-        load_sources(&[(PathBuf::from("site.toml"), raw)]).unwrap()
+        paid_pool(
+            &["1001", "1002"],
+            &format!("idle_timeout = \"{idle}\"\nexhausted = \"{exhausted}\"\noverflow = \"+1 555-010-1999\""),
+        )
     };
     let before = with("original", "30m");
     let clock = ManualClock::new(1_000_000);
     let pools = Pools::new(&before, clock.clone(), Arc::new(NoJournal));
-    let choose = |set: &RuleSet, s: &str| {
-        number(&pools.choose(&set.sites[0], Some(&paid()), Some(&Holder { visitor: s, session: s })))
-    };
+    let choose = |set: &RuleSet, s: &str| paid_number(&pools, set, s);
     assert_eq!(choose(&before, "a"), "+15550101001");
     assert_eq!(choose(&before, "b"), "+15550101002");
     assert_eq!(choose(&before, "c"), "original", "exhausted = original");
@@ -326,4 +338,54 @@ fn a_reload_changes_settings_in_place_and_keeps_live_leases() {
     pools.tick();
     assert_eq!(pools.stats(&after)[0].leased, 1);
     assert_eq!(choose(&after, "e"), "+15550101002");
+}
+
+/// Numbers bought for a busy pool and added by a reload: the leases of the numbers kept stay
+/// with their sessions, their history still answers a late call, a number taken out ends its
+/// lease, and the new numbers are handed out first.
+#[test]
+fn a_reload_that_changes_the_numbers_keeps_the_leases_of_those_kept() {
+    let with = |numbers: &[&str]| {
+        paid_pool(
+            numbers,
+            "idle_timeout = \"30m\"\nmatch_window = \"2h\"\nexhausted = \"original\"",
+        )
+    };
+    let before = with(&["1001", "1002", "1003"]);
+    let clock = ManualClock::new(1_000_000);
+    let pools = Pools::new(&before, clock.clone(), Arc::new(NoJournal));
+    let choose = |set: &RuleSet, s: &str| paid_number(&pools, set, s);
+    assert_eq!(choose(&before, "a"), "+15550101001");
+    assert_eq!(choose(&before, "b"), "+15550101002");
+    assert_eq!(choose(&before, "c"), "+15550101003");
+    // c leaves; its number rests (released 30 minutes after its last view).
+    clock.advance(31 * MIN);
+    assert_eq!(choose(&before, "a"), "+15550101001");
+    assert_eq!(choose(&before, "b"), "+15550101002");
+    pools.tick();
+    assert_eq!(pools.stats(&before)[0].leased, 2);
+
+    // Two numbers bought (one listed first), 1002 taken out.
+    let after = with(&["1004", "1001", "1003", "1005"]);
+    pools.rules_changed(&after);
+    pools.check_invariants().unwrap();
+    assert_eq!(pools.stats(&after)[0].leased, 1, "1001's lease is kept, 1002's ended");
+    assert_eq!(choose(&after, "a"), "+15550101001", "a keeps the number on its page");
+    assert_eq!(choose(&after, "d"), "+15550101004", "a new number first");
+    assert_eq!(choose(&after, "e"), "+15550101005");
+    assert_eq!(
+        choose(&after, "b"),
+        "+15550101003",
+        "b lost 1002 and gets the rested one"
+    );
+    // c's call, late, to the number it saw: its lease is still in the history.
+    let site = &after.sites[0];
+    let n3 = telswap::rewrite::PhoneNumber::parse("+1 555-010-1003", "US").unwrap();
+    match pools.who_held(site, &n3, clock.now_ms() - 1) {
+        Held::Session { candidates, .. } => {
+            assert!(candidates.iter().any(|r| r.session == "c"), "{candidates:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    pools.check_invariants().unwrap();
 }

@@ -164,6 +164,40 @@ impl LeaseTable {
         self.policy = policy;
     }
 
+    /// Takes over `old`'s leases, history and counters, for a pool whose list of numbers a
+    /// reload changed: `map` gives an old number's index in this table, `None` for a number
+    /// taken out (its live lease ends with no release recorded: its session gets a new number
+    /// at its next page view; its history goes with it). Numbers new to the pool are handed out
+    /// first (they have rested longest), then the old free ones in their order. Call on a fresh
+    /// table.
+    pub fn take_over(&mut self, old: &LeaseTable, map: impl Fn(usize) -> Option<usize>) {
+        debug_assert!(self.live.is_empty() && self.released_order.is_empty());
+        let kept: Vec<usize> = (0..old.size).filter_map(&map).collect();
+        let mut free: VecDeque<usize> = (0..self.size).filter(|n| !kept.contains(n)).collect();
+        free.extend(old.free.iter().filter_map(|&n| map(n)));
+        self.free = free;
+        for rec in old.live.values() {
+            if let Some(number) = map(rec.number) {
+                self.restore(LeaseRecord { number, ..rec.clone() });
+            }
+        }
+        let mut past: Vec<LeaseRecord> = old
+            .past
+            .iter()
+            .flatten()
+            .filter_map(|r| map(r.number).map(|number| LeaseRecord { number, ..r.clone() }))
+            .collect();
+        past.sort_by_key(|r| r.released);
+        for rec in past {
+            self.remember(rec);
+        }
+        self.counters = Counters {
+            leased: self.live.len(),
+            ..old.counters
+        };
+        self.rng = old.rng;
+    }
+
     /// Takes a free number per the table's [`FreeOrder`].
     fn take_free(&mut self) -> Option<usize> {
         match self.order {

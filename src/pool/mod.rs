@@ -261,7 +261,8 @@ impl Pools {
         &self.clock
     }
 
-    /// Builds tables for new or changed session pools; unchanged pools keep their leases.
+    /// Builds tables for new session pools; a pool kept by a reload keeps its leases and
+    /// history, moved to the new list's places when its numbers changed.
     fn sync(&self, rules: &RuleSet) {
         let mut map = self.pools.write().expect("pools lock");
         let mut keep = HashMap::new();
@@ -274,7 +275,8 @@ impl Pools {
                 );
                 // The same numbers keep their table, leases and history, with the new settings
                 // (`exhausted` included: a reload must change what an exhausted pool does).
-                let same = map.get(&key).is_some_and(|old| {
+                let old = map.remove(&key);
+                let same = old.as_ref().is_some_and(|old| {
                     let mut old = old.lock().expect("pool lock");
                     let same = old.numbers == p.numbers;
                     if same {
@@ -284,16 +286,27 @@ impl Pools {
                     }
                     same
                 });
-                let entry = if same {
-                    map.remove(&key).expect("present")
-                } else {
-                    Arc::new(Mutex::new(SessionPool {
-                        numbers: p.numbers.clone(),
-                        idle: p.idle_timeout,
-                        window: p.match_window,
-                        table: LeaseTable::new(p.numbers.len(), idle_ms, window_ms, p.exhausted, self.ids.clone())
-                            .with_free_order(self.free_order),
-                    }))
+                let entry = match old {
+                    Some(old) if same => old,
+                    old => {
+                        let mut table =
+                            LeaseTable::new(p.numbers.len(), idle_ms, window_ms, p.exhausted, self.ids.clone())
+                                .with_free_order(self.free_order);
+                        // Numbers added or taken out: the numbers kept keep their leases and
+                        // history (a page showing one must not see it handed to someone else).
+                        if let Some(old) = old {
+                            let old = old.lock().expect("pool lock");
+                            let index: HashMap<&PhoneNumber, usize> =
+                                p.numbers.iter().enumerate().map(|(i, n)| (n, i)).collect();
+                            table.take_over(&old.table, |n| old.numbers.get(n).and_then(|n| index.get(n).copied()));
+                        }
+                        Arc::new(Mutex::new(SessionPool {
+                            numbers: p.numbers.clone(),
+                            idle: p.idle_timeout,
+                            window: p.match_window,
+                            table,
+                        }))
+                    }
                 };
                 keep.insert(key, entry);
             }
