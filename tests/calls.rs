@@ -870,3 +870,55 @@ async fn a_webhook_acts_only_on_calls_of_the_account_that_signed_it() {
     assert_eq!(other["duration_s"].as_u64(), Some(777));
     env.app.stop().await;
 }
+
+/// A webhook whose body stalls is answered 408 after `BODY_TIMEOUT` (virtual time), not held
+/// open: stalled requests would otherwise pile up until no descriptor is left for real calls.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_webhook_body_is_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let env = start(
+        &rules(o, "twilio", "overflow", 2),
+        data.path(),
+        ManualClock::new(now_ms()),
+        None,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(env.app.running.http).await.unwrap();
+    s.write_all(b"POST /_telswap/voice HTTP/1.1\r\nHost: site.test\r\nContent-Length: 1000\r\n\r\nab")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert_eq!(started.elapsed(), telswap::calls::BODY_TIMEOUT);
+    assert!(env.calls().await.is_empty());
+    env.app.stop().await;
+}
+
+/// The admin listener drops a request head that never ends (slowloris), as the public ones do.
+#[tokio::test(start_paused = true)]
+async fn the_admin_listener_drops_a_request_head_that_never_ends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let env = start(
+        &rules(o, "twilio", "overflow", 2),
+        data.path(),
+        ManualClock::new(now_ms()),
+        None,
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(env.app.admin.unwrap()).await.unwrap();
+    s.write_all(b"GET /api/calls HTTP/1.1\r\nHost: x\r\nX-A: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest).await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(30));
+    assert!(started.elapsed() < std::time::Duration::from_secs(31));
+    env.app.stop().await;
+}

@@ -1166,3 +1166,65 @@ async fn websocket_upgrade_is_relayed_and_tunnels_bytes_both_ways() {
     assert_eq!(seen.header("sec-websocket-key"), Some(key));
     assert_eq!(seen.header("host"), Some("site.test"));
 }
+
+/// An `Upgrade` that declares a body is no protocol switch: it is forwarded as a plain request
+/// with its body (and no `Upgrade`), never with the body cut off under its `Content-Length`,
+/// which the origin would then read from the next visitor's request on the pooled connection.
+#[tokio::test]
+async fn an_upgrade_with_a_body_is_forwarded_whole_as_a_plain_request() {
+    let origin = Origin::start(vec![
+        ("/attack", Route::html("ok")),
+        ("/victim", Route::html("victim page")),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+
+    let body = "Z".repeat(60);
+    let req = [
+        request_head(
+            "POST",
+            "site.test",
+            "/attack",
+            &[
+                ("Connection", "Upgrade, close"),
+                ("Upgrade", "websocket"),
+                ("Content-Length", "60"),
+            ],
+        ),
+        body.clone().into_bytes(),
+    ]
+    .concat();
+    let resp = exchange(proxy.http, &req).await;
+    assert_eq!(resp.status, 200);
+    let victim = get(proxy.http, "site.test", "/victim").await;
+    assert_eq!(victim.text(), "victim page");
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[0].body.as_ref(), seen[0].header("upgrade")),
+        (body.as_bytes(), None)
+    );
+    assert_eq!(seen[1].target, "/victim");
+}
+
+/// `CONNECT` and `OPTIONS *` are this server's to answer: no origin sees them (an `OPTIONS *`
+/// once went to port 80 of the upstream's host, a port nobody configured).
+#[tokio::test]
+async fn connect_and_options_star_are_answered_here() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let connect = exchange(
+        proxy.http,
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(connect.status, 405);
+    let options = exchange(
+        proxy.http,
+        b"OPTIONS * HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(options.status, 200);
+    assert!(options.header("allow").is_some_and(|a| a.contains("GET")));
+    assert_eq!(origin.connections(), 0);
+}

@@ -345,3 +345,22 @@ async fn head_requests_lease_nothing_and_keep_the_get_headers() {
         assert_eq!(head.headers().contains_key("content-length"), !rewritten, "{path}");
     }
 }
+
+/// A second `tsw` cookie ahead of the visitor's own (one planted by a subdomain, or left by an
+/// old path) does not make them a new visitor: the first that verifies counts.
+#[tokio::test]
+async fn the_first_tsw_cookie_that_verifies_is_the_visitors() {
+    let h = harness("").await;
+    let mut b = Browser {
+        extra: vec![("cookie", "tsw=planted".into())],
+        ..Default::default()
+    };
+    let (n, set) = b.get(&h, PAID, None).await;
+    assert_eq!((n.as_str(), set), ("555-010-1001", true));
+    let (n, _) = b.get(&h, "/next", Some("http://site.test/")).await;
+    assert_eq!(
+        n, "555-010-1001",
+        "the planted cookie came first and the visitor kept the number"
+    );
+    assert_eq!(h.proxy.sessions().len(), 1);
+}

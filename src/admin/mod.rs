@@ -109,9 +109,13 @@ impl Admin {
                         let me = me.clone();
                         async move { Ok::<_, Infallible>(me.handle(req).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // A request head that never ends is dropped, as on the public listeners.
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(30));
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });

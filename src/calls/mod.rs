@@ -32,6 +32,8 @@ use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
 
 /// Webhook bodies are small forms; anything larger is not from a provider.
 const MAX_BODY: usize = 64 * 1024;
+/// How long a webhook's body may take to arrive.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the business line rings before the call ends (seconds).
 const DIAL_TIMEOUT_S: u32 = 20;
 
@@ -189,7 +191,13 @@ impl Calls {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        // A provider sends its few hundred bytes at once; a body that trickles is held no longer
+        // than this, or stalled requests would pile up and use every descriptor.
+        let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+        let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, collect).await else {
+            return Err(text(StatusCode::REQUEST_TIMEOUT, "body too slow"));
+        };
+        let body = match collected {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 let e: BoxError = e;

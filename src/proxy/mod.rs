@@ -183,6 +183,11 @@ impl Proxy {
 
     /// One request, start to finish. Never fails: errors become status pages.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+        if req.method() == http::Method::CONNECT || req.uri() == "*" {
+            // Not for an origin: a reverse proxy tunnels nowhere (CONNECT), and `OPTIONS *`
+            // asks about this server, whose target no origin URL can carry.
+            return server_wide(req.method());
+        }
         if req.uri().path() == HEALTH_PATH {
             // Before routing: a load balancer's probe names no site (often an IP for a host), and
             // is left out of the request counts, which it would otherwise swell every few seconds.
@@ -291,7 +296,12 @@ impl Proxy {
             req.headers_mut().remove(header::IF_MODIFIED_SINCE);
         }
 
-        let upgrade = headers::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+        // A protocol switch carries no body: one that declares one is forwarded as a plain
+        // request (its `Upgrade` dropped as hop-by-hop), never with its body cut off under a
+        // `Content-Length` the origin would then read from the next visitor's request.
+        let upgrade = headers::wants_upgrade(req.headers())
+            && req.version() == Version::HTTP_11
+            && hyper::body::Body::size_hint(req.body()).exact() == Some(0);
         let client_upgrade = upgrade.then(|| match req.extensions_mut().remove::<conn::ManualUpgrade>() {
             Some(manual) => ClientUpgrade::Manual(manual),
             None => ClientUpgrade::Hyper(hyper::upgrade::on(&mut req)),
@@ -425,7 +435,7 @@ impl Proxy {
             // Without a holder the chooser leases nothing, so a HEAD is answered the same way.
             return VisitorOutcome::chosen(self.chooser.choose(site, audience.as_ref(), None));
         }
-        let prev = identity::from_cookie_headers(cookies()).and_then(|v| identity::decode(v, &self.cookie_key));
+        let prev = identity::from_cookie_headers(cookies()).find_map(|v| identity::decode(v, &self.cookie_key));
         let now = self.clock.now_ms();
         let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
         let st = &visit.state;
@@ -622,6 +632,21 @@ impl Page<'_> {
 /// The `tracing` target of the access log, one line per request (not the health checks):
 /// off by default; `TELSWAP_LOG=info,access=info` turns it on.
 pub const ACCESS_LOG: &str = "access";
+
+/// `CONNECT` (405) and `OPTIONS *` (200, with the methods pages take).
+fn server_wide(method: &http::Method) -> Response<ProxyBody> {
+    let status = if *method == http::Method::OPTIONS {
+        StatusCode::OK
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED
+    };
+    Response::builder()
+        .status(status)
+        .header(header::ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+        .header(header::CONTENT_LENGTH, "0")
+        .body(Empty::new().map_err(|e| match e {}).boxed())
+        .expect("static response")
+}
 
 /// The public listeners' health check, answered for any host.
 pub const HEALTH_PATH: &str = "/_telswap/health";

@@ -334,9 +334,11 @@ pub fn decode(value: &str, key: &CookieKey) -> Option<VisitorState> {
     serde_json::from_slice(&json).ok()
 }
 
-/// Finds the `tsw` cookie among `Cookie` headers.
-pub fn from_cookie_headers<'a>(values: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    values.flat_map(|v| v.split(';')).find_map(|c| {
+/// Every `tsw` cookie among `Cookie` headers, in order. A browser can send several (one set by
+/// a parent domain or another path, one planted by a subdomain): the visitor's state is the
+/// first that verifies ([`decode`]), not merely the first.
+pub fn from_cookie_headers<'a>(values: impl Iterator<Item = &'a str>) -> impl Iterator<Item = &'a str> {
+    values.flat_map(|v| v.split(';')).filter_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
         (k == COOKIE_NAME).then_some(v)
     })
