@@ -871,10 +871,12 @@ async fn a_webhook_acts_only_on_calls_of_the_account_that_signed_it() {
     env.app.stop().await;
 }
 
-/// A webhook whose body stalls is answered 408 after `BODY_TIMEOUT` (virtual time), not held
-/// open: stalled requests would otherwise pile up until no descriptor is left for real calls.
+/// Slow peers are not held (virtual time): a webhook whose body stalls is answered 408 after
+/// `BODY_TIMEOUT` (stalled requests would otherwise pile up until no descriptor is left for
+/// real calls), and the admin listener drops a request head that never ends (slowloris), as the
+/// public ones do.
 #[tokio::test(start_paused = true)]
-async fn a_stalled_webhook_body_is_timed_out() {
+async fn a_stalled_webhook_body_and_a_stalled_admin_request_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let data = tempfile::tempdir().unwrap();
     let o = common::html_origin(PAGE).await;
@@ -895,22 +897,7 @@ async fn a_stalled_webhook_body_is_timed_out() {
     assert_eq!(&head, b"HTTP/1.1 408");
     assert_eq!(started.elapsed(), telswap::calls::BODY_TIMEOUT);
     assert!(env.calls().await.is_empty());
-    env.app.stop().await;
-}
 
-/// The admin listener drops a request head that never ends (slowloris), as the public ones do.
-#[tokio::test(start_paused = true)]
-async fn the_admin_listener_drops_a_request_head_that_never_ends() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let data = tempfile::tempdir().unwrap();
-    let o = common::html_origin(PAGE).await;
-    let env = start(
-        &rules(o, "twilio", "overflow", 2),
-        data.path(),
-        ManualClock::new(now_ms()),
-        None,
-    )
-    .await;
     let mut s = tokio::net::TcpStream::connect(env.app.admin.unwrap()).await.unwrap();
     s.write_all(b"GET /api/calls HTTP/1.1\r\nHost: x\r\nX-A: ")
         .await
