@@ -258,6 +258,27 @@ async fn every_admin_path_needs_the_token_or_a_login() {
         200,
         "HEAD, with the scheme in lower case"
     );
+    // A change asked for by another origin's page is refused, cookie or not; the dashboard's
+    // own forms and scripts (no such headers) pass.
+    let admin_host = env.app.admin.unwrap().to_string();
+    let own_origin = format!("http://{admin_host}");
+    for (name, value, status) in [
+        ("origin", "http://evil.example", 403),
+        ("origin", "null", 403),
+        ("sec-fetch-site", "cross-site", 403),
+        ("sec-fetch-site", "same-site", 403),
+        ("sec-fetch-site", "same-origin", 303),
+        ("origin", own_origin.as_str(), 303),
+    ] {
+        let req = hyper::Request::post(env.admin_url("/logout"))
+            .header("cookie", &cookie)
+            .header(name, value);
+        assert_eq!(env.send(req, "").await.status, status, "{name}: {value}");
+    }
+    let req = hyper::Request::post(env.admin_url("/api/calls/c_x/outcome"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(env.send(req, r#"{"kind":"sale"}"#).await.status, 403);
     // Logging out clears the cookie.
     let a = env.post_form("/logout", Some(&cookie), &[]).await;
     assert!(a.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));

@@ -136,6 +136,17 @@ impl Admin {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let api = path.starts_with("/api/") || path == "/metrics";
+        if is_cross_site_write(&req) {
+            // The session cookie is `SameSite=Strict`, but "site" spans ports and subdomains:
+            // the public listener serving the site's pages is the same site. A change asked
+            // for by another origin's page is refused whatever it carries.
+            let msg = "refused: a change must come from the dashboard's own pages";
+            return if api {
+                json_resp(StatusCode::FORBIDDEN, json!({ "error": msg }))
+            } else {
+                html_resp(StatusCode::FORBIDDEN, dashboard::error_body(msg))
+            };
+        }
         // The login page and logout need no credential; everything else does.
         match (req.method(), path.as_str()) {
             (&Method::GET, "/login") => {
@@ -869,6 +880,25 @@ pub fn call_json(c: &CallRecord) -> Value {
             "kind": o.kind, "value": o.value, "currency": o.currency, "at": rfc3339(o.at.max(0) as u64)
         })),
     })
+}
+
+/// Whether a request that changes something (any method but GET and HEAD) was sent by a page
+/// of another origin: `Sec-Fetch-Site` says so where the browser sends it, else an `Origin`
+/// whose host is not the one asked. Scripts (curl, a CRM's server) send neither.
+fn is_cross_site_write<B>(req: &Request<B>) -> bool {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return false;
+    }
+    let h = req.headers();
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !origin_host.eq_ignore_ascii_case(host)
 }
 
 /// The methods a path of the admin listener takes, for a `405`'s `Allow`; `None`: no such
