@@ -18,7 +18,8 @@ pub const COOKIE_NAME: &str = "tsw";
 pub const SESSION_GAP_MS: Millis = 30 * 60 * 1000;
 /// How long a visitor is remembered: 90 days, Google Ads' longest click-conversion window.
 pub const VISITOR_TTL_MS: Millis = 90 * 24 * 3600 * 1000;
-/// Per-value cap inside the cookie, so the whole cookie stays well under browsers' 4 KiB.
+/// Per-value cap inside the cookie. It keeps an ordinary cookie small; one with many long
+/// values is cut further by [`encode`] to stay under browsers' 4 KiB.
 const COOKIE_VALUE_CAP: usize = 200;
 
 /// A touch as the cookie keeps it (short field names: it travels with every request).
@@ -316,10 +317,100 @@ pub fn time_ordered_id(now_ms: u64) -> String {
 
 /// `base64url(json).base64url(hmac)`.
 pub fn encode(state: &VisitorState, key: &CookieKey) -> String {
-    let json = serde_json::to_vec(state).expect("visitor state serialises");
-    let payload = B64.encode(json);
-    let tag = hmac::sign(&key.0, payload.as_bytes());
-    format!("{payload}.{}", B64.encode(tag.as_ref()))
+    let sign = |state: &VisitorState| {
+        let json = serde_json::to_vec(state).expect("visitor state serialises");
+        let payload = B64.encode(json);
+        let tag = hmac::sign(&key.0, payload.as_bytes());
+        format!("{payload}.{}", B64.encode(tag.as_ref()))
+    };
+    let value = sign(state);
+    if value.len() <= MAX_COOKIE_VALUE {
+        return value;
+    }
+    // Too long for a browser to keep (it would drop the cookie, and the visitor with it): give up
+    // what attribution needs least, step by step. The session record on the server already holds
+    // every touch whole; the cookie must above all keep the ids and the deciding touch.
+    let mut slim = state.clone();
+    for step in 0.. {
+        if !slim.shrink(step) {
+            break;
+        }
+        let value = sign(&slim);
+        if value.len() <= MAX_COOKIE_VALUE {
+            return value;
+        }
+    }
+    sign(&slim)
+}
+
+/// The longest `tsw` value sent: browsers keep a cookie of up to 4,096 bytes of name and value,
+/// with room left here for the name.
+pub const MAX_COOKIE_VALUE: usize = 4_000;
+
+impl VisitorState {
+    /// Makes the state smaller by one `step` (0, 1, ...), from what matters least; `false` when
+    /// there is no step left.
+    fn shrink(&mut self, step: usize) -> bool {
+        let short = |s: &mut String, n: usize| {
+            if s.len() > n {
+                let mut end = n;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+            }
+        };
+        match step {
+            // The first touch's details (the last touch keeps its own).
+            0 => {
+                if let Some(f) = &mut self.first {
+                    f.prm.clear();
+                    (f.rf, f.term, f.cnt) = (None, None, None);
+                    f.lp.clear();
+                }
+            }
+            // The last touch's captured parameters, referrer and ad content.
+            1 => {
+                if let Some(l) = &mut self.last {
+                    l.prm.clear();
+                    (l.rf, l.cnt) = (None, None);
+                }
+            }
+            // Long values cut, click ids aside (an id cut is no id).
+            2 => {
+                for t in self.first.iter_mut().chain(self.last.iter_mut()) {
+                    for v in [&mut t.src, &mut t.med, &mut t.lp] {
+                        short(v, 100);
+                    }
+                    for v in [&mut t.cmp, &mut t.term].into_iter().flatten() {
+                        short(v, 100);
+                    }
+                }
+            }
+            3 => self.first = None,
+            // The last touch's ids beyond the first two.
+            4 => {
+                if let Some(l) = &mut self.last {
+                    l.ids.truncate(2);
+                }
+            }
+            // What picks the pool, and nothing else.
+            5 => {
+                if let Some(l) = &mut self.last {
+                    *l = StoredTouch {
+                        t: l.t,
+                        ch: std::mem::take(&mut l.ch),
+                        src: std::mem::take(&mut l.src),
+                        med: std::mem::take(&mut l.med),
+                        cmp: l.cmp.take(),
+                        ..StoredTouch::default()
+                    };
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// Verifies and reads a cookie value; `None` for anything that does not verify.
@@ -412,6 +503,45 @@ mod tests {
             own_hosts: &["example.com".into()],
             capture: &[],
         })
+    }
+
+    /// A landing with every parameter long (a campaign URL built by a tool) still gives a cookie
+    /// a browser keeps, which still carries the click id and the deciding touch.
+    #[test]
+    fn a_cookie_stays_under_the_browsers_limit_and_keeps_the_click_id() {
+        let key = CookieKey::new(b"0123456789abcdef0123456789abcdef");
+        let long = "x".repeat(300);
+        let query = format!(
+            "utm_source=google&utm_medium=cpc&utm_campaign={long}&utm_term={long}&utm_content={long}\
+             &gclid=G{long}&gbraid={long}&wbraid={long}&msclkid={long}&fbclid={long}&cta={long}"
+        );
+        let first = visit(
+            None,
+            touch(&query, None).as_ref(),
+            &format!("/?{query}"),
+            1000,
+            &mut ids(),
+        );
+        // A second paid click in the session: first and last touch both long.
+        let again = format!("{query}&utm_campaign=again");
+        let v = visit(
+            Some(first.state),
+            touch(&again, None).as_ref(),
+            &format!("/?{again}"),
+            2000,
+            &mut ids(),
+        );
+        let full = serde_json::to_vec(&v.state).unwrap().len();
+        assert!(full > MAX_COOKIE_VALUE, "the test state is small: {full}");
+        let c = encode(&v.state, &key);
+        assert!(c.len() <= MAX_COOKIE_VALUE, "{}", c.len());
+        let back = decode(&c, &key).expect("it verifies");
+        assert_eq!((back.vid, back.sid), (v.state.vid.clone(), v.state.sid.clone()));
+        let last = back.last.expect("the deciding touch");
+        assert_eq!((last.ch.as_str(), last.src.as_str()), ("paid_search", "google"));
+        // (Every value is kept to `COOKIE_VALUE_CAP` from the start.)
+        let gclid = last.ids.iter().find(|(k, _)| k == "gclid").map(|(_, v)| v.as_str());
+        assert_eq!(gclid, Some(cap(&format!("G{long}")).as_str()));
     }
 
     #[test]
