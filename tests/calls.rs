@@ -671,6 +671,14 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     let c = &env.calls().await[0];
     assert_eq!(c["confidence"], "exact");
     assert_eq!(c["attribution"]["campaign"], "spring");
+    // The journey spans the restart: the landing page viewed before it is still the first.
+    let pages: Vec<&str> = c["attribution"]["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, [LANDING, "/next"]);
     env.app.stop().await;
 }
 

@@ -303,7 +303,10 @@ impl Calls {
         };
         let sessions = self.sessions.clone();
         let store = self.store.clone();
-        let lookup = move |id: &str| sessions.get(id).or_else(|| session_from_store(&*store, id));
+        let lookup = move |id: &str| match sessions.get(id) {
+            Some(mem) => Some(with_stored_pages(mem, &*store)),
+            None => session_from_store(&*store, id),
+        };
         let owner2 = owner.clone();
         let to2 = to_num.clone();
         let attributed =
@@ -503,6 +506,31 @@ fn owning_site(rules: &RuleSet, site: &Arc<Site>, n: &PhoneNumber) -> Option<Arc
         return Some(site.clone());
     }
     rules.sites.iter().find(|s| lists(s)).cloned()
+}
+
+/// A session record from memory, with the page views the store holds from before them. After
+/// a restart the in-memory record starts at the first page viewed since; its session began
+/// earlier (`started` is carried by the visitor's cookie), and the store has those first pages,
+/// the landing page among them. Page views of one session are made at `started` and later, so
+/// a record whose first page is at `started` is whole and the store is not read.
+fn with_stored_pages(mut mem: SessionRecord, store: &dyn Store) -> SessionRecord {
+    let first_held = mem.pages.first().map_or(Millis::MAX, |p| p.at);
+    if first_held <= mem.started {
+        return mem;
+    }
+    let Some(stored) = session_from_store(store, &mem.session) else {
+        return mem;
+    };
+    let mut pages: Vec<PageView> = stored.pages.into_iter().filter(|p| p.at < first_held).collect();
+    pages.append(&mut mem.pages);
+    // The log keeps a session's first pages, and counts those past its bound.
+    let max = crate::visitor::sessions::MAX_PAGES_PER_SESSION;
+    if pages.len() > max {
+        mem.pages_dropped += (pages.len() - max) as u32;
+        pages.truncate(max);
+    }
+    mem.pages = pages;
+    mem
 }
 
 fn session_from_store(store: &dyn Store, id: &str) -> Option<SessionRecord> {
