@@ -276,6 +276,8 @@ pub enum StoreError {
     SchemaTooNew { found: u32, known: u32 },
     #[error("batched write failed: {0}")]
     Batch(String),
+    #[error("the store's file {0} was removed or replaced while open: restart to open it again")]
+    FileGone(String),
 }
 
 /// Durable storage. Implementations are shared as `Arc<dyn Store>` across threads.

@@ -267,6 +267,10 @@ struct Counters {
 /// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
+    /// The file opened (device, inode): a call is not answered as stored into a file that is
+    /// no longer the one at `path` (deleted, or replaced by a restore), which the next start
+    /// would not read.
+    file_id: (u64, u64),
     calls: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     queue: SyncSender<Msg>,
@@ -333,8 +337,10 @@ impl SqliteStore {
             .name("telswap-store-writer".into())
             .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max, linger))?;
         info!(path = %path.display(), schema_version = version, "store opened");
+        let opened = file_id(&path)?;
         Ok(Arc::new(SqliteStore {
             path,
+            file_id: opened,
             calls: Mutex::new(calls),
             readers: Mutex::new(vec![reader]),
             queue,
@@ -394,6 +400,23 @@ impl SqliteStore {
         }
     }
 
+    /// [`SqliteStore::check_open`], and that the file at `path` is still the one open: asked
+    /// before each write a provider is told is durable (a stat; calls are few).
+    fn check_durable(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        match file_id(&self.path) {
+            Ok(id) if id == self.file_id => Ok(()),
+            _ => {
+                let path = self.path.display().to_string();
+                tracing::error!(
+                    path,
+                    "the store's file was removed or replaced: calls are refused (503) until a restart"
+                );
+                Err(StoreError::FileGone(path))
+            }
+        }
+    }
+
     /// Runs `f` on a pooled read connection.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.check_open()?;
@@ -411,6 +434,13 @@ impl SqliteStore {
     }
 }
 
+/// (device, inode) of the file at `path`.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if let Err(e) = self.close() {
@@ -421,7 +451,7 @@ impl Drop for SqliteStore {
 
 impl Store for SqliteStore {
     fn insert_call(&self, call: &CallRecord) -> Result<Inserted, StoreError> {
-        self.check_open()?;
+        self.check_durable()?;
         let attribution = serde_json::to_string(&call.attribution)?;
         let mut conn = lock(&self.calls);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -660,7 +690,7 @@ impl Store for SqliteStore {
     }
 
     fn put_spend(&self, rows: &[SpendRow]) -> Result<usize, StoreError> {
-        self.check_open()?;
+        self.check_durable()?;
         let mut conn = lock(&self.calls);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -730,7 +760,7 @@ impl Store for SqliteStore {
         recording_url: Option<&str>,
         on_final: EventRows<'_>,
     ) -> Result<bool, StoreError> {
-        self.check_open()?;
+        self.check_durable()?;
         let mut conn = lock(&self.calls);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let before: Option<String> = tx
@@ -763,7 +793,7 @@ impl Store for SqliteStore {
     }
 
     fn set_outcome_with_events(&self, id: &str, o: &Outcome, on_set: EventRows<'_>) -> Result<bool, StoreError> {
-        self.check_open()?;
+        self.check_durable()?;
         let mut conn = lock(&self.calls);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if upsert_outcome(&tx, id, o)? == 0 {
@@ -1442,6 +1472,30 @@ mod tests {
         let v = serde_json::to_value(&full).unwrap();
         assert_eq!(v["attribution"]["pages"][0]["path"], "/");
         assert_eq!(v["outcome"]["value"], 120.5);
+    }
+
+    /// A call is never acknowledged into a file the next start will not read: once the file at
+    /// the store's path is gone or another, durable writes fail (the webhook answers 503 and the
+    /// provider retries) instead of landing in an unlinked inode.
+    #[test]
+    fn a_removed_or_replaced_file_refuses_durable_writes() {
+        for replace in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
+            assert_eq!(store.insert_call(&call(1)).unwrap(), Inserted::New);
+            std::fs::remove_file(store.path()).unwrap();
+            if replace {
+                std::fs::write(store.path(), b"").unwrap();
+            }
+            assert!(
+                matches!(store.insert_call(&call(2)), Err(StoreError::FileGone(_))),
+                "{replace}"
+            );
+            assert!(matches!(
+                store.update_call_with_events("CA1", "completed", Some(3), None, &|_| Vec::new()),
+                Err(StoreError::FileGone(_))
+            ));
+        }
     }
 
     #[test]
