@@ -1228,3 +1228,27 @@ async fn connect_and_options_star_are_answered_here() {
     assert!(options.header("allow").is_some_and(|a| a.contains("GET")));
     assert_eq!(origin.connections(), 0);
 }
+
+/// An origin that stalls mid-page (virtual time) is given up `response_timeout` after its last
+/// bytes: the visitor gets what came, framed as cut short, instead of a connection held open
+/// until they give up. Both for a page that passes as it is and for one being rewritten.
+#[tokio::test(start_paused = true)]
+async fn an_origin_that_stalls_mid_body_is_given_up() {
+    let origin = Origin::start(vec![("/", Route::stream_then_hang(&[HTML], vec![FIRST_PART.into()]))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), r#"response_timeout = "2s""#)).await;
+    for target in ["/".to_string(), tracked("/")] {
+        let started = tokio::time::Instant::now();
+        let wire = exchange_wire(proxy.http, &request_head("GET", "site.test", &target, &[])).await;
+        assert!(started.elapsed() >= std::time::Duration::from_secs(2), "{target}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{target}");
+        let text = String::from_utf8_lossy(&wire);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.contains("<p>Call (555) 010-"),
+            "{text}"
+        );
+        assert!(
+            !framed_complete(&wire),
+            "{target}: a stalled page was framed as complete"
+        );
+    }
+}

@@ -21,6 +21,66 @@ use tokio_util::io::StreamReader;
 use super::{BoxError, ProxyBody, Stats};
 use crate::rewrite::{PageRewriter, replay};
 
+/// The origin's body, ended with an error when nothing arrives for `idle` (nginx's
+/// `proxy_read_timeout`): an origin that stalls mid-page would otherwise hold the visitor's
+/// connection and its own until the visitor gives up. The visitor then sees the response cut
+/// (a reset stream, or a chunked body without its last chunk), never a page that looks whole.
+pub fn idle_timeout(origin: ProxyBody, idle: std::time::Duration) -> ProxyBody {
+    IdleTimeout {
+        inner: origin,
+        idle,
+        timer: None,
+    }
+    .boxed()
+}
+
+struct IdleTimeout {
+    inner: ProxyBody,
+    idle: std::time::Duration,
+    /// Made on the first wait only: a body whose frames are ready when asked for (most pages
+    /// from a nearby origin) never arms a timer.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl hyper::body::Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let me = &mut *self;
+        match std::pin::Pin::new(&mut me.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                // Progress: the next wait starts afresh.
+                me.timer = None;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let idle = me.idle;
+                let timer = me.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        me.timer = None;
+                        Poll::Ready(Some(Err(format!("the origin sent nothing for {idle:?}").into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A content coding we can undo and redo (RFC 9110 §8.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {

@@ -360,7 +360,7 @@ impl Proxy {
         }
 
         let (mut parts, body) = resp.into_parts();
-        let body = body.map_err(BoxError::from).boxed();
+        let body = body::idle_timeout(body.map_err(BoxError::from).boxed(), site.response_timeout);
         let page = Page {
             host,
             path: path.as_ref().map_or("/", |p| p.as_str()),
