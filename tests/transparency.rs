@@ -1252,3 +1252,16 @@ async fn an_origin_that_stalls_mid_body_is_given_up() {
         );
     }
 }
+
+/// A visitor's malformed chunked body is their error (400), not the origin's (502), and is not
+/// counted as an upstream failure.
+#[tokio::test]
+async fn a_malformed_request_body_is_400_not_the_origins_fault() {
+    let origin = Origin::start(vec![("/echo", Route::html("ok"))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let req =
+        b"POST /echo HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n";
+    let resp = exchange(proxy.http, req).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(proxy.proxy.stats.upstream_errors.load(Ordering::Relaxed), 0);
+}

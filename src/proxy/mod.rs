@@ -337,6 +337,11 @@ impl Proxy {
                 tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream connect timed out");
                 return status_page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.");
             }
+            Ok(Err(e)) if caused_by::<ClientBodyError>(&e) => {
+                // The visitor's own body was malformed or cut: theirs to fix, not the origin's.
+                tracing::debug!(site = %site.name, error = %error_chain(&e), "bad request body");
+                return status_page(StatusCode::BAD_REQUEST, "Bad request.");
+            }
             Ok(Err(e)) => {
                 self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream failed");
@@ -518,7 +523,7 @@ impl Proxy {
         let body: ProxyBody = if upgrade {
             Empty::new().map_err(|e| match e {}).boxed()
         } else {
-            body.map_err(BoxError::from).boxed()
+            body.map_err(|e| Box::new(ClientBodyError(e)) as BoxError).boxed()
         };
         Ok(Request::from_parts(parts, body))
     }
@@ -747,6 +752,34 @@ async fn tunnel(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade) {
             None => return tracing::debug!("the connection ended before switching protocols"),
         },
     };
+}
+
+/// An error reading the visitor's request body, as it comes back through the upstream client.
+#[derive(Debug)]
+struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// Whether an error, or any error it came from, is a `T`.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<T>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
