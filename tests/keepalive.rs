@@ -327,7 +327,9 @@ async fn with_feed() -> (Origin, Running) {
         vec![bytes::Bytes::from_static(b"first")],
     );
     let origin = Origin::start(vec![("/", html), ("/feed", feed)]).await;
-    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    // The feed is silent longer than the idle times tested here, but not than its site allows
+    // an origin to be silent mid-body.
+    let proxy = start_proxy(default_site(&origin.url(), r#"response_timeout = "10m""#)).await;
     (origin, proxy)
 }
 

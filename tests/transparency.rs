@@ -1265,3 +1265,38 @@ async fn a_malformed_request_body_is_400_not_the_origins_fault() {
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(proxy.proxy.stats.upstream_errors.load(Ordering::Relaxed), 0);
 }
+
+/// `response_timeout` times the wait for the answer once the request is sent (virtual time):
+/// an upload that flows for longer is not cut, one that stalls for that long is a 408, the
+/// visitor's doing (not a 504, nor an upstream timeout).
+#[tokio::test(start_paused = true)]
+async fn a_slow_upload_is_not_cut_and_a_stalled_one_is_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(vec![("/upload", Route::html("stored"))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), r#"response_timeout = "2s""#)).await;
+    let head = request_head("POST", "site.test", "/upload", &[("Content-Length", "1000")]);
+    // 1,000 bytes over 10 s, a second apart.
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        s.write_all(&[b'x'; 100]).await.unwrap();
+    }
+    let mut wire = Vec::new();
+    s.read_to_end(&mut wire).await.unwrap();
+    let resp = parse_response(wire, false);
+    assert_eq!((resp.status, resp.text().as_str()), (200, "stored"));
+    assert_eq!(origin.only_request().body.len(), 1000);
+    // Half a body, then silence.
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(&head).await.unwrap();
+    s.write_all(&[b'x'; 500]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut wire = Vec::new();
+    s.read_to_end(&mut wire).await.unwrap();
+    assert_eq!(parse_response(wire, false).status, 408);
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+    let stats = &proxy.proxy.stats;
+    assert_eq!(stats.upstream_timeouts.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.upstream_errors.load(Ordering::Relaxed), 0);
+}

@@ -26,17 +26,72 @@ use crate::rewrite::{PageRewriter, replay};
 /// connection and its own until the visitor gives up. The visitor then sees the response cut
 /// (a reset stream, or a chunked body without its last chunk), never a page that looks whole.
 pub fn idle_timeout(origin: ProxyBody, idle: std::time::Duration) -> ProxyBody {
+    idle_timeout_with(origin, idle, |idle| {
+        format!("the origin sent nothing for {idle:?}").into()
+    })
+}
+
+/// [`idle_timeout`] with the error `stalled` makes (the visitor's body has its own).
+pub fn idle_timeout_with(
+    body: ProxyBody,
+    idle: std::time::Duration,
+    stalled: fn(std::time::Duration) -> BoxError,
+) -> ProxyBody {
     IdleTimeout {
-        inner: origin,
+        inner: body,
         idle,
+        stalled,
         timer: None,
     }
     .boxed()
 }
 
+/// The request body, with `sent` fired when it has all been read (or failed): the wait for
+/// the origin's answer is timed from then, so an upload that takes longer than
+/// `response_timeout` is not cut while it flows.
+pub fn signal_end(body: ProxyBody, sent: tokio::sync::oneshot::Sender<()>) -> ProxyBody {
+    SignalEnd {
+        inner: body,
+        sent: Some(sent),
+    }
+    .boxed()
+}
+
+struct SignalEnd {
+    inner: ProxyBody,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl hyper::body::Body for SignalEnd {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = &mut *self;
+        let polled = std::pin::Pin::new(&mut me.inner).poll_frame(cx);
+        let ended = matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) || me.inner.is_end_stream();
+        if ended && let Some(sent) = me.sent.take() {
+            let _ = sent.send(());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 struct IdleTimeout {
     inner: ProxyBody,
     idle: std::time::Duration,
+    stalled: fn(std::time::Duration) -> BoxError,
     /// Made on the first wait only: a body whose frames are ready when asked for (most pages
     /// from a nearby origin) never arms a timer.
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
@@ -64,7 +119,7 @@ impl hyper::body::Body for IdleTimeout {
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         me.timer = None;
-                        Poll::Ready(Some(Err(format!("the origin sent nothing for {idle:?}").into())))
+                        Poll::Ready(Some(Err((me.stalled)(idle))))
                     }
                     Poll::Pending => Poll::Pending,
                 }

@@ -311,7 +311,7 @@ impl Proxy {
         // Which page this is, for replaying an earlier rewrite of the same bytes (cheap: a
         // reference-counted clone).
         let path = req.uri().path_and_query().cloned();
-        let upstream_req = match self.upstream_request(site, host, req, conn, upgrade) {
+        let (upstream_req, body_sent) = match self.upstream_request(site, host, req, conn, upgrade) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(site = %site.name, error = %e, "bad upstream request");
@@ -327,7 +327,20 @@ impl Proxy {
             }
         };
         let sent = std::time::Instant::now();
-        let mut resp = match tokio::time::timeout(site.response_timeout, client.request(upstream_req)).await {
+        let exchange = client.request(upstream_req);
+        // `response_timeout` is the wait for the answer once the request is sent: an upload
+        // that flows is not cut (its silences are, `ClientBodyError::Stalled`).
+        let answered = match body_sent {
+            None => tokio::time::timeout(site.response_timeout, exchange).await,
+            Some(body_sent) => {
+                tokio::pin!(exchange);
+                tokio::select! {
+                    r = &mut exchange => Ok(r),
+                    _ = body_sent => tokio::time::timeout(site.response_timeout, exchange).await,
+                }
+            }
+        };
+        let mut resp = match answered {
             Ok(Ok(r)) => {
                 self.stats.upstream_latency.observe(sent.elapsed());
                 r
@@ -337,10 +350,15 @@ impl Proxy {
                 tracing::warn!(site = %site.name, error = %error_chain(&e), "upstream connect timed out");
                 return status_page(StatusCode::GATEWAY_TIMEOUT, "The site took too long to answer.");
             }
-            Ok(Err(e)) if caused_by::<ClientBodyError>(&e) => {
-                // The visitor's own body was malformed or cut: theirs to fix, not the origin's.
-                tracing::debug!(site = %site.name, error = %error_chain(&e), "bad request body");
-                return status_page(StatusCode::BAD_REQUEST, "Bad request.");
+            Ok(Err(ref e)) if let Some(bad) = caused_by::<ClientBodyError>(e) => {
+                // The visitor's own body was malformed, cut or stalled: not the origin's fault.
+                tracing::debug!(site = %site.name, error = %error_chain(e), "bad request body");
+                return match bad {
+                    ClientBodyError::Stalled(_) => {
+                        status_page(StatusCode::REQUEST_TIMEOUT, "The request body stalled.")
+                    }
+                    ClientBodyError::Read(_) => status_page(StatusCode::BAD_REQUEST, "Bad request."),
+                };
             }
             Ok(Err(e)) => {
                 self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -496,7 +514,7 @@ impl Proxy {
         req: Request<Incoming>,
         conn: ConnInfo,
         upgrade: bool,
-    ) -> Result<Request<ProxyBody>, http::Error> {
+    ) -> Result<(Request<ProxyBody>, Option<BodySent>), http::Error> {
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         if parts.version == Version::HTTP_2 {
@@ -520,12 +538,17 @@ impl Proxy {
         let scheme = site.upstream.scheme_str().unwrap_or("http");
         parts.uri = format!("{scheme}://{authority}{path}").parse()?;
         parts.version = Version::HTTP_11;
-        let body: ProxyBody = if upgrade {
-            Empty::new().map_err(|e| match e {}).boxed()
-        } else {
-            body.map_err(|e| Box::new(ClientBodyError(e)) as BoxError).boxed()
-        };
-        Ok(Request::from_parts(parts, body))
+        if upgrade || hyper::body::Body::size_hint(&body).exact() == Some(0) {
+            let body = Empty::new().map_err(|e| match e {}).boxed();
+            return Ok((Request::from_parts(parts, body), None));
+        }
+        // A body to send: its errors are the visitor's, a silence of `response_timeout` in it
+        // ends it (the visitor stalled), and its end starts the wait for the answer.
+        let body = body.map_err(|e| Box::new(ClientBodyError::Read(e)) as BoxError).boxed();
+        let stalled = |idle| Box::new(ClientBodyError::Stalled(idle)) as BoxError;
+        let body = body::idle_timeout_with(body, site.response_timeout, stalled);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Ok((Request::from_parts(parts, body::signal_end(body, tx)), Some(rx)))
     }
 
     /// Phase 5: headers, and whether the body goes through the rewriter.
@@ -754,32 +777,46 @@ async fn tunnel(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     };
 }
 
-/// An error reading the visitor's request body, as it comes back through the upstream client.
+/// Fires when the request body has been sent ([`body::signal_end`]).
+type BodySent = tokio::sync::oneshot::Receiver<()>;
+
+/// An error of the visitor's request body, as it comes back through the upstream client.
 #[derive(Debug)]
-struct ClientBodyError(hyper::Error);
+enum ClientBodyError {
+    /// Malformed or cut.
+    Read(hyper::Error),
+    /// Nothing came for this long.
+    Stalled(std::time::Duration),
+}
 
 impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "reading the request body: {}", self.0)
+        match self {
+            ClientBodyError::Read(e) => write!(f, "reading the request body: {e}"),
+            ClientBodyError::Stalled(idle) => write!(f, "the request body sent nothing for {idle:?}"),
+        }
     }
 }
 
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        match self {
+            ClientBodyError::Read(e) => Some(e),
+            ClientBodyError::Stalled(_) => None,
+        }
     }
 }
 
-/// Whether an error, or any error it came from, is a `T`.
-fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The first error of type `T` in an error's chain.
+fn caused_by<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut source = Some(e);
     while let Some(s) = source {
-        if s.is::<T>() {
-            return true;
+        if let Some(t) = s.downcast_ref::<T>() {
+            return Some(t);
         }
         source = s.source();
     }
-    false
+    None
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
