@@ -250,16 +250,17 @@ impl Server {
         assert!(ok.success());
     }
 
-    fn status_for_host(&self, host: &str) -> u16 {
+    /// `GET path` with `Host: host` on a connection of its own: the response off the wire.
+    fn get(&self, path: &str, host: &str) -> String {
         let mut s = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            s,
-            "GET /_telswap/ping HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
-        resp[9..12].parse().unwrap()
+        resp
+    }
+
+    fn status_for_host(&self, host: &str) -> u16 {
+        self.get("/_telswap/ping", host)[9..12].parse().unwrap()
     }
 }
 
@@ -348,17 +349,7 @@ fn the_access_log_has_one_line_per_request_and_leaves_out_health_checks() {
     write(dir.path(), "a.toml", GOOD);
     // `TELSWAP_LOG=info` includes the access log (the default filter leaves it out).
     let server = Server::start(dir.path());
-    let health = {
-        let mut s = TcpStream::connect(&server.addr).unwrap();
-        write!(
-            s,
-            "GET /_telswap/health HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        resp
-    };
+    let health = server.get("/_telswap/health", "10.0.0.1");
     assert!(
         health.starts_with("HTTP/1.1 200") && health.ends_with("ok: 1 sites\n"),
         "{health}"
