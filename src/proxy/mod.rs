@@ -198,28 +198,23 @@ impl Proxy {
         // consumed on its way upstream.
         let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().clone(), std::time::Instant::now()));
-        let host_header = || {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        };
-        let (mut resp, site, host) = match self.route(&req) {
-            _ if !host_is_sound(&req) => {
+        let routed = host_is_sound(&req).then(|| self.route(&req));
+        let (mut resp, site, host) = match routed {
+            None => {
                 // RFC 9112 §3.2: an HTTP/1.1 request without Host, or with several, is a 400.
                 self.stats.record_status(stats::NO_SITE, 400);
                 let resp = status_page(StatusCode::BAD_REQUEST, "A request names exactly one host.");
                 (resp, None, None)
             }
-            Some((site, host)) => {
+            Some(Some((site, host))) => {
                 let resp = self.handle_site(&site, &host, req, conn).await;
                 self.stats.record_status(&site.name, resp.status().as_u16());
                 (resp, Some(site), Some(host))
             }
-            None => {
+            Some(None) => {
                 self.stats.misdirected.fetch_add(1, Ordering::Relaxed);
                 self.stats.record_status(stats::NO_SITE, 421);
-                let host = access.as_ref().and_then(|_| host_header());
+                let host = access.as_ref().and_then(|_| request_host(&req)).map(str::to_string);
                 let resp = status_page(StatusCode::MISDIRECTED_REQUEST, "This host is not served here.");
                 (resp, None, host)
             }
@@ -406,14 +401,9 @@ impl Proxy {
 
     /// Phase 1: the site for this request's host.
     fn route(&self, req: &Request<Incoming>) -> Option<(Arc<Site>, String)> {
-        let host = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })?;
-        let site = self.rules.load().site_for_host(&host)?.clone();
-        Some((site, host))
+        let host = request_host(req)?;
+        let site = self.rules.load().site_for_host(host)?.clone();
+        Some((site, host.to_string()))
     }
 
     /// Phase 2: who is this visitor (of a page view), and which number do they see.
@@ -679,6 +669,15 @@ fn server_wide(method: &http::Method) -> Response<ProxyBody> {
 /// The public listeners' health check, answered for any host.
 pub const HEALTH_PATH: &str = "/_telswap/health";
 
+/// The host a request names: its target's authority (absolute form, HTTP/2's `:authority`),
+/// else its `Host` field.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
 /// Whether the request names its host once: at most one `Host` field, and for HTTP/1.1 one at
 /// all, unless the target is absolute (HTTP/2 carries `:authority`).
 fn host_is_sound<B>(req: &Request<B>) -> bool {
@@ -807,43 +806,26 @@ impl std::error::Error for ClientBodyError {
     }
 }
 
+/// An error and every error it came from, outermost first.
+fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |s| s.source())
+}
+
 /// The first error of type `T` in an error's chain.
 fn caused_by<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut source = Some(e);
-    while let Some(s) = source {
-        if let Some(t) = s.downcast_ref::<T>() {
-            return Some(t);
-        }
-        source = s.source();
-    }
-    None
+    chain(e).find_map(|s| s.downcast_ref::<T>())
 }
 
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        if s.to_string().contains("timed out") {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    chain(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || s.to_string().contains("timed out")
+    })
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        source = c.source();
-    }
-    s
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    chain(e).map(|s| s.to_string()).collect::<Vec<_>>().join(": ")
 }
 
 /// A small page for errors that says what happened to the visitor and nothing about internals.
