@@ -212,13 +212,7 @@ impl Admin {
             (Method::GET, ["reports", name]) => self.page_report(name, &query).await,
             // Every method a path takes was matched above: any other is a 405.
             (_, path) if let Some(allow) = allowed_methods(path) => {
-                let use_allowed = format!("use {allow}");
-                let mut r = if api {
-                    json_resp(StatusCode::METHOD_NOT_ALLOWED, json!({ "error": use_allowed }))
-                } else {
-                    let page = self.page("Error", "", None, &dashboard::error_body(&use_allowed));
-                    html_resp(StatusCode::METHOD_NOT_ALLOWED, page)
-                };
+                let mut r = self.error_resp(api, StatusCode::METHOD_NOT_ALLOWED, &format!("use {allow}"));
                 r.headers_mut()
                     .insert(header::ALLOW, http::HeaderValue::from_static(allow));
                 return r;
@@ -226,10 +220,15 @@ impl Admin {
             (_, ["api", ..]) | (_, ["metrics"]) => Err((StatusCode::NOT_FOUND, "no such endpoint".to_string())),
             _ => Err((StatusCode::NOT_FOUND, "not found".to_string())),
         };
-        match result {
-            Ok(r) => r,
-            Err((status, msg)) if api => json_resp(status, json!({"error": msg})),
-            Err((status, msg)) => html_resp(status, self.page("Error", "", None, &dashboard::error_body(&msg))),
+        result.unwrap_or_else(|(status, msg)| self.error_resp(api, status, &msg))
+    }
+
+    /// An error for an authenticated request: JSON for the API, a dashboard page otherwise.
+    fn error_resp(&self, api: bool, status: StatusCode, msg: &str) -> Resp {
+        if api {
+            json_resp(status, json!({ "error": msg }))
+        } else {
+            html_resp(status, self.page("Error", "", None, &dashboard::error_body(msg)))
         }
     }
 
