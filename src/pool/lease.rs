@@ -172,8 +172,11 @@ impl LeaseTable {
     /// table.
     pub fn take_over(&mut self, old: &LeaseTable, map: impl Fn(usize) -> Option<usize>) {
         debug_assert!(self.live.is_empty() && self.released_order.is_empty());
-        let kept: Vec<usize> = (0..old.size).filter_map(&map).collect();
-        let mut free: VecDeque<usize> = (0..self.size).filter(|n| !kept.contains(n)).collect();
+        let mut kept = vec![false; self.size];
+        for n in (0..old.size).filter_map(&map) {
+            kept[n] = true;
+        }
+        let mut free: VecDeque<usize> = (0..self.size).filter(|&n| !kept[n]).collect();
         free.extend(old.free.iter().filter_map(|&n| map(n)));
         self.free = free;
         for rec in old.live.values() {

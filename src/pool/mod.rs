@@ -100,8 +100,6 @@ pub fn matching_pool<'s>(site: &'s Site, a: &Audience<'_>, session_ok: bool) -> 
 /// One session pool's live state.
 struct SessionPool {
     numbers: Vec<PhoneNumber>,
-    idle: Duration,
-    window: Duration,
     table: LeaseTable,
 }
 
@@ -280,8 +278,6 @@ impl Pools {
                     let mut old = old.lock().expect("pool lock");
                     let same = old.numbers == p.numbers;
                     if same {
-                        old.idle = p.idle_timeout;
-                        old.window = p.match_window;
                         old.table.reconfigure(idle_ms, window_ms, p.exhausted);
                     }
                     same
@@ -302,8 +298,6 @@ impl Pools {
                         }
                         Arc::new(Mutex::new(SessionPool {
                             numbers: p.numbers.clone(),
-                            idle: p.idle_timeout,
-                            window: p.match_window,
                             table,
                         }))
                     }
