@@ -180,7 +180,7 @@ async fn three_paid_visitors_lease_three_numbers_the_fourth_gets_overflow_and_ea
     }
     // The session's pages were kept server-side, in order, with its touch.
     let key = CookieKey::new(b"test key test key test key test key");
-    let state = telswap::visitor::identity::decode(browsers[0].cookie.as_deref().unwrap(), &key).unwrap();
+    let state = telswap::visitor::identity::decode(browsers[0].cookie.as_deref().unwrap(), &key, "site").unwrap();
     let rec = h.proxy.sessions().get(&state.sid).unwrap();
     let pages: Vec<&str> = rec.pages.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(pages, [PAID, "/services", "/contact", "/", "/"]);

@@ -448,7 +448,8 @@ impl Proxy {
             // Without a holder the chooser leases nothing, so a HEAD is answered the same way.
             return VisitorOutcome::chosen(self.chooser.choose(site, audience.as_ref(), None));
         }
-        let prev = identity::from_cookie_headers(cookies()).find_map(|v| identity::decode(v, &self.cookie_key));
+        let prev =
+            identity::from_cookie_headers(cookies()).find_map(|v| identity::decode(v, &self.cookie_key, &site.name));
         let now = self.clock.now_ms();
         let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
         let st = &visit.state;
@@ -489,7 +490,7 @@ impl Proxy {
             path,
             now,
         );
-        let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key), conn.tls);
+        let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key, &site.name), conn.tls);
         VisitorOutcome {
             set_cookie: Some(cookie),
             ..VisitorOutcome::chosen(choice)

@@ -315,12 +315,14 @@ pub fn time_ordered_id(now_ms: u64) -> String {
     B64.encode(buf)
 }
 
-/// `base64url(json).base64url(hmac)`.
-pub fn encode(state: &VisitorState, key: &CookieKey) -> String {
+/// `base64url(json).base64url(hmac)`, the tag over the site's name and the payload: a cookie
+/// is one site's word about its visitor, and another site on the same server (same key) must not
+/// take it as its own.
+pub fn encode(state: &VisitorState, key: &CookieKey, site: &str) -> String {
     let sign = |state: &VisitorState| {
         let json = serde_json::to_vec(state).expect("visitor state serialises");
         let payload = B64.encode(json);
-        let tag = hmac::sign(&key.0, payload.as_bytes());
+        let tag = hmac::sign(&key.0, &signed(site, &payload));
         format!("{payload}.{}", B64.encode(tag.as_ref()))
     };
     let value = sign(state);
@@ -413,14 +415,25 @@ impl VisitorState {
     }
 }
 
-/// Verifies and reads a cookie value; `None` for anything that does not verify.
-pub fn decode(value: &str, key: &CookieKey) -> Option<VisitorState> {
+/// What is signed for a payload on a site. The name goes first with its length, so no pair of
+/// name and payload reads as another.
+fn signed(site: &str, payload: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + site.len() + payload.len());
+    m.extend_from_slice(&(site.len() as u64).to_be_bytes());
+    m.extend_from_slice(site.as_bytes());
+    m.extend_from_slice(payload.as_bytes());
+    m
+}
+
+/// Verifies and reads a cookie value signed for `site`; `None` for anything that does not
+/// verify.
+pub fn decode(value: &str, key: &CookieKey, site: &str) -> Option<VisitorState> {
     if value.len() > 4096 {
         return None;
     }
-    let (payload, tag) = value.split_once('.')?;
-    let tag = B64.decode(tag).ok()?;
-    hmac::verify(&key.0, payload.as_bytes(), &tag).ok()?;
+    let (payload, sig) = value.split_once('.')?;
+    let sig = B64.decode(sig).ok()?;
+    hmac::verify(&key.0, &signed(site, payload), &sig).ok()?;
     let json = B64.decode(payload).ok()?;
     serde_json::from_slice(&json).ok()
 }
@@ -533,9 +546,9 @@ mod tests {
         );
         let full = serde_json::to_vec(&v.state).unwrap().len();
         assert!(full > MAX_COOKIE_VALUE, "the test state is small: {full}");
-        let c = encode(&v.state, &key);
+        let c = encode(&v.state, &key, "a");
         assert!(c.len() <= MAX_COOKIE_VALUE, "{}", c.len());
-        let back = decode(&c, &key).expect("it verifies");
+        let back = decode(&c, &key, "a").expect("it verifies");
         assert_eq!((back.vid, back.sid), (v.state.vid.clone(), v.state.sid.clone()));
         let last = back.last.expect("the deciding touch");
         assert_eq!((last.ch.as_str(), last.src.as_str()), ("paid_search", "google"));
@@ -554,17 +567,25 @@ mod tests {
             1000,
             &mut ids(),
         );
-        let c = encode(&v.state, &key);
-        assert_eq!(decode(&c, &key), Some(v.state.clone()));
-        // Tampered payload, tampered signature, other key, garbage: all just "no cookie".
+        let c = encode(&v.state, &key, "a");
+        assert_eq!(decode(&c, &key, "a"), Some(v.state.clone()));
+        // Tampered payload, tampered signature, other key, other site, garbage: all just "no
+        // cookie".
         let (p, s) = c.split_once('.').unwrap();
         let mut bytes = p.as_bytes().to_vec();
         bytes[3] ^= 1;
-        assert_eq!(decode(&format!("{}.{s}", String::from_utf8_lossy(&bytes)), &key), None);
-        assert_eq!(decode(&format!("{p}.{}", &s[1..]), &key), None);
-        assert_eq!(decode(&c, &CookieKey::new(b"another key of enough length 123")), None);
+        assert_eq!(
+            decode(&format!("{}.{s}", String::from_utf8_lossy(&bytes)), &key, "a"),
+            None
+        );
+        assert_eq!(decode(&format!("{p}.{}", &s[1..]), &key, "a"), None);
+        assert_eq!(
+            decode(&c, &CookieKey::new(b"another key of enough length 123"), "a"),
+            None
+        );
+        assert_eq!(decode(&c, &key, "b"), None);
         for junk in ["", ".", "abc", "a.b.c", "%%%.%%%"] {
-            assert_eq!(decode(junk, &key), None);
+            assert_eq!(decode(junk, &key, "a"), None);
         }
     }
 
