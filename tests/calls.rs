@@ -156,7 +156,8 @@ impl Env {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
-    async fn admin(&self, path: &str) -> (u16, Value) {
+    /// GETs an admin path with the token: status and body.
+    async fn admin_raw(&self, path: &str) -> (u16, Bytes) {
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
         let req = hyper::Request::get(format!("http://{}{path}", self.app.admin.unwrap()))
             .header("authorization", format!("Bearer {ADMIN}"))
@@ -164,8 +165,16 @@ impl Env {
             .unwrap();
         let resp = client.request(req).await.unwrap();
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, resp.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    async fn admin(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.admin_raw(path).await;
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn metrics(&self) -> String {
+        String::from_utf8(self.admin_raw("/metrics").await.1.to_vec()).unwrap()
     }
 
     async fn calls(&self) -> Vec<Value> {
@@ -915,5 +924,47 @@ async fn a_stalled_webhook_body_and_a_stalled_admin_request_are_cut_off() {
     let _ = s.read_to_end(&mut rest).await;
     assert!(started.elapsed() >= std::time::Duration::from_secs(30));
     assert!(started.elapsed() < std::time::Duration::from_secs(31));
+    env.app.stop().await;
+}
+
+/// With `telswap.db` removed while serving, calls are refused with 503 (the provider retries)
+/// and the health check fails, so a balancer or orchestrator notices and restarts the process,
+/// which opens the file again.
+#[tokio::test]
+async fn a_removed_store_file_fails_the_health_check_and_refuses_calls() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let clock = ManualClock::new(now_ms());
+    let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock, None).await;
+    let health = |env: &Env| {
+        let req = hyper::Request::get(format!("{}/_telswap/health", env.base()))
+            .header("host", "anything.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let fut = env.client.request(req);
+        async move {
+            let resp = fut.await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(health(&env).await.0, 200);
+    env.visit(LANDING, None).await;
+    assert!(env.metrics().await.contains("\ntelswap_store_ok 1\n"));
+    std::fs::remove_file(data.path().join("telswap.db")).unwrap();
+    let (status, body) = health(&env).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("removed or replaced"), "{body}");
+    let (status, _) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CA1", "+15550101001"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 503);
+    let metrics = env.metrics().await;
+    assert!(metrics.contains("\ntelswap_store_ok 0\n"), "{metrics}");
     env.app.stop().await;
 }

@@ -725,6 +725,28 @@ impl Admin {
              telswap_webhook_pending {}",
             o.delivered, o.failed, o.dead, o.pending
         );
+        // The batched writes (page views, sessions, leases): `failed` and `dropped` are what a
+        // dashboard will not show; `ok` 0 means calls are refused until a restart.
+        let st = self.store.stats();
+        let _ = writeln!(
+            out,
+            "# HELP telswap_store_writes_total Queued store writes (page views, sessions, leases) by result.\n\
+             # TYPE telswap_store_writes_total counter\n\
+             telswap_store_writes_total{{result=\"committed\"}} {}\n\
+             telswap_store_writes_total{{result=\"failed\"}} {}\n\
+             telswap_store_writes_total{{result=\"dropped\"}} {}\n\
+             # HELP telswap_store_queued Store writes waiting for the writer.\n\
+             # TYPE telswap_store_queued gauge\n\
+             telswap_store_queued {}\n\
+             # HELP telswap_store_ok 1 while the store's file is the one open and calls can be stored.\n\
+             # TYPE telswap_store_ok gauge\n\
+             telswap_store_ok {}",
+            st.rows,
+            st.failed,
+            st.dropped,
+            st.queued,
+            u8::from(self.store.check().is_ok())
+        );
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(out)))

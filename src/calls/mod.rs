@@ -114,6 +114,11 @@ fn field<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 impl Calls {
+    /// Whether calls can be stored now (see [`Store::check`]).
+    pub fn check_store(&self) -> Result<(), crate::store::StoreError> {
+        self.store.check()
+    }
+
     pub fn new(store: Arc<dyn Store>, pools: Arc<Pools>, sessions: SessionLog, secrets: Secrets) -> Arc<Calls> {
         let clock = pools.clock().clone();
         Arc::new(Calls {

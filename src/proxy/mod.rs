@@ -239,14 +239,20 @@ impl Proxy {
         resp
     }
 
-    /// `GET /_telswap/health`: `200` while this process serves its rules, for load balancers and
-    /// orchestrators; the body says how many sites.
+    /// `GET /_telswap/health`: `200` while this process serves its rules and can store calls,
+    /// for load balancers and orchestrators; the body says how many sites. `503` when the store
+    /// cannot keep calls (its file removed or replaced): a restart is what fixes it.
     fn health(&self, method: &http::Method) -> Response<ProxyBody> {
         let builder = Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header(header::CACHE_CONTROL, "no-store");
-        let (builder, body) = match *method {
-            http::Method::GET | http::Method::HEAD => (
+        let store = self.calls.as_ref().map_or(Ok(()), |c| c.check_store());
+        let (builder, body) = match (method, store) {
+            (&http::Method::GET | &http::Method::HEAD, Err(e)) => (
+                builder.status(StatusCode::SERVICE_UNAVAILABLE),
+                format!("unavailable: {e}\n"),
+            ),
+            (&http::Method::GET | &http::Method::HEAD, Ok(())) => (
                 builder.status(StatusCode::OK),
                 format!("ok: {} sites\n", self.rules.load().sites.len()),
             ),

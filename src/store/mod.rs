@@ -282,6 +282,8 @@ pub enum StoreError {
 
 /// Durable storage. Implementations are shared as `Arc<dyn Store>` across threads.
 pub trait Store: Send + Sync {
+    /// `Ok` while writes reach the file the next start will read (health checks ask).
+    fn check(&self) -> Result<(), StoreError>;
     /// Durable before it returns (the webhook answers only after this): synchronous=FULL on
     /// this path. A CallSid seen before returns [`Inserted::Duplicate`] with the stored record
     /// and writes nothing; an `id` already used by another CallSid is

@@ -267,10 +267,9 @@ struct Counters {
 /// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
-    /// The file opened (device, inode): a call is not answered as stored into a file that is
-    /// no longer the one at `path` (deleted, or replaced by a restore), which the next start
-    /// would not read.
-    file_id: (u64, u64),
+    /// The file opened: a call is not answered as stored into a file that is no longer the one
+    /// at `path` (deleted, or replaced by a restore), which the next start would not read.
+    file: OpenedFile,
     calls: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     queue: SyncSender<Msg>,
@@ -333,14 +332,15 @@ impl SqliteStore {
         )?;
         let writer_counters = Arc::clone(&counters);
         let (batch_max, linger) = (options.batch_max.max(1), options.linger);
+        let file = OpenedFile::new(&path)?;
+        let writer_file = file.clone();
         let writer = std::thread::Builder::new()
             .name("telswap-store-writer".into())
-            .spawn(move || run_writer(writer_conn, rx, &writer_counters, batch_max, linger))?;
+            .spawn(move || run_writer(writer_conn, rx, &writer_counters, &writer_file, batch_max, linger))?;
         info!(path = %path.display(), schema_version = version, "store opened");
-        let opened = file_id(&path)?;
         Ok(Arc::new(SqliteStore {
             path,
-            file_id: opened,
+            file,
             calls: Mutex::new(calls),
             readers: Mutex::new(vec![reader]),
             queue,
@@ -404,17 +404,12 @@ impl SqliteStore {
     /// before each write a provider is told is durable (a stat; calls are few).
     fn check_durable(&self) -> Result<(), StoreError> {
         self.check_open()?;
-        match file_id(&self.path) {
-            Ok(id) if id == self.file_id => Ok(()),
-            _ => {
-                let path = self.path.display().to_string();
-                tracing::error!(
-                    path,
-                    "the store's file was removed or replaced: calls are refused (503) until a restart"
-                );
-                Err(StoreError::FileGone(path))
-            }
-        }
+        self.file.check().inspect_err(|_| {
+            tracing::error!(
+                path = %self.path.display(),
+                "the store's file was removed or replaced: calls are refused (503) until a restart"
+            );
+        })
     }
 
     /// Runs `f` on a pooled read connection.
@@ -434,11 +429,36 @@ impl SqliteStore {
     }
 }
 
-/// (device, inode) of the file at `path`.
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
+/// The database file a store opened, to tell whether the file at its path is still that one.
+#[derive(Clone)]
+struct OpenedFile {
+    path: PathBuf,
+    /// (device, inode) when opened.
+    id: (u64, u64),
+}
+
+impl OpenedFile {
+    fn new(path: &Path) -> std::io::Result<OpenedFile> {
+        let id = Self::id(path)?;
+        Ok(OpenedFile {
+            path: path.to_path_buf(),
+            id,
+        })
+    }
+
+    fn id(path: &Path) -> std::io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    /// `Ok` while the file at the path is the one opened (a stat).
+    fn check(&self) -> Result<(), StoreError> {
+        match Self::id(&self.path) {
+            Ok(id) if id == self.id => Ok(()),
+            _ => Err(StoreError::FileGone(self.path.display().to_string())),
+        }
+    }
 }
 
 impl Drop for SqliteStore {
@@ -450,6 +470,11 @@ impl Drop for SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn check(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.file.check()
+    }
+
     fn insert_call(&self, call: &CallRecord) -> Result<Inserted, StoreError> {
         self.check_durable()?;
         let attribution = serde_json::to_string(&call.attribution)?;
@@ -1188,6 +1213,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
     }
 }
 
+/// Counts and logs `batch` as lost (emptying it) for `why`; returns the failure to report.
+fn lose_batch(batch: &mut Vec<Write>, counters: &Counters, why: &StoreError) -> String {
+    let total = batch.len() as u64;
+    batch.clear();
+    counters.failed.fetch_add(total, Ordering::Relaxed);
+    error!(error = %why, writes = total, "store batch not written; its writes are lost");
+    format!("a batch of {total} writes was not written: {why}")
+}
+
 /// How long the writer runs inside a batch before it offers the CPU to whatever else is ready.
 ///
 /// Why: its lower priority decides who gets the CPU over time, not how long a request that
@@ -1327,6 +1361,7 @@ fn run_writer(
     mut conn: Connection,
     rx: Receiver<Msg>,
     counters: &Counters,
+    file: &OpenedFile,
     batch_max: usize,
     linger: Duration,
 ) -> Option<String> {
@@ -1358,7 +1393,14 @@ fn run_writer(
             next = rx.try_recv().ok();
         }
         backlog = batch.len() >= batch_max;
-        if let Err(e) = commit_batch(&mut conn, &mut batch, counters) {
+        // A batch committed into a file no longer at the path would be lost at the next start
+        // without a word: count it lost and say so (a stat per batch; batches come at most
+        // every `linger`).
+        let committed = match (batch.is_empty(), file.check()) {
+            (false, Err(gone)) => Err(lose_batch(&mut batch, counters, &gone)),
+            _ => commit_batch(&mut conn, &mut batch, counters),
+        };
+        if let Err(e) = committed {
             failure = Some(e);
         }
         if !waiters.is_empty() {
@@ -1476,17 +1518,21 @@ mod tests {
 
     /// A call is never acknowledged into a file the next start will not read: once the file at
     /// the store's path is gone or another, durable writes fail (the webhook answers 503 and the
-    /// provider retries) instead of landing in an unlinked inode.
+    /// provider retries) instead of landing in an unlinked inode, `check` says so (the health
+    /// check), and queued writes are counted lost and reported by `flush`, not committed there
+    /// in silence.
     #[test]
     fn a_removed_or_replaced_file_refuses_durable_writes() {
         for replace in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let store = SqliteStore::open(dir.path()).unwrap();
             assert_eq!(store.insert_call(&call(1)).unwrap(), Inserted::New);
+            assert!(store.check().is_ok());
             std::fs::remove_file(store.path()).unwrap();
             if replace {
                 std::fs::write(store.path(), b"").unwrap();
             }
+            assert!(matches!(store.check(), Err(StoreError::FileGone(_))));
             assert!(
                 matches!(store.insert_call(&call(2)), Err(StoreError::FileGone(_))),
                 "{replace}"
@@ -1495,6 +1541,21 @@ mod tests {
                 store.update_call_with_events("CA1", "completed", Some(3), None, &|_| Vec::new()),
                 Err(StoreError::FileGone(_))
             ));
+            let view = PageViewRow {
+                site: "example".into(),
+                visitor: "v1".into(),
+                session: "s1".into(),
+                path: "/".into(),
+                at: 1_000,
+            };
+            assert!(store.enqueue(Write::PageView(view)));
+            let flushed = store.flush();
+            assert!(
+                matches!(&flushed, Err(StoreError::Batch(m)) if m.contains("removed or replaced")),
+                "{flushed:?}"
+            );
+            let stats = store.stats();
+            assert_eq!((stats.rows, stats.failed), (0, 1));
         }
     }
 
