@@ -417,6 +417,13 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
         )
         .await;
     assert_eq!(s, 200);
+    // The overflow number: no visitor, but its pool's channel.
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAv", "+15550101999"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
     let (s, _) = env
         .hook(
             "/_telswap/voice",
@@ -435,6 +442,9 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
     };
     assert_eq!(by("+15550102001")["confidence"], "source");
     assert_eq!(by("+15550102001")["attribution"]["channel"], "organic_search");
+    assert_eq!(by("+15550101999")["confidence"], "none");
+    assert_eq!(by("+15550101999")["attribution"]["channel"], "paid_search");
+    assert_eq!(by("+15550101999")["attribution"]["pool"], "ads");
     assert_eq!(by("+15550103001")["confidence"], "source");
     assert_eq!(by("+15550103001")["attribution"]["campaign"], "radio-spring");
     assert_eq!(by("+15550100000")["confidence"], "none");

@@ -215,7 +215,7 @@ fn value(c: &CallRecord) -> f64 {
 }
 
 fn anonymous(c: &CallRecord) -> bool {
-    c.caller.is_empty() || c.caller.eq_ignore_ascii_case("anonymous")
+    crate::calls::attribution::anonymous_caller(&c.caller)
 }
 
 fn first_time(c: &CallRecord) -> bool {

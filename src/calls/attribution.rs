@@ -6,9 +6,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::clock::{Millis, rfc3339};
-use crate::pool::{Confidence, Held, LeaseRecord, grade_within};
+use crate::pool::{Audience, Confidence, Held, LeaseRecord, grade_within, matching_pool};
 use crate::rewrite::PhoneNumber;
-use crate::rules::Site;
+use crate::rules::{Attribution, Site};
 use crate::visitor::classify::captured_params;
 use crate::visitor::identity::{StoredTouch, cap};
 use crate::visitor::sessions::{MAX_PAGES_PER_SESSION, PageView, SessionRecord};
@@ -50,8 +50,9 @@ pub fn attribute(
         Held::Source { pool } | Held::Overflow { pool } => {
             let mut a = empty();
             a.insert("pool".into(), json!(pool));
+            // An overflow number is shown only to the pool's audience: its visitor is unknown,
+            // not its channel.
             if let Some(p) = site.pools.iter().find(|p| &p.name == pool)
-                && matches!(held, Held::Source { .. })
                 && p.when.channel.len() == 1
             {
                 a.insert("channel".into(), json!(p.when.channel[0].as_str()));
@@ -78,7 +79,7 @@ pub fn attribute(
                 .map_or(Millis::MAX, |p| p.idle_timeout.as_millis() as Millis);
             let (confidence, ranked) = grade_within(candidates, t, idle);
             let mut a = match ranked.first().and_then(|c| session(&c.session)) {
-                Some(rec) => from_session(&rec, &site.capture),
+                Some(rec) => from_session(&rec, site, Some(pool)),
                 None => empty(),
             };
             a.insert("pool".into(), json!(pool));
@@ -87,7 +88,7 @@ pub fn attribute(
                 a.insert("visitor".into(), json!(best.visitor));
             }
             if ranked.len() > 1 || confidence == Confidence::Shared {
-                let cands: Vec<Value> = ranked.iter().map(|c| candidate(c, session)).collect();
+                let cands: Vec<Value> = ranked.iter().map(|c| candidate(c, site, pool, session)).collect();
                 a.insert("candidates".into(), Value::Array(cands));
             }
             Attributed {
@@ -145,13 +146,41 @@ fn touch_fields(a: &mut Map<String, Value>, t: &StoredTouch) {
     a.insert("params".into(), Value::Object(params));
 }
 
-/// The attribution facts of one session; `capture` is the site's list of captured parameters.
-pub fn from_session(rec: &SessionRecord, capture: &[String]) -> Map<String, Value> {
+/// The touch a call to a number of `pool` is credited to: of the session's touches, in the
+/// site's attribution order (last non-direct then first, or first then last), the first that
+/// leads to that pool; else the one the attribution model picks.
+///
+/// Why not always the model's pick: a visitor who landed from an ad (a number of the paid pool)
+/// and came back from a search in the same session has a later organic touch, but a call to the
+/// paid number is the ad's, with its click id. The number tells which touch showed it.
+pub fn touch_for<'r>(rec: &'r SessionRecord, site: &Site, pool: Option<&str>) -> Option<&'r StoredTouch> {
+    let order = match site.attribution {
+        Attribution::First => [rec.first.as_ref(), rec.last.as_ref()],
+        Attribution::LastNonDirect => [rec.last.as_ref(), rec.first.as_ref()],
+    };
+    let leads_to_pool = |t: &&StoredTouch| {
+        let audience = Audience {
+            channel: t.channel(),
+            source: &t.src,
+            medium: &t.med,
+            campaign: t.cmp.as_deref(),
+        };
+        matching_pool(site, &audience, true).is_some_and(|p| Some(p.name.as_str()) == pool)
+    };
+    order
+        .into_iter()
+        .flatten()
+        .find(leads_to_pool)
+        .or_else(|| order.into_iter().flatten().next())
+}
+
+/// The attribution facts of one session, for a call to a number of `pool` ([`touch_for`]).
+pub fn from_session(rec: &SessionRecord, site: &Site, pool: Option<&str>) -> Map<String, Value> {
     let mut a = empty();
-    if let Some(t) = rec.last.as_ref().or(rec.first.as_ref()) {
+    if let Some(t) = touch_for(rec, site, pool) {
         touch_fields(&mut a, t);
     }
-    page_params(&mut a, &rec.pages, capture);
+    page_params(&mut a, &rec.pages, &site.capture);
     a.insert("device".into(), json!(rec.device.as_str()));
     let pages: Vec<Value> = rec
         .pages
@@ -194,9 +223,9 @@ fn page_params(a: &mut Map<String, Value>, pages: &[PageView], capture: &[String
     }
 }
 
-fn candidate(c: &LeaseRecord, session: &dyn Fn(&str) -> Option<SessionRecord>) -> Value {
+fn candidate(c: &LeaseRecord, site: &Site, pool: &str, session: &dyn Fn(&str) -> Option<SessionRecord>) -> Value {
     let rec = session(&c.session);
-    let touch = rec.as_ref().and_then(|r| r.last.clone().or(r.first.clone()));
+    let touch = rec.as_ref().and_then(|r| touch_for(r, site, Some(pool)));
     json!({
         "session": c.session,
         "visitor": c.visitor,
@@ -210,6 +239,34 @@ fn candidate(c: &LeaseRecord, session: &dyn Fn(&str) -> Option<SessionRecord>) -
     })
 }
 
+/// Whether a `From` names no one: empty, a word (`Anonymous`, `Restricted`, ...), or the keypad
+/// spelling of one that carriers and Twilio put in its place for withheld caller ids
+/// (`+266696687` is ANONYMOUS). Such callers are neither first-time nor returning, and have no
+/// location.
+pub fn anonymous_caller(from: &str) -> bool {
+    const WORDS: [&str; 8] = [
+        "anonymous",
+        "restricted",
+        "unknown",
+        "private",
+        "unavailable",
+        "blocked",
+        "withheld",
+        "no caller id",
+    ];
+    // ANONYMOUS, RESTRICTED, UNAVAILABLE, BLOCKED, UNKNOWN, PRIVATE on a keypad.
+    const KEYPAD: [&str; 6] = [
+        "+266696687",
+        "+7378742833",
+        "+86282452253",
+        "+2562533",
+        "+8656696",
+        "+7748283",
+    ];
+    let from = from.trim();
+    from.is_empty() || WORDS.iter().any(|w| from.eq_ignore_ascii_case(w)) || KEYPAD.contains(&from)
+}
+
 /// Where a caller is: the provider's fields when present, else the country from the calling
 /// code and, for North American numbers, the state from the area code.
 pub fn caller_location(
@@ -218,6 +275,9 @@ pub fn caller_location(
     state: Option<&str>,
     country: Option<&str>,
 ) -> (Option<String>, Option<String>, Option<String>) {
+    if anonymous_caller(from) {
+        return (None, None, None);
+    }
     let clean = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     let (mut city, mut state, mut country) = (clean(city), clean(state), clean(country));
     if let Some(digits) = from.strip_prefix('+') {
@@ -593,6 +653,26 @@ mod tests {
             (None, None, Some("GB".into()))
         );
         assert_eq!(caller_location("anonymous", None, None, None), (None, None, None));
+        assert_eq!(caller_location("+266696687", None, None, None), (None, None, None));
+    }
+
+    #[test]
+    fn withheld_caller_ids_are_anonymous() {
+        for from in [
+            "",
+            " ",
+            "anonymous",
+            "Anonymous",
+            "RESTRICTED",
+            "Unavailable",
+            "+266696687",
+            "+7378742833",
+        ] {
+            assert!(anonymous_caller(from), "{from:?}");
+        }
+        for from in ["+14155550100", "+442079460000", "sip:alice@example.com"] {
+            assert!(!anonymous_caller(from), "{from:?}");
+        }
     }
 
     #[test]
@@ -620,9 +700,118 @@ mod tests {
             ],
             pages_dropped: 0,
         };
-        let a = from_session(&rec, &capture);
+        let mut site = site("last_non_direct");
+        site.capture = capture;
+        let a = from_session(&rec, &site, None);
         assert_eq!(a["params"], json!({"cta": "hero button", "loc": "nyc"}));
         // Without a capture list nothing is read from the pages.
-        assert_eq!(from_session(&rec, &[])["params"], json!({"cta": "ad", "loc": "nyc"}));
+        site.capture.clear();
+        assert_eq!(
+            from_session(&rec, &site, None)["params"],
+            json!({"cta": "ad", "loc": "nyc"})
+        );
+    }
+
+    fn site(attribution: &str) -> Site {
+        let text = format!(
+            r#"hosts = ["s.test"]
+upstream = "http://127.0.0.1:1"
+numbers = ["+1 555-010-0000"]
+attribution = "{attribution}"
+
+[[pool]]
+name = "ads"
+mode = "session"
+when.channel = ["paid_search"]
+numbers = ["+1 555-010-1001"]
+
+[[pool]]
+name = "organic"
+mode = "source"
+when.channel = ["organic_search"]
+numbers = ["+1 555-010-2001"]
+"#
+        );
+        let set = crate::rules::load_sources(&[("s.toml".into(), text)]).unwrap();
+        Site::clone(&set.sites[0])
+    }
+
+    /// A visitor who landed from an ad (and was shown the paid pool's number) and came back from
+    /// a search in the same session: a call to the ad's number is the ad's, click id and all,
+    /// whatever the later touch; one to the organic number is the search's. With no touch
+    /// leading to the called pool, the site's attribution model decides.
+    #[test]
+    fn a_call_is_credited_to_the_touch_that_showed_its_number() {
+        let paid = StoredTouch {
+            ch: "paid_search".into(),
+            src: "google".into(),
+            med: "cpc".into(),
+            cmp: Some("spring".into()),
+            ids: vec![("gclid".into(), "Cj0".into())],
+            lp: "/?gclid=Cj0".into(),
+            ..Default::default()
+        };
+        let organic = StoredTouch {
+            ch: "organic_search".into(),
+            src: "google".into(),
+            med: "organic".into(),
+            lp: "/pricing".into(),
+            ..Default::default()
+        };
+        let email = StoredTouch {
+            ch: "email".into(),
+            src: "newsletter".into(),
+            med: "email".into(),
+            ..Default::default()
+        };
+        let rec = |first: &StoredTouch, last: &StoredTouch| SessionRecord {
+            site: "s".into(),
+            visitor: "v".into(),
+            session: "x".into(),
+            started: 0,
+            device: crate::visitor::classify::Device::Desktop,
+            first: Some(first.clone()),
+            last: Some(last.clone()),
+            touches: 2,
+            pages: Vec::new(),
+            pages_dropped: 0,
+        };
+        let last_model = site("last_non_direct");
+        let r = rec(&paid, &organic);
+        let a = from_session(&r, &last_model, Some("ads"));
+        assert_eq!(
+            (a["channel"].as_str(), a["gclid"].as_str()),
+            (Some("paid_search"), Some("Cj0"))
+        );
+        assert_eq!(a["landing_page"], "/?gclid=Cj0");
+        assert_eq!(
+            from_session(&r, &last_model, Some("organic"))["channel"],
+            "organic_search"
+        );
+        // No touch leads to the pool: the model's pick (last non-direct), or with "first", the first.
+        assert_eq!(
+            from_session(&rec(&paid, &email), &last_model, Some("gone"))["channel"],
+            "email"
+        );
+        let first_model = site("first");
+        assert_eq!(
+            from_session(&rec(&paid, &email), &first_model, Some("gone"))["channel"],
+            "paid_search"
+        );
+        assert_eq!(from_session(&rec(&paid, &email), &first_model, None)["gclid"], "Cj0");
+        // Both lead to the pool: the model's order picks.
+        let later_ad = StoredTouch {
+            cmp: Some("summer".into()),
+            ids: vec![("gclid".into(), "Cj1".into())],
+            ..paid.clone()
+        };
+        assert_eq!(
+            from_session(&rec(&paid, &later_ad), &last_model, Some("ads"))["gclid"],
+            "Cj1"
+        );
+        assert_eq!(
+            from_session(&rec(&paid, &later_ad), &first_model, Some("ads"))["gclid"],
+            "Cj0"
+        );
     }
 }

@@ -324,13 +324,17 @@ impl Calls {
             field(form, "FromState"),
             field(form, "FromCountry"),
         );
-        let store = self.store.clone();
-        let (site_name, from2) = (owner.name.clone(), from.clone());
-        let earlier = tokio::task::spawn_blocking(move || store.earlier_calls(&site_name, &from2, now as i64))
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let earlier = if from == "anonymous" { 0 } else { earlier.unwrap_or(0) };
+        let earlier = if attribution::anonymous_caller(&from) {
+            0
+        } else {
+            let store = self.store.clone();
+            let (site_name, from2) = (owner.name.clone(), from.clone());
+            tokio::task::spawn_blocking(move || store.earlier_calls(&site_name, &from2, now as i64))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0)
+        };
         let record = CallRecord {
             id: format!("c_{}", random_id(12)),
             call_sid: sid.to_string(),
