@@ -25,7 +25,7 @@ use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Dialect, RuleSet, Site};
-use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Store};
+use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Leg, Store};
 use crate::visitor::classify::Device;
 use crate::visitor::identity::{StoredTouch, random_id};
 use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
@@ -434,13 +434,18 @@ impl Calls {
             tracing::warn!(site = %site.name, "status callback for another account's call refused");
             return text(StatusCode::NOT_FOUND, "unknown call");
         }
-        let status = field(form, "DialCallStatus")
-            .or(field(form, "CallStatus"))
-            .unwrap_or("completed")
-            .to_string();
-        let duration = field(form, "DialCallDuration")
-            .or(field(form, "CallDuration"))
-            .and_then(|d| d.parse::<u32>().ok());
+        // The `<Dial action>` callback carries the forward's result; the number's own status
+        // callback only the caller's leg (see `Leg`).
+        let (leg, status, duration) = match field(form, "DialCallStatus") {
+            Some(dial) => (Leg::Dial, dial, field(form, "DialCallDuration")),
+            None => (
+                Leg::Call,
+                field(form, "CallStatus").unwrap_or("completed"),
+                field(form, "CallDuration"),
+            ),
+        };
+        let status = status.to_string();
+        let duration = duration.and_then(|d| d.parse::<u32>().ok());
         let recording = field(form, "RecordingUrl").map(str::to_string);
         let store = self.store.clone();
         let sid = sid.to_string();
@@ -449,7 +454,7 @@ impl Calls {
         let now = self.clock.now_ms();
         let on_final = move |c: &CallRecord| subscribers.deliveries(c, now);
         match tokio::task::spawn_blocking(move || {
-            store.update_call_with_events(&sid, &status, duration, recording.as_deref(), &on_final)
+            store.update_call_with_events(&sid, leg, &status, duration, recording.as_deref(), &on_final)
         })
         .await
         {

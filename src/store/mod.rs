@@ -241,6 +241,15 @@ pub struct Delivery {
     pub next_attempt_at: i64,
 }
 
+/// Which leg of a forwarded call a status callback reports (see [`Store::update_call_with_events`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    /// The caller's call to the tracking number (`CallStatus`, `CallDuration`).
+    Call,
+    /// The forward to the business line (`DialCallStatus`, `DialCallDuration`).
+    Dial,
+}
+
 /// Builds the outbox rows of an event from the call as it stands inside the transaction that
 /// changed it.
 pub type EventRows<'a> = &'a (dyn Fn(&CallRecord) -> Vec<NewDelivery> + 'a);
@@ -332,9 +341,15 @@ pub trait Store: Send + Sync {
     /// final status (`completed`, `busy`, `failed`, `no-answer`, `canceled`), the rows
     /// `on_final(updated call)` written to the outbox in the same durable transaction. A
     /// repeated or late callback finds the call final already and writes no rows.
+    ///
+    /// `leg` says whose status it is. A forwarded call has two: the caller's, which ends
+    /// `completed` whether or not the business answered and whose duration counts the ringing,
+    /// and the `<Dial>`'s, which says whether anyone answered and how long they talked. Once the
+    /// Dial's final status is stored, the caller's leg changes neither status nor duration.
     fn update_call_with_events(
         &self,
         call_sid: &str,
+        leg: Leg,
         status: &str,
         duration_s: Option<u32>,
         recording_url: Option<&str>,

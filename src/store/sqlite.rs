@@ -52,7 +52,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CallFilter, CallRecord, Delivery, EventRows, Inserted, JsonText, LeaseRow, NewDelivery, OutboxStats, Outcome,
+    CallFilter, CallRecord, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg, NewDelivery, OutboxStats, Outcome,
     PageViewRow, SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
 };
 
@@ -183,6 +183,10 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (event_id, url)
     );
     CREATE INDEX idx_outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND dead_at IS NULL;
+    "#,
+    // 4: whether a call's status and duration came from its `<Dial>` (see `Leg`).
+    r#"
+    ALTER TABLE calls ADD COLUMN dial_final INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
@@ -540,7 +544,7 @@ impl Store for SqliteStore {
         duration_s: Option<u32>,
         recording_url: Option<&str>,
     ) -> Result<bool, StoreError> {
-        self.update_call_with_events(call_sid, status, duration_s, recording_url, &|_| Vec::new())
+        self.update_call_with_events(call_sid, Leg::Call, status, duration_s, recording_url, &|_| Vec::new())
     }
 
     fn call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
@@ -780,6 +784,7 @@ impl Store for SqliteStore {
     fn update_call_with_events(
         &self,
         call_sid: &str,
+        leg: Leg,
         status: &str,
         duration_s: Option<u32>,
         recording_url: Option<&str>,
@@ -793,14 +798,21 @@ impl Store for SqliteStore {
             .query_row([call_sid], |r| r.get(0))
             .optional()?;
         let Some(before) = before else { return Ok(false) };
+        // A late non-final status never replaces a final one; the caller's leg never replaces
+        // the Dial's final word; a Dial nobody answered has no talk time, whatever the caller's
+        // leg counted.
         tx.prepare_cached(&format!(
             "UPDATE calls SET \
-             status = CASE WHEN status IN {FINAL_STATUSES} AND ?2 NOT IN {FINAL_STATUSES} THEN status ELSE ?2 END, \
-             duration_s = COALESCE(?3, duration_s), \
-             recording_url = COALESCE(?4, recording_url) \
+             status = CASE WHEN dial_final = 1 AND ?5 = 0 THEN status \
+                      WHEN status IN {FINAL_STATUSES} AND ?2 NOT IN {FINAL_STATUSES} THEN status ELSE ?2 END, \
+             duration_s = CASE WHEN dial_final = 1 AND ?5 = 0 THEN duration_s \
+                          WHEN ?5 = 1 AND ?2 <> 'completed' THEN ?3 \
+                          ELSE COALESCE(?3, duration_s) END, \
+             recording_url = COALESCE(?4, recording_url), \
+             dial_final = CASE WHEN ?5 = 1 AND ?2 IN {FINAL_STATUSES} THEN 1 ELSE dial_final END \
              WHERE call_sid = ?1"
         ))?
-        .execute(params![call_sid, status, duration_s, recording_url])?;
+        .execute(params![call_sid, status, duration_s, recording_url, leg == Leg::Dial])?;
         let mut added = 0;
         if !FINAL.contains(&before.as_str()) && FINAL.contains(&status) {
             let call = query_calls(
@@ -1538,7 +1550,7 @@ mod tests {
                 "{replace}"
             );
             assert!(matches!(
-                store.update_call_with_events("CA1", "completed", Some(3), None, &|_| Vec::new()),
+                store.update_call_with_events("CA1", Leg::Call, "completed", Some(3), None, &|_| Vec::new()),
                 Err(StoreError::FileGone(_))
             ));
             let view = PageViewRow {
@@ -1598,6 +1610,52 @@ mod tests {
         });
         assert_eq!(results.iter().filter(|r| **r == Inserted::New).count(), 1);
         assert_eq!(count(&store, "calls"), 1);
+    }
+
+    /// A forwarded call that nobody answered stays missed, and a call that was answered keeps
+    /// its talk time, in whichever order the two legs' callbacks arrive: the caller's leg ends
+    /// `completed` either way, its duration counting the ringing.
+    #[test]
+    fn the_dials_result_stands_against_the_callers_leg() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let none = |_: &CallRecord| Vec::new();
+        let cases: [(&[(Leg, &str, Option<u32>)], (&str, Option<u32>)); 4] = [
+            (
+                &[(Leg::Dial, "no-answer", None), (Leg::Call, "completed", Some(24))],
+                ("no-answer", None),
+            ),
+            (
+                &[(Leg::Call, "completed", Some(24)), (Leg::Dial, "no-answer", None)],
+                ("no-answer", None),
+            ),
+            (
+                &[(Leg::Dial, "completed", Some(12)), (Leg::Call, "completed", Some(35))],
+                ("completed", Some(12)),
+            ),
+            (
+                &[(Leg::Call, "completed", Some(35)), (Leg::Dial, "completed", Some(12))],
+                ("completed", Some(12)),
+            ),
+        ];
+        for (i, (updates, want)) in cases.iter().enumerate() {
+            let c = call(i as u32 + 10);
+            store.insert_call(&c).unwrap();
+            for (leg, status, duration) in updates.iter() {
+                assert!(
+                    store
+                        .update_call_with_events(&c.call_sid, *leg, status, *duration, None, &none)
+                        .unwrap()
+                );
+            }
+            let got = store.call(&c.id).unwrap().unwrap();
+            assert_eq!((got.status.as_str(), got.duration_s), *want, "case {i}");
+        }
+        // Without a Dial callback, the caller's leg is all there is.
+        let c = call(20);
+        store.insert_call(&c).unwrap();
+        store.update_call(&c.call_sid, "completed", Some(40), None).unwrap();
+        assert_eq!(store.call(&c.id).unwrap().unwrap().duration_s, Some(40));
     }
 
     #[test]
@@ -2124,25 +2182,29 @@ mod tests {
         let sid = call(1).call_sid;
         assert!(
             !store
-                .update_call_with_events("CAnope", "completed", None, None, &rows)
+                .update_call_with_events("CAnope", Leg::Call, "completed", None, None, &rows)
                 .unwrap()
         );
         assert!(
             store
-                .update_call_with_events(&sid, "in-progress", None, None, &rows)
+                .update_call_with_events(&sid, Leg::Call, "in-progress", None, None, &rows)
                 .unwrap()
         );
         assert_eq!(store.outbox_stats().pending, 0, "not final yet");
         assert!(
             store
-                .update_call_with_events(&sid, "completed", Some(42), None, &rows)
+                .update_call_with_events(&sid, Leg::Call, "completed", Some(42), None, &rows)
                 .unwrap()
         );
         // The rows were built from the call as updated, inside the transaction.
         assert_eq!(*lock(&seen), [("completed".to_string(), Some(42))]);
         // Repeated, late and final-to-final callbacks write nothing more.
         for status in ["completed", "ringing", "busy"] {
-            assert!(store.update_call_with_events(&sid, status, None, None, &rows).unwrap());
+            assert!(
+                store
+                    .update_call_with_events(&sid, Leg::Call, status, None, None, &rows)
+                    .unwrap()
+            );
         }
         assert_eq!(lock(&seen).len(), 1);
         assert_eq!(count(&store, "outbox"), 2);
@@ -2219,7 +2281,7 @@ mod tests {
             ]
         };
         store
-            .update_call_with_events(&call(3).call_sid, "completed", None, None, &rows)
+            .update_call_with_events(&call(3).call_sid, Leg::Call, "completed", None, None, &rows)
             .unwrap();
         let due = store.outbox_due(100, 10, &[]).unwrap();
         assert_eq!(due.len(), 3);
