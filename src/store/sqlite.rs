@@ -1620,7 +1620,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let none = |_: &CallRecord| Vec::new();
-        let cases: [(&[(Leg, &str, Option<u32>)], (&str, Option<u32>)); 4] = [
+        type Update<'a> = (Leg, &'a str, Option<u32>);
+        type Case<'a> = (&'a [Update<'a>], (&'a str, Option<u32>));
+        let cases: [Case; 4] = [
             (
                 &[(Leg::Dial, "no-answer", None), (Leg::Call, "completed", Some(24))],
                 ("no-answer", None),
