@@ -25,7 +25,9 @@
 //!   visitor's click, and a wrong conversion teaches the bidding the wrong lesson, so it is left
 //!   out;
 //! - was answered and lasted at least `min_duration` seconds (default 0: every answered call),
-//!   which is what Google means by a call conversion.
+//!   which is what Google means by a call conversion;
+//! - has no outcome saying it was no lead (`spam`, `not_a_lead`, ...: see
+//!   `Outcome::disqualifies`).
 //!
 //! Calls without an outcome are exported too (the call itself is the conversion); the
 //! conversion value and currency come from the outcome when it has a value, and are empty
@@ -245,7 +247,7 @@ fn conversion_time(ms: i64) -> String {
 
 /// The click id a call's conversion is reported under, if it qualifies (see the module doc).
 fn click_id(c: &CallRecord, e: &ClickExport) -> Option<String> {
-    if !matches!(c.confidence.as_str(), "exact" | "late") {
+    if !matches!(c.confidence.as_str(), "exact" | "late") || c.outcome.as_ref().is_some_and(|o| o.disqualifies()) {
         return None;
     }
     let duration = c.duration_s.unwrap_or(0);
@@ -456,7 +458,14 @@ mod tests {
         shared.confidence = "shared".into();
         let junk = call("6", json!({"gclid": "=1+1", "wbraid": "WB"}));
         let bing = call("7", json!({"msclkid": "abc123"}));
-        let calls = [sale, ios, short, missed, shared, junk, bing];
+        let mut spam = call("8", json!({"gclid": "spam"}));
+        spam.outcome = Some(Outcome {
+            kind: "Not a lead".into(),
+            value: None,
+            currency: None,
+            at: T,
+        });
+        let calls = [sale, ios, short, missed, shared, junk, bing, spam];
         let g = ClickExport {
             platform: ClickPlatform::Google,
             conversion: DEFAULT_CONVERSION.into(),

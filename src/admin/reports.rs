@@ -29,8 +29,9 @@
 //! - **missed**: a final status that is not answered (`no-answer`, `busy`, `failed`,
 //!   `canceled`, or completed at zero seconds). **in progress**: `queued`, `ringing`,
 //!   `in-progress` (no status callback yet).
-//! - **conversion**: a call with an outcome of any kind. **sale**: an outcome of kind `sale`
-//!   (any case), or any outcome with a value above zero. **value**: the sum of outcome values.
+//! - **conversion**: a call with an outcome, unless the outcome says it was no lead (`spam`,
+//!   `not_a_lead`, `junk`, `wrong_number`, `solicitation`). **sale**: a conversion of kind
+//!   `sale` (any case), or with a value above zero. **value**: the sum of conversions' values.
 //!   Values are added as numbers whatever their currency; `currency` says which one they share
 //!   (`"mixed"` when they do not).
 //! - **first-time caller**: a call whose caller had not called the site before (the call's
@@ -196,19 +197,21 @@ fn in_progress(c: &CallRecord) -> bool {
     matches!(c.status.as_str(), "queued" | "ringing" | "in-progress")
 }
 
+/// The call's outcome, unless it says the call was no lead ([`Outcome::disqualifies`]).
+fn lead_outcome(c: &CallRecord) -> Option<&crate::store::Outcome> {
+    c.outcome.as_ref().filter(|o| !o.disqualifies())
+}
+
 fn conversion(c: &CallRecord) -> bool {
-    c.outcome.is_some()
+    lead_outcome(c).is_some()
 }
 
 fn sale(c: &CallRecord) -> bool {
-    c.outcome
-        .as_ref()
-        .is_some_and(|o| o.kind.eq_ignore_ascii_case("sale") || o.value.is_some_and(|v| v > 0.0))
+    lead_outcome(c).is_some_and(|o| o.kind.eq_ignore_ascii_case("sale") || o.value.is_some_and(|v| v > 0.0))
 }
 
 fn value(c: &CallRecord) -> f64 {
-    c.outcome
-        .as_ref()
+    lead_outcome(c)
         .and_then(|o| o.value)
         .filter(|v| v.is_finite())
         .unwrap_or(0.0)
@@ -451,7 +454,7 @@ fn currency(input: &ReportInput, with_spend: bool) -> Value {
     let mut seen: BTreeSet<&str> = input
         .calls
         .iter()
-        .filter_map(|c| c.outcome.as_ref().filter(|o| o.value.is_some())?.currency.as_deref())
+        .filter_map(|c| lead_outcome(c).filter(|o| o.value.is_some())?.currency.as_deref())
         .collect();
     if with_spend {
         seen.extend(input.spend.iter().map(|s| s.currency.as_str()));
@@ -1523,18 +1526,21 @@ mod tests {
             call("2", T0).sold("Sale", Some(50.0)),
             call("3", T0).sold("quote", None),
             call("4", T0),
+            call("5", T0).sold("spam", Some(10.0)),
         ]);
         let v = report("outcomes", &inp).unwrap();
         assert_eq!(
             rows(&v)[0],
-            json!({"outcome": "sale", "calls": 2, "share": 0.5, "value": 150.0, "average_value": 75.0})
+            json!({"outcome": "sale", "calls": 2, "share": 0.4, "value": 150.0, "average_value": 75.0})
         );
-        assert_eq!(rows(&v)[1]["outcome"], "quote");
-        assert_eq!(rows(&v)[2]["outcome"], "(no outcome)");
+        // Spam is an outcome of its own, but no conversion, sale or value.
+        let spam = rows(&v).iter().find(|r| r["outcome"] == "spam").unwrap().clone();
+        assert_eq!((spam["calls"].clone(), spam["value"].clone()), (json!(1), json!(0.0)));
         assert_eq!(v["totals"]["conversions"], 3);
         assert_eq!(v["totals"]["sales"], 2);
-        assert_eq!(v["totals"]["conversion_rate"], 0.5);
-        assert_eq!(v["totals"]["outcome_rate"], 0.75);
+        assert_eq!(v["totals"]["conversion_rate"], 0.4);
+        assert_eq!(v["totals"]["outcome_rate"], 0.6);
+        assert_eq!(v["totals"]["value"], 150.0);
         assert_eq!(v["totals"]["average_sale_value"], 75.0);
     }
 

@@ -73,6 +73,17 @@ pub struct Outcome {
     pub at: i64,
 }
 
+impl Outcome {
+    /// Whether this outcome says the call was no lead at all (`spam`, `not_a_lead`, a wrong
+    /// number...): such a call is no conversion, and is never sent to an ad platform, whose
+    /// bidding would learn from it.
+    pub fn disqualifies(&self) -> bool {
+        const KINDS: [&str; 5] = ["spam", "not_a_lead", "junk", "wrong_number", "solicitation"];
+        let kind = self.kind.trim().replace([' ', '-'], "_");
+        KINDS.iter().any(|k| kind.eq_ignore_ascii_case(k))
+    }
+}
+
 /// One lease of a tracking number to a visitor session. `id` is chosen by the pool; see
 /// [`Store::max_lease_id`] for continuing the sequence after a restart.
 #[derive(Debug, Clone, PartialEq)]
