@@ -536,6 +536,13 @@ fn overview(input: &ReportInput) -> Table {
 fn campaigns(input: &ReportInput) -> Table {
     let spend = spend_by_campaign(input);
     let mut rows = group(input, |c| Some(vec![text(c, "campaign"), text(c, "channel")]));
+    // A campaign that cost money and brought no call is an answer too: listed, with no calls.
+    for (channel, campaign) in spend.keys() {
+        let key = vec![campaign.clone(), channel.clone()];
+        if !campaign.is_empty() && !rows.iter().any(|(k, _)| *k == key) {
+            rows.push((key, Tally::default()));
+        }
+    }
     rows.sort_by(|a, b| {
         b.1.value
             .total_cmp(&a.1.value)
@@ -569,6 +576,10 @@ fn campaigns(input: &ReportInput) -> Table {
     let campaigns = rows.iter().filter(|(k, _)| k[0] != NOT_SET).count();
     let mut totals = all.metrics();
     totals.insert("campaigns".into(), json!(campaigns));
+    // All the period's spend, campaign or not, against all its value.
+    let spent: f64 = input.spend.iter().map(|s| s.amount).sum();
+    totals.insert("spend".into(), json!(money(spent)));
+    totals.insert("roas".into(), json!(ratio(all.value, spent)));
     (cols, out, totals, Map::new())
 }
 
@@ -1349,21 +1360,36 @@ mod tests {
             call("2", T0).ch("paid_search", "small"),
             call("3", T0).ch("paid_search", "big").sold("sale", Some(300.0)),
         ]);
-        inp.spend = vec![SpendRow {
+        let spent = |campaign: &str, amount| SpendRow {
             site: "site".into(),
             day: "2026-11-27".into(),
             channel: "paid_search".into(),
-            campaign: "big".into(),
-            amount: 100.0,
+            campaign: campaign.into(),
+            amount,
             currency: "USD".into(),
-        }];
+        };
+        inp.spend = vec![spent("big", 100.0), spent("silent", 50.0)];
         let v = report("campaigns", &inp).unwrap();
         assert_eq!(rows(&v)[0]["campaign"], "big");
         assert_eq!(rows(&v)[0]["spend"], 100.0);
         assert_eq!(rows(&v)[0]["roas"], 3.0);
         assert_eq!(rows(&v)[1]["campaign"], "small");
         assert_eq!(rows(&v)[1]["roas"], Value::Null);
-        assert_eq!(v["totals"]["campaigns"], 2);
+        // Spend and no call: listed all the same.
+        assert_eq!(
+            (
+                &rows(&v)[2]["campaign"],
+                &rows(&v)[2]["calls"],
+                &rows(&v)[2]["spend"],
+                &rows(&v)[2]["roas"]
+            ),
+            (&json!("silent"), &json!(0), &json!(50.0), &json!(0.0))
+        );
+        assert_eq!(v["totals"]["campaigns"], 3);
+        assert_eq!(
+            (&v["totals"]["spend"], &v["totals"]["roas"]),
+            (&json!(150.0), &json!(2.0))
+        );
     }
 
     #[test]
