@@ -776,29 +776,70 @@ async fn page_views_on_a_dni_site_are_never_revalidated() {
     assert_eq!(seen.header("if-modified-since"), None);
 }
 
+/// A byte range of a page view is not asked of the origin: a range of the origin's bytes does not
+/// address the rewrite, and a download resumed with `If-Range` would splice the tracking number's
+/// first digits to the original's last. The page comes whole (RFC 9110 §14.2 lets a server
+/// ignore `Range`), without the validators a client would send back as `If-Range`. Ranges of
+/// other files pass as they are.
 #[tokio::test]
-async fn range_request_gets_the_origins_206_untouched() {
-    let origin = Origin::start(vec![(
-        "/",
-        Route::page(200, &[HTML, ("etag", "\"v1\""), ("accept-ranges", "bytes")], PAGE),
-    )])
+async fn a_page_view_is_answered_whole_and_a_files_range_untouched() {
+    let validators = [
+        HTML,
+        ("etag", "\"v1\""),
+        ("accept-ranges", "bytes"),
+        ("last-modified", "Wed, 01 Jan 2025 00:00:00 GMT"),
+        ("content-digest", "sha-256=:AAAA:"),
+    ];
+    let origin = Origin::start(vec![
+        ("/", Route::page(200, &validators, PAGE)),
+        (
+            "/price-list.pdf",
+            Route::page(200, &[("content-type", "application/pdf"), ("etag", "\"v1\"")], PAGE),
+        ),
+    ])
     .await;
     let proxy = start_proxy(default_site(&origin.url(), "")).await;
 
-    // The range covers the first number: it is a slice of the original, so it stays the original.
     let start = PAGE.find("(555)").unwrap() - 5;
     let end = start + 60;
     let range = format!("bytes={start}-{end}");
-    let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &[("Range", &range)]).await;
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/"),
+        &[("Range", &range), ("If-Range", "Wed, 01 Jan 2025 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), REWRITTEN);
+    for gone in [
+        "etag",
+        "accept-ranges",
+        "last-modified",
+        "content-digest",
+        "content-range",
+    ] {
+        assert_eq!(resp.header(gone), None, "{gone}");
+    }
+    let seen = origin.only_request();
+    assert_eq!((seen.header("range"), seen.header("if-range")), (None, None));
+
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        &tracked("/price-list.pdf"),
+        &[("Range", &range)],
+    )
+    .await;
     assert_eq!(resp.status, 206);
     assert_eq!(resp.body, &PAGE.as_bytes()[start..=end]);
     assert_eq!(
         resp.header("content-range").unwrap(),
         format!("bytes {start}-{end}/{}", PAGE.len())
     );
-    assert_eq!(resp.header("content-length"), Some("61"));
     assert_eq!(resp.header("etag"), Some("\"v1\""));
-    assert_eq!(origin.only_request().header("range"), Some(range.as_str()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ async fn harness(consent: &str) -> Harness {
 #[derive(Default)]
 struct Browser {
     cookie: Option<String>,
+    /// The last page's `Cache-Control`.
+    cache_control: Option<String>,
     extra: Vec<(&'static str, String)>,
 }
 
@@ -147,6 +149,10 @@ impl Browser {
                 .map(|rest| rest.split(';').next().unwrap().to_string())
         });
         let was_set = set.is_some();
+        self.cache_control = resp
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_string());
         if let Some(c) = set {
             self.cookie = Some(c);
         }
@@ -169,6 +175,13 @@ async fn three_paid_visitors_lease_three_numbers_the_fourth_gets_overflow_and_ea
         seen.push(n);
     }
     assert_eq!(seen, ["555-010-1001", "555-010-1002", "555-010-1003", "555-010-1999"]);
+    // A session number is the visitor's for a while only: the browser must ask again before it
+    // shows the page from its cache (the overflow number stays).
+    assert_eq!(
+        browsers[0].cache_control.as_deref(),
+        Some("private, max-age=600, no-cache")
+    );
+    assert_eq!(browsers[3].cache_control.as_deref(), Some("private, max-age=600"));
     // Stickiness: internal navigation and a later direct return keep each visitor's number.
     for (i, b) in browsers.iter_mut().enumerate().take(3) {
         for page in ["/services", "/contact", "/"] {

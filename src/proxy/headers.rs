@@ -201,7 +201,23 @@ impl Accepts {
 /// Makes a cache policy private: shared caches must not keep a page personalised for one
 /// visitor (RFC 9111 §5.2.2.7). `public`, `s-maxage` and `proxy-revalidate` only concern shared
 /// caches and go; `max-age`, `no-store` and the rest stay.
+///
+/// The fields that speak to one kind of shared cache over `Cache-Control` go too: a CDN that
+/// honours `CDN-Cache-Control` (RFC 9213), `Surrogate-Control` or its own
+/// `<Name>-CDN-Cache-Control` reads it *instead of* `Cache-Control`, and nginx's `proxy_cache`
+/// obeys `X-Accel-Expires` first. Left in, any of them would cache one visitor's number for all.
 pub fn make_private(headers: &mut HeaderMap) {
+    let targeted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.ends_with("cdn-cache-control") || matches!(k, "surrogate-control" | "edge-control" | "x-accel-expires")
+        })
+        .cloned()
+        .collect();
+    for k in targeted {
+        headers.remove(k);
+    }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
         return;
@@ -225,13 +241,46 @@ pub fn make_private(headers: &mut HeaderMap) {
     set(headers, header::CACHE_CONTROL, &kept.join(", "));
 }
 
+/// Adds `no-cache` to a page's (private) cache policy and drops `Expires`: a browser may keep
+/// the page, but must ask again before showing it, since the number it shows may have been
+/// released and leased to another visitor since. (Conditional requests are not forwarded for
+/// such pages, so asking again brings the visitor's number of the moment.)
+pub fn revalidate_always(headers: &mut HeaderMap) {
+    headers.remove(header::EXPIRES);
+    let policy = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let has = |name: &str| {
+        policy
+            .split(',')
+            .any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name))
+    };
+    if has("no-store") || has("no-cache") {
+        return;
+    }
+    let value = if policy.trim().is_empty() {
+        "no-cache".to_string()
+    } else {
+        format!("{policy}, no-cache")
+    };
+    set(headers, header::CACHE_CONTROL, &value);
+}
+
 /// Headers that describe the exact bytes of a body and so stop being true once it is rewritten:
-/// `Content-Length` (now streamed), a strong `ETag` (a weak one still holds: same meaning),
-/// `Content-MD5`, and `Accept-Ranges` (byte ranges of the original do not address the rewrite).
+/// `Content-Length` (now streamed), a strong `ETag` (a weak one still holds: same meaning), the
+/// digests (`Content-MD5`, `Digest`, RFC 9530's `Content-Digest` and `Repr-Digest`), and
+/// `Accept-Ranges` (byte ranges of the original do not address the rewrite). `Last-Modified`
+/// goes as nginx's `sub_filter` drops it: the rewrite is new at every response, and a client
+/// would send the date back as an `If-Range` for bytes of another body.
 pub fn drop_representation_headers(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
-    headers.remove("content-md5");
+    for digest in ["content-md5", "digest", "content-digest", "repr-digest"] {
+        headers.remove(digest);
+    }
     headers.remove(header::ACCEPT_RANGES);
+    headers.remove(header::LAST_MODIFIED);
     let strong = headers
         .get(header::ETAG)
         .and_then(|v| v.to_str().ok())
@@ -303,6 +352,37 @@ mod tests {
         let mut h = HeaderMap::new();
         make_private(&mut h);
         assert_eq!(h["cache-control"], "private");
+        // What a CDN or nginx would read instead of Cache-Control goes.
+        let mut h = map(&[
+            ("x-accel-expires", "3600"),
+            ("cdn-cache-control", "public, max-age=86400"),
+            ("cloudflare-cdn-cache-control", "max-age=86400"),
+            ("surrogate-control", "max-age=86400"),
+            ("edge-control", "cache-maxage=1d"),
+            ("surrogate-key", "home"),
+        ]);
+        make_private(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["surrogate-key", "cache-control"]);
+    }
+
+    #[test]
+    fn a_session_page_is_revalidated_every_time() {
+        let mut h = map(&[
+            ("cache-control", "private, max-age=3600"),
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ]);
+        revalidate_always(&mut h);
+        assert_eq!(h["cache-control"], "private, max-age=3600, no-cache");
+        assert!(!h.contains_key("expires"));
+        for kept in ["private, no-store", "private, No-Cache"] {
+            let mut h = map(&[("cache-control", kept)]);
+            revalidate_always(&mut h);
+            assert_eq!(h["cache-control"], kept);
+        }
+        let mut h = HeaderMap::new();
+        revalidate_always(&mut h);
+        assert_eq!(h["cache-control"], "no-cache");
     }
 
     #[test]

@@ -293,8 +293,16 @@ impl Proxy {
         if !site.pools.is_empty() && page_view {
             // A page on a DNI site is never revalidated: a 304 would bring back whatever number
             // the browser's cached copy showed, not the one this visitor holds now.
-            req.headers_mut().remove(header::IF_NONE_MATCH);
-            req.headers_mut().remove(header::IF_MODIFIED_SINCE);
+            // Nor answered with a byte range: ranges of the origin's bytes do not address the
+            // rewrite, and a resumed download would splice two numbers into one.
+            for h in [
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::RANGE,
+                header::IF_RANGE,
+            ] {
+                req.headers_mut().remove(h);
+            }
         }
 
         // A protocol switch carries no body: one that declares one is forwarded as a plain
@@ -575,8 +583,17 @@ impl Proxy {
         }
         let number = match shown {
             Shown::Chosen(Choice::Original) => return body,
-            Shown::Chosen(Choice::Tracking { number, .. }) => Some(number),
-            Shown::Unleased => None,
+            Shown::Chosen(Choice::Tracking { number, how, .. }) => {
+                if matches!(how, How::Session { .. }) {
+                    // A session number is this visitor's for a while only.
+                    headers::revalidate_always(&mut parts.headers);
+                }
+                Some(number)
+            }
+            Shown::Unleased => {
+                headers::revalidate_always(&mut parts.headers);
+                None
+            }
         };
         let coding = headers_coding(parts);
         let Some(coding) = coding else { return body };
