@@ -377,6 +377,37 @@ async fn deflate_html_is_rewritten_and_stays_deflate() {
     compressed_html_is_rewritten_in_the_origins_coding("deflate").await;
 }
 
+/// Raw deflate under the name `deflate` (old IIS and PHP servers; browsers read it): decoded as
+/// what it is, rewritten, and sent on as proper (zlib) deflate. It was a cut, empty page.
+#[tokio::test]
+async fn raw_deflate_html_is_rewritten_too() {
+    let encoded = encode("raw-deflate", PAGE.as_bytes()).await;
+    assert_ne!(encoded, encode("deflate", PAGE.as_bytes()).await);
+    let origin = Origin::start(vec![(
+        "/",
+        Route::page(200, &[HTML, ("content-encoding", "deflate")], encoded),
+    )])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    for (accept, coding) in [("deflate", Some("deflate")), ("identity", None)] {
+        let resp = send(
+            proxy.http,
+            "GET",
+            "site.test",
+            &tracked("/"),
+            &[("Accept-Encoding", accept)],
+        )
+        .await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-encoding"), coding);
+        let body = match coding {
+            Some(c) => decode(c, &resp.body).await,
+            None => resp.body.clone(),
+        };
+        assert_eq!(String::from_utf8(body).expect("UTF-8"), REWRITTEN, "{accept}");
+    }
+}
+
 #[tokio::test]
 async fn zstd_html_is_rewritten_and_stays_zstd() {
     compressed_html_is_rewritten_in_the_origins_coding("zstd").await;

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+use async_compression::tokio::bufread::{BrotliDecoder, DeflateDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use async_compression::tokio::write::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::io::StreamReader;
 
 use super::{BoxError, ProxyBody, Stats};
@@ -218,9 +218,58 @@ fn decoder(body: ProxyBody, coding: Coding) -> Box<dyn AsyncRead + Send + Unpin>
     match coding {
         Coding::Identity => Box::new(reader),
         Coding::Gzip => Box::new(GzipDecoder::new(BufReader::new(reader))),
-        Coding::Deflate => Box::new(ZlibDecoder::new(BufReader::new(reader))),
+        Coding::Deflate => Box::new(Inflate::Undecided(Some(BufReader::new(reader)))),
         Coding::Brotli => Box::new(BrotliDecoder::new(BufReader::new(reader))),
         Coding::Zstd => Box::new(ZstdDecoder::new(BufReader::new(reader))),
+    }
+}
+
+/// `Content-Encoding: deflate` means zlib-wrapped data (RFC 9110 §8.4.1.2), but old IIS and PHP
+/// servers send raw deflate under the name, and browsers read both: so does this, by the
+/// first bytes (a zlib header: compression method 8, a window of at most 32 KiB, and a check
+/// making the first two bytes a multiple of 31).
+enum Inflate<R> {
+    Undecided(Option<BufReader<R>>),
+    Zlib(ZlibDecoder<BufReader<R>>),
+    Raw(DeflateDecoder<BufReader<R>>),
+}
+
+fn zlib_header(b: &[u8]) -> bool {
+    match b {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        [cmf] => cmf & 0x0f == 8 && cmf >> 4 <= 7,
+        [] => true,
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Inflate<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        loop {
+            match &mut *self {
+                Inflate::Zlib(d) => return Pin::new(d).poll_read(cx, buf),
+                Inflate::Raw(d) => return Pin::new(d).poll_read(cx, buf),
+                Inflate::Undecided(r) => {
+                    let reader = r.as_mut().expect("decided once");
+                    let zlib = match Pin::new(reader).poll_fill_buf(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(first)) => zlib_header(first),
+                    };
+                    let reader = r.take().expect("decided once");
+                    *self = if zlib {
+                        Inflate::Zlib(ZlibDecoder::new(reader))
+                    } else {
+                        Inflate::Raw(DeflateDecoder::new(reader))
+                    };
+                }
+            }
+        }
     }
 }
 

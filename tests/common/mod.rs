@@ -614,8 +614,10 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Content codings (RFC 9110 §8.4.1; `deflate` is the zlib format)
 
+/// `coding`'s bytes for `data`; `raw-deflate` is deflate without zlib's wrapper, as old servers
+/// send under the name `deflate`.
 pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
-    use async_compression::tokio::write::{BrotliEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
+    use async_compression::tokio::write::{BrotliEncoder, DeflateEncoder, GzipEncoder, ZlibEncoder, ZstdEncoder};
     async fn run<W: tokio::io::AsyncWrite + Unpin>(mut w: W, data: &[u8]) -> W {
         w.write_all(data).await.expect("encode");
         w.shutdown().await.expect("encode");
@@ -624,6 +626,7 @@ pub async fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
     match coding {
         "gzip" => run(GzipEncoder::new(Vec::new()), data).await.into_inner(),
         "deflate" => run(ZlibEncoder::new(Vec::new()), data).await.into_inner(),
+        "raw-deflate" => run(DeflateEncoder::new(Vec::new()), data).await.into_inner(),
         "br" => run(BrotliEncoder::new(Vec::new()), data).await.into_inner(),
         "zstd" => run(ZstdEncoder::new(Vec::new()), data).await.into_inner(),
         other => panic!("unknown coding {other}"),
