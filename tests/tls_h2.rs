@@ -82,7 +82,7 @@ struct TwoSites {
     origin_b: Origin,
     ca: CertificateDer<'static>,
     running: telswap::proxy::server::Running,
-    _certs: tempfile::TempDir,
+    certs_dir: tempfile::TempDir,
 }
 
 async fn two_sites() -> TwoSites {
@@ -98,7 +98,7 @@ async fn two_sites() -> TwoSites {
         origin_b,
         ca,
         running,
-        _certs: certs,
+        certs_dir: certs,
     }
 }
 
@@ -432,6 +432,64 @@ async fn sni_without_a_certificate_fails_the_handshake() {
     let (_, status, _) = h2_get(&env, "a.test", "a.test").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(env.origin_b.connections(), 0);
+}
+
+/// A client that sends no server name (a load balancer's health check by IP) gets the first
+/// host's certificate in name order, not an alert.
+#[tokio::test]
+async fn a_client_without_sni_gets_the_default_certificate() {
+    let env = two_sites().await;
+    let no_sni = |alpn: &[&[u8]]| {
+        let mut cfg = Arc::unwrap_or_clone(client_config(&env.ca, alpn));
+        cfg.enable_sni = false;
+        Arc::new(cfg)
+    };
+    // The name here is only what the client verifies the certificate against.
+    let tls = connect(env.https, "a.test", no_sni(&[b"http/1.1"])).await;
+    assert!(tls.is_ok(), "{:?}", tls.err());
+    assert!(connect(env.https, "b.test", no_sni(&[b"http/1.1"])).await.is_err());
+}
+
+/// A key that is not the certificate's would fail every handshake for its host: loading refuses
+/// it, naming the files, so a reload keeps the old pair.
+#[test]
+fn a_key_of_another_certificate_is_refused() {
+    let (certs, _) = make_certs(&["a.test", "b.test"]);
+    assert!(telswap::proxy::tls::load_certs(certs.path()).is_ok());
+    std::fs::copy(certs.path().join("b.test.key"), certs.path().join("a.test.key")).unwrap();
+    let err = telswap::proxy::tls::load_certs(certs.path()).unwrap_err();
+    assert!(
+        err.contains("a.test.key: the key does not belong to the certificate"),
+        "{err}"
+    );
+}
+
+/// A reload renews certificates even when the rules it also reads are broken: a certbot hook's
+/// SIGHUP must not leave an expiring certificate in place over an unrelated rules mistake.
+#[tokio::test]
+async fn a_reload_renews_certificates_whatever_the_rules_say() {
+    let env = two_sites().await;
+    let (more, _) = make_certs(&["c.test"]);
+    for f in ["c.test.crt", "c.test.key"] {
+        std::fs::copy(more.path().join(f), env.certs_dir.path().join(f)).unwrap();
+    }
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("a.toml"), "hosts = [\"a.test\"]\nbogus_key = 1\n").unwrap();
+    let cfg = telswap::proxy::server::ServeConfig {
+        rules: rules.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls_listen: None,
+        certs: env.certs_dir.path().to_path_buf(),
+    };
+    assert!(
+        !telswap::proxy::server::reload(&cfg, &env.running),
+        "the rules are refused"
+    );
+    let hosts = env.running.resolver.as_ref().unwrap().hosts();
+    assert_eq!(hosts, ["a.test", "b.test", "c.test"]);
+    // And the old rules still serve.
+    let (_, status, _) = h2_get(&env, "a.test", "a.test").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// An HTTPS origin with a certificate from a private CA: trusted only through `upstream_ca`.

@@ -212,26 +212,32 @@ pub async fn start(cfg: &ServeConfig, proxy: Arc<Proxy>) -> Result<Running, Stri
 /// Re-reads rules (and certificates): a valid new set replaces the old one atomically; an
 /// invalid one is logged with every problem and the old set stays.
 pub fn reload(cfg: &ServeConfig, running: &Running) -> bool {
+    // Certificates first, and whatever the rules say: a renewal (a certbot hook's SIGHUP) must
+    // not wait for an unrelated rules mistake to be fixed while the old certificate expires.
+    if let Some(r) = &running.resolver {
+        match super::tls::load_certs(&cfg.certs) {
+            Ok(c) if !c.is_empty() => {
+                let n = c.len();
+                r.replace(c);
+                tracing::info!(certificates = n, "certificates reloaded");
+            }
+            Ok(_) => tracing::error!("no certificates found on reload; keeping the old ones"),
+            Err(e) => tracing::error!(error = %e, "certificates not reloaded; keeping the old ones"),
+        }
+    }
     match crate::rules::load_dir(&cfg.rules) {
         Ok(set) => {
             let n = set.sites.len();
             running.proxy.replace_rules(set);
             tracing::info!(sites = n, "rules reloaded");
+            true
         }
         Err(problems) => {
             for p in &problems.0 {
                 tracing::error!("{p}");
             }
             tracing::error!("reload refused: the previous rules stay in force");
-            return false;
+            false
         }
     }
-    if let Some(r) = &running.resolver {
-        match super::tls::load_certs(&cfg.certs) {
-            Ok(c) if !c.is_empty() => r.replace(c),
-            Ok(_) => tracing::error!("no certificates found on reload; keeping the old ones"),
-            Err(e) => tracing::error!(error = %e, "certificates not reloaded; keeping the old ones"),
-        }
-    }
-    true
 }

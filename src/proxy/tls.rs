@@ -46,15 +46,29 @@ impl ResolvesServerCert for SniResolver {
                     return Some(c.clone());
                 }
                 // `_.example.com.crt` serves `*.example.com` (a `*` is awkward in file names).
+                // A name no certificate covers is refused (as nginx's `ssl_reject_handshake`):
+                // another host's certificate would not verify anyway, and would tell a scanner
+                // which sites live here.
                 let parent = name.split_once('.').map(|(_, p)| p)?;
                 certs.get(&format!("_.{parent}")).cloned()
             }
-            // Clients without SNI (rare, old) get the only certificate if there is just one.
-            None if certs.len() == 1 => certs.values().next().cloned(),
-            None => None,
+            None => default_cert(&certs).cloned(),
         }
     }
 }
+
+/// The certificate for a client that names no host (as nginx's `default_server`):
+/// `_default.crt` if there is one, else the first host's in name order. A load balancer's
+/// health check connecting by IP sends no name; an alert would fail it, where with a
+/// certificate it can probe (without verifying the name, as such checks do).
+fn default_cert(certs: &HashMap<String, Arc<CertifiedKey>>) -> Option<&Arc<CertifiedKey>> {
+    certs
+        .get(DEFAULT_CERT)
+        .or_else(|| certs.iter().min_by(|a, b| a.0.cmp(b.0)).map(|(_, c)| c))
+}
+
+/// The stem of the certificate served to clients that name no host it covers.
+pub const DEFAULT_CERT: &str = "_default";
 
 /// Loads every `<host>.crt` with its `<host>.key` from `dir`.
 pub fn load_certs(dir: &Path) -> Result<HashMap<String, Arc<CertifiedKey>>, String> {
@@ -78,7 +92,20 @@ pub fn load_certs(dir: &Path) -> Result<HashMap<String, Arc<CertifiedKey>>, Stri
         }
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
         let signing = any_supported_type(&key).map_err(|e| format!("{}: {e}", key_path.display()))?;
-        out.insert(host, Arc::new(CertifiedKey::new(chain, signing)));
+        let certified = CertifiedKey::new(chain, signing);
+        // A key of another certificate would fail every handshake for the host, with nothing
+        // said here (as nginx's "key values mismatch" refuses it).
+        match certified.keys_match() {
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(e) => {
+                return Err(format!(
+                    "{}: the key does not belong to the certificate {} ({e})",
+                    key_path.display(),
+                    path.display()
+                ));
+            }
+        }
+        out.insert(host, Arc::new(certified));
     }
     Ok(out)
 }
