@@ -241,6 +241,34 @@ pub fn make_private(headers: &mut HeaderMap) {
     set(headers, header::CACHE_CONTROL, &kept.join(", "));
 }
 
+/// Points the origin's own address in `Location` and `Content-Location` at the address the
+/// visitor used (nginx's `proxy_redirect default`): a redirect to `http://10.0.0.5:8080/login`
+/// would send the visitor past the proxy (no tracking number), to an address that is internal,
+/// and from HTTPS down to HTTP. Relative and other hosts' URLs stay as they are.
+pub fn public_locations(headers: &mut HeaderMap, upstream: &http::Uri, scheme: &str, host: &str) {
+    let (Some(up_scheme), Some(up_authority)) = (upstream.scheme_str(), upstream.authority()) else {
+        return;
+    };
+    let origin = format!("{up_scheme}://{}", up_authority.as_str());
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Some(prefix) = value.get(..origin.len()) else {
+            continue;
+        };
+        let rest = &value[origin.len()..];
+        // Only the origin itself: `http://origin:8080` must not match `http://origin:80801/`.
+        let whole = rest.is_empty() || rest.starts_with(['/', '?', '#']);
+        if prefix.eq_ignore_ascii_case(&origin) && whole {
+            let rest = if rest.is_empty() { "/" } else { rest };
+            if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{rest}")) {
+                headers.insert(name, v);
+            }
+        }
+    }
+}
+
 /// Adds `no-cache` to a page's (private) cache policy and drops `Expires`: a browser may keep
 /// the page, but must ask again before showing it, since the number it shows may have been
 /// released and leased to another visitor since. (Conditional requests are not forwarded for
@@ -364,6 +392,23 @@ mod tests {
         make_private(&mut h);
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["surrogate-key", "cache-control"]);
+    }
+
+    #[test]
+    fn the_origins_own_redirects_point_at_the_public_address() {
+        let up: http::Uri = "http://10.0.0.5:8080".parse().unwrap();
+        for (location, want) in [
+            ("http://10.0.0.5:8080/login?x=1", "https://www.example.com/login?x=1"),
+            ("HTTP://10.0.0.5:8080", "https://www.example.com/"),
+            ("http://10.0.0.5:80801/x", "http://10.0.0.5:80801/x"),
+            ("https://10.0.0.5:8080/x", "https://10.0.0.5:8080/x"),
+            ("/relative", "/relative"),
+            ("https://accounts.example.org/", "https://accounts.example.org/"),
+        ] {
+            let mut h = map(&[("location", location)]);
+            public_locations(&mut h, &up, "https", "www.example.com");
+            assert_eq!(h["location"], want, "{location}");
+        }
     }
 
     #[test]

@@ -392,6 +392,8 @@ impl Proxy {
         }
 
         let (mut parts, body) = resp.into_parts();
+        let public = if conn.tls { "https" } else { "http" };
+        headers::public_locations(&mut parts.headers, &site.upstream, public, host);
         let body = body::idle_timeout(body.map_err(BoxError::from).boxed(), site.response_timeout);
         let page = Page {
             host,
