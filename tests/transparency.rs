@@ -377,6 +377,21 @@ async fn deflate_html_is_rewritten_and_stays_deflate() {
     compressed_html_is_rewritten_in_the_origins_coding("deflate").await;
 }
 
+/// An origin response with more header fields than hyper's default hundred (cookies, preloads,
+/// security headers add up) is forwarded, not a 502.
+#[tokio::test]
+async fn a_response_with_many_header_fields_passes() {
+    let names: Vec<(String, String)> = (0..200).map(|i| (format!("x-h-{i}"), format!("v{i}"))).collect();
+    let mut fields: Vec<(&str, &str)> = names.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    fields.push(HTML);
+    let origin = Origin::start(vec![("/", Route::page(200, &fields, PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let resp = get(proxy.http, "site.test", &tracked("/")).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("x-h-199"), Some("v199"));
+    assert_eq!(resp.text(), REWRITTEN);
+}
+
 /// Raw deflate under the name `deflate` (old IIS and PHP servers; browsers read it): decoded as
 /// what it is, rewritten, and sent on as proper (zlib) deflate. It was a cut, empty page.
 #[tokio::test]

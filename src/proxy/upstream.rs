@@ -97,8 +97,14 @@ fn build(key: &Key) -> Result<UpstreamClient, String> {
         .pool_max_idle_per_host(256)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
+        .http1_max_headers(MAX_ORIGIN_HEADERS)
         .build(connector))
 }
+
+/// The most header fields an origin's response may carry. hyper's default, 100, turned a page
+/// with many `Set-Cookie`s and `Link` preloads into a 502; nginx counts none (it bounds their
+/// bytes). Above 100 hyper parses into a heap buffer of this size: 256 keeps it at a few KB.
+const MAX_ORIGIN_HEADERS: usize = 256;
 
 #[cfg(test)]
 mod tests {
