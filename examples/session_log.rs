@@ -37,7 +37,7 @@ fn main() {
                 i,
                 Device::Desktop,
                 (&none, &none, 0),
-                path,
+                Some(path),
                 i,
             );
             let ns = t.elapsed().as_nanos() as u64;

@@ -33,6 +33,8 @@ async fn origin() -> std::net::SocketAddr {
                     };
                     let status = if req.headers().contains_key("if-none-match") {
                         304
+                    } else if req.uri().path() == "/moved" {
+                        301
                     } else {
                         200
                     };
@@ -197,6 +199,14 @@ async fn three_paid_visitors_lease_three_numbers_the_fourth_gets_overflow_and_ea
     let rec = h.proxy.sessions().get(&state.sid).unwrap();
     let pages: Vec<&str> = rec.pages.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(pages, [PAID, "/services", "/contact", "/", "/"]);
+    // A redirect is no page the visitor saw: `/moved` (301) is not in the history, where it
+    // lands is.
+    for page in ["/moved", "/moved/"] {
+        browsers[0].get(&h, page, Some("http://site.test/")).await;
+    }
+    let rec = h.proxy.sessions().get(&state.sid).unwrap();
+    assert_eq!(rec.pages.last().unwrap().path, "/moved/");
+    assert_eq!(rec.pages.len(), 6);
     let touch = rec.last.unwrap();
     assert_eq!(
         (touch.ch.as_str(), touch.term.as_deref(), touch.ids[0].1.as_str()),

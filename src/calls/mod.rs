@@ -621,7 +621,7 @@ impl crate::pool::LeaseJournal for StoreJournal {
 }
 
 impl crate::visitor::sessions::VisitSink for StoreJournal {
-    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis) {
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: Option<&str>, at: Millis) {
         use crate::store::{PageViewRow, SessionRow, Write};
         let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(JsonText::of);
         // The session row (and its visitor's, which it also upserts) is rewritten only when it
@@ -639,12 +639,14 @@ impl crate::visitor::sessions::VisitSink for StoreJournal {
                 touches: rec.touches,
             }));
         }
-        self.store.enqueue(Write::PageView(PageViewRow {
-            site: rec.site.clone(),
-            visitor: rec.visitor.clone(),
-            session: rec.session.clone(),
-            path: path.to_string(),
-            at: at as i64,
-        }));
+        if let Some(path) = path {
+            self.store.enqueue(Write::PageView(PageViewRow {
+                site: rec.site.clone(),
+                visitor: rec.visitor.clone(),
+                session: rec.session.clone(),
+                path: path.to_string(),
+                at: at as i64,
+            }));
+        }
     }
 }

@@ -90,6 +90,48 @@ impl Parts {
 struct VisitorOutcome {
     shown: Shown,
     set_cookie: Option<String>,
+    /// The page view to record once the origin's status says it was one.
+    view: Option<PendingView>,
+}
+
+/// A page view waiting for the origin's answer: a redirect (`/contact` → `/contact/`, the
+/// commonest on WordPress sites) is no page the visitor saw, and would count twice in the
+/// session's history and the pages report. Its touch still counts (an ad's landing URL often
+/// redirects, and may lose its click id on the way).
+///
+/// Recorded when dropped, so that every way out of a request records it once: with the page
+/// when the origin answered with one ([`PendingView::answered`]), else the touch alone (an origin
+/// that failed showed no page, but a call to the number leased for it needs the session).
+struct PendingView {
+    sessions: SessionLog,
+    site: String,
+    state: identity::VisitorState,
+    device: classify::Device,
+    path: String,
+    at: crate::clock::Millis,
+    page: bool,
+}
+
+impl PendingView {
+    fn answered(mut self, status: StatusCode) {
+        self.page = !status.is_redirection();
+    }
+}
+
+impl Drop for PendingView {
+    fn drop(&mut self) {
+        let st = &self.state;
+        self.sessions.page_view(
+            &self.site,
+            &st.vid,
+            &st.sid,
+            st.ss,
+            self.device,
+            (&st.first, &st.last, st.n),
+            self.page.then_some(self.path.as_str()),
+            self.at,
+        );
+    }
 }
 
 /// The number a response is for.
@@ -130,6 +172,7 @@ impl VisitorOutcome {
         VisitorOutcome {
             shown: Shown::Chosen(Choice::Original),
             set_cookie: None,
+            view: None,
         }
     }
 
@@ -138,6 +181,7 @@ impl VisitorOutcome {
         VisitorOutcome {
             shown: Shown::Chosen(choice),
             set_cookie: None,
+            view: None,
         }
     }
 }
@@ -285,7 +329,7 @@ impl Proxy {
 
         // Only page views count: assets pass with the original number and no cookie.
         let page_view = is_page_view(&req);
-        let visitor = if page_view {
+        let mut visitor = if page_view {
             self.visitor(site, &req, conn)
         } else {
             VisitorOutcome::original()
@@ -392,6 +436,9 @@ impl Proxy {
         }
 
         let (mut parts, body) = resp.into_parts();
+        if let Some(view) = visitor.view.take() {
+            view.answered(parts.status);
+        }
         let public = if conn.tls { "https" } else { "http" };
         headers::public_locations(&mut parts.headers, &site.upstream, public, host);
         let body = body::idle_timeout(body.map_err(BoxError::from).boxed(), site.response_timeout);
@@ -486,6 +533,7 @@ impl Proxy {
                 return VisitorOutcome {
                     shown: Shown::Unleased,
                     set_cookie: None,
+                    view: None,
                 };
             }
             return VisitorOutcome::chosen(self.chooser.choose(site, audience.as_ref(), None));
@@ -496,20 +544,19 @@ impl Proxy {
         };
         let choice = self.chooser.choose(site, audience.as_ref(), Some(&holder));
         let device = classify::device(ua, h.get("sec-ch-ua-mobile").and_then(|v| v.to_str().ok()));
-        self.sessions.page_view(
-            &site.name,
-            &st.vid,
-            &st.sid,
-            st.ss,
-            device,
-            (&st.first, &st.last, st.n),
-            path,
-            now,
-        );
         let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key, &site.name), conn.tls);
         VisitorOutcome {
+            shown: Shown::Chosen(choice),
             set_cookie: Some(cookie),
-            ..VisitorOutcome::chosen(choice)
+            view: Some(PendingView {
+                sessions: self.sessions.clone(),
+                site: site.name.clone(),
+                state: visit.state,
+                device,
+                path: path.to_string(),
+                at: now,
+                page: false,
+            }),
         }
     }
 

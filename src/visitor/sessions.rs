@@ -44,7 +44,7 @@ pub struct SessionRecord {
 /// durable fields (touches) differ from what the last call carried, or this is the session's
 /// first view since this process started; otherwise only the page view itself is new.
 pub trait VisitSink: Send + Sync {
-    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: &str, at: Millis);
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: Option<&str>, at: Millis);
 }
 
 /// The session table's hasher. Session ids are ours (random, in a signed cookie), so a client
@@ -114,7 +114,7 @@ impl SessionLog {
         started: Millis,
         device: Device,
         state: (&Option<StoredTouch>, &Option<StoredTouch>, u32),
-        path: &str,
+        path: Option<&str>,
         at: Millis,
     ) {
         let rec = self.cache.get_with(session.to_string(), || {
@@ -137,13 +137,13 @@ impl SessionLog {
         r.first = state.0.clone();
         r.last = state.1.clone();
         r.touches = state.2;
-        if r.pages.len() < MAX_PAGES_PER_SESSION {
-            r.pages.push(PageView {
+        match path {
+            None => {}
+            Some(path) if r.pages.len() < MAX_PAGES_PER_SESSION => r.pages.push(PageView {
                 path: path.to_string(),
                 at,
-            });
-        } else {
-            r.pages_dropped += 1;
+            }),
+            Some(_) => r.pages_dropped += 1,
         }
         if let Some(sink) = &self.sink {
             sink.page_view(&r, changed, path, at);
@@ -177,8 +177,11 @@ mod tests {
     struct Changes(Mutex<Vec<(String, bool)>>);
 
     impl VisitSink for Changes {
-        fn page_view(&self, _: &SessionRecord, session_changed: bool, path: &str, _: Millis) {
-            self.0.lock().unwrap().push((path.to_string(), session_changed));
+        fn page_view(&self, _: &SessionRecord, session_changed: bool, path: Option<&str>, _: Millis) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((path.unwrap_or("-").to_string(), session_changed));
         }
     }
 
@@ -192,7 +195,7 @@ mod tests {
             ..StoredTouch::default()
         };
         let view = |touches: (&Option<StoredTouch>, &Option<StoredTouch>, u32), path: &str, at: Millis| {
-            log.page_view("site", "v1", "s1", 1_000, Device::Desktop, touches, path, at);
+            log.page_view("site", "v1", "s1", 1_000, Device::Desktop, touches, Some(path), at);
         };
         let (none, some) = (None, Some(paid));
         view((&none, &none, 0), "/", 1_000);
@@ -220,7 +223,7 @@ mod tests {
                     i * 10,
                     Device::Mobile,
                     (&none, &none, 0),
-                    path,
+                    Some(path),
                     at,
                 );
                 // The maintenance tick's housekeeping, as often as a busy site would see it.
