@@ -101,6 +101,10 @@ const EDGE: &[(&str, &str)] = &[
         r#"<script type="application/ld+json">{"telephone":"+1-555-010-0000"}</script><script type="text/json">{"t":"555-010-0000"}</script>"#,
     ),
     (
+        "json-ld type in another case",
+        r#"<script type="Application/LD+JSON">{"telephone":"+1-555-010-0000"}</script>"#,
+    ),
+    (
         "style textarea title",
         "<style>.x:after{content:'555-010-0000'}</style><textarea>555-010-0000</textarea><title>555-010-0000</title><noscript>555-010-0000</noscript><iframe>555-010-0000</iframe>",
     ),

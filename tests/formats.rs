@@ -242,6 +242,15 @@ fn attributes_links_and_json_ld() {
             r#"<script type="application/ld+json">{"telephone":"+1-555-010-1001"}</script>"#,
         ),
         (
+            r#"<script type="application/LD+json">{"telephone":"+1-555-010-0000"}</script>"#,
+            r#"<script type="application/LD+json">{"telephone":"+1-555-010-1001"}</script>"#,
+        ),
+        // Chat and FaceTime buttons: a pool's numbers take calls only.
+        (
+            r#"<a href="whatsapp://send?phone=15550100000">x</a><a href="facetime:5550100000">y</a>"#,
+            r#"<a href="whatsapp://send?phone=15550100000">x</a><a href="facetime:5550100000">y</a>"#,
+        ),
+        (
             r#"<script>var phone = "555-010-0000";</script>"#,
             r#"<script>var phone = "555-010-0000";</script>"#,
         ),

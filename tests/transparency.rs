@@ -377,6 +377,28 @@ async fn deflate_html_is_rewritten_and_stays_deflate() {
     compressed_html_is_rewritten_in_the_origins_coding("deflate").await;
 }
 
+/// A charset label no browser knows is ignored, as browsers ignore it: the page is read as if
+/// it had none (it passed unrewritten).
+#[tokio::test]
+async fn an_unknown_charset_label_is_ignored() {
+    let origin = Origin::start(vec![
+        (
+            "/empty",
+            Route::page(200, &[("content-type", "text/html; charset=")], PAGE),
+        ),
+        (
+            "/none",
+            Route::page(200, &[("content-type", "text/html; charset=none")], PAGE),
+        ),
+    ])
+    .await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    for path in ["/empty", "/none"] {
+        let resp = get(proxy.http, "site.test", &tracked(path)).await;
+        assert_eq!(resp.text(), REWRITTEN, "{path}");
+    }
+}
+
 /// An origin response with more header fields than hyper's default hundred (cookies, preloads,
 /// security headers add up) is forwarded, not a 502.
 #[tokio::test]

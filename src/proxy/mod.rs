@@ -652,14 +652,11 @@ impl Proxy {
         } else {
             body::Coding::Identity
         };
-        let encoding = match &charset {
-            Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
-                Some(e) => Some(e),
-                // An unknown charset: leave the page alone rather than corrupt it.
-                None => return body,
-            },
-            None => None,
-        };
+        // A label no browser knows (`charset=`, `charset=none`) is ignored, as browsers ignore
+        // it: the page's `<meta>` or the prescan decides, as with no label at all.
+        let encoding = charset
+            .as_deref()
+            .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
         let Some(number) = number else {
             // A HEAD with no number chosen: the headers a GET's rewrite would give.
             if PageRewriter::can_rewrite(encoding) {

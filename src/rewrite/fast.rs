@@ -1179,10 +1179,12 @@ impl FastRewriter {
             }
         }
         let is_json_ld = info.is_script()
-            && self
-                .attrs
-                .iter()
-                .any(|a| attr_is(a, b"type") && a.value.clone().is_some_and(|v| &buf[v] == b"application/ld+json"));
+            && self.attrs.iter().any(|a| {
+                attr_is(a, b"type")
+                    && a.value
+                        .clone()
+                        .is_some_and(|v| buf[v].eq_ignore_ascii_case(b"application/ld+json"))
+            });
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.
         let pushed = if self.ns() == Ns::Html {

@@ -35,7 +35,11 @@ use super::replay::{self, EngineArgs, Key, Run};
 pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
 
 /// URL schemes whose `href` is a phone number.
-pub(crate) const PHONE_SCHEMES: &[&str] = &["tel:", "sms:", "callto:", "facetime:", "facetime-audio:", "whatsapp:"];
+///
+/// Not `whatsapp:` or `facetime:`: a pool's numbers take calls, not chats or FaceTime (they are
+/// registered to no account), so the chat button would break; `https://wa.me/...` links, the
+/// other way to write the same, are left alone too.
+pub(crate) const PHONE_SCHEMES: &[&str] = &["tel:", "sms:", "callto:"];
 
 /// lol_html's own buffers per response are capped here; past it the rest of the page passes
 /// unmodified (graceful bail-out) rather than the response failing. 2 MiB holds any realistic

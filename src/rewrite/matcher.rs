@@ -200,6 +200,9 @@ pub enum Scan {
 
 /// The configured numbers of one site, compiled for finding them in text.
 ///
+/// The most forms a site's numbers may make (see [`NumberMatcher::forms_of`]).
+pub const MAX_FORMS: usize = 64;
+
 /// Targets (at most 64) are bits of a `u64`; a candidate keeps the set of targets its digits so
 /// far agree with, narrowed by one table lookup per digit.
 #[derive(Debug, Clone)]
@@ -223,6 +226,17 @@ pub struct NumberMatcher {
 pub type Before = [u8; 3];
 
 impl NumberMatcher {
+    /// How many digit strings (forms) `numbers` make: at most [`MAX_FORMS`] are matched.
+    pub fn forms_of(numbers: &[PhoneNumber]) -> usize {
+        let mut seen: Vec<String> = Vec::new();
+        for f in numbers.iter().flat_map(|n| n.forms()) {
+            if !seen.contains(&f.digits) {
+                seen.push(f.digits);
+            }
+        }
+        seen.len()
+    }
+
     pub fn new(numbers: &[PhoneNumber]) -> NumberMatcher {
         let mut targets: Vec<Target> = Vec::new();
         for n in numbers {
@@ -239,8 +253,8 @@ impl NumberMatcher {
             }
         }
         targets.sort_by_key(|t| std::cmp::Reverse(t.digits.len()));
-        // The alive-set below is a u64 bit mask.
-        targets.truncate(64);
+        // The alive-set below is a u64 bit mask. The rules refuse more (`forms_of`).
+        targets.truncate(MAX_FORMS);
         let first_digits = targets.iter().fold(0u16, |m, t| m | 1 << (t.digits[0] - b'0'));
         let max_digits = targets.iter().map(|t| t.digits.len()).max().unwrap_or(0);
         let min_digits = targets.iter().map(|t| t.digits.len()).min().unwrap_or(0);

@@ -526,6 +526,41 @@ mod tests {
     }
 
     #[test]
+    fn the_opt_out_attributes_hold_beside_a_sites_own_excludes() {
+        let site = |extra: &str| {
+            let text = format!(
+                "hosts = [\"example.com\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [\"+1 555-010-0000\"]\n{extra}"
+            );
+            let set = load_sources(&[("s.toml".into(), text)]).unwrap();
+            set.sites[0].exclude.clone()
+        };
+        let defaults = ["[data-telswap-ignore]", "[data-calltrk-noswap]"];
+        assert_eq!(site(""), defaults);
+        assert_eq!(site("exclude = [\".legal\"]"), [".legal", defaults[0], defaults[1]]);
+        assert_eq!(site("exclude = [\"[data-telswap-ignore]\"]"), defaults);
+    }
+
+    /// Each format of a site's numbers is a target of the matcher, which takes 64: past that,
+    /// some numbers' national formats went unmatched without a word. Now it is an error.
+    #[test]
+    fn too_many_site_numbers_are_an_error_not_a_silent_miss() {
+        let site = |n: usize| {
+            let numbers: Vec<String> = (1..=n).map(|i| format!("\"+1 555-200-{i:04}\"")).collect();
+            let text = format!(
+                "hosts = [\"example.com\"]\nupstream = \"http://127.0.0.1:9\"\nnumbers = [{}]\n",
+                numbers.join(", ")
+            );
+            load_sources(&[("s.toml".into(), text)])
+        };
+        assert!(site(16).is_ok());
+        let e = site(17).unwrap_err().to_string();
+        assert!(
+            e.contains("s.toml:3: too many numbers: their 68 formats are more than the 64"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn pool_numbers_are_prepared_once_and_others_built_on_demand() {
         let text = "hosts = [\"example.com\"]\nupstream = \"http://127.0.0.1:9\"\n\
                     numbers = [\"+1 555-010-0000\"]\n[[pool]]\nname = \"ads\"\nmode = \"session\"\n\

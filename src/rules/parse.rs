@@ -51,8 +51,8 @@ const WHEN_KEYS: &[&str] = &["channel", "source", "medium", "campaign"];
 const OFFLINE_KEYS: &[&str] = &["number", "campaign", "source", "medium"];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret_env", "events"];
 
-/// The default `exclude`: the opt-out attribute, and CallRail's, so a site moving from CallRail
-/// keeps its opt-outs.
+/// Always in `exclude`, besides what a site lists: the opt-out attribute, and CallRail's, so a
+/// site moving from CallRail keeps its opt-outs.
 const DEFAULT_EXCLUDE: &[&str] = &["[data-telswap-ignore]", "[data-calltrk-noswap]"];
 
 struct Walker<'a> {
@@ -358,19 +358,20 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         ),
     }
 
-    let exclude = match w.strings(&doc, "exclude") {
-        Some(list) => {
-            let mut out = Vec::new();
-            for (s, at) in list {
-                match check_selector(&s) {
-                    Ok(()) => out.push(s),
-                    Err(e) => w.err(at, format!("bad CSS selector in exclude {s:?}: {e}")),
-                }
-            }
-            out
+    // The opt-out attributes hold whatever else is listed: a site that adds `.legal` still
+    // expects its `data-telswap-ignore` elements left alone.
+    let mut exclude: Vec<String> = Vec::new();
+    for (s, at) in w.strings(&doc, "exclude").unwrap_or_default() {
+        match check_selector(&s) {
+            Ok(()) => exclude.push(s),
+            Err(e) => w.err(at, format!("bad CSS selector in exclude {s:?}: {e}")),
         }
-        None => DEFAULT_EXCLUDE.iter().map(|s| s.to_string()).collect(),
-    };
+    }
+    for d in DEFAULT_EXCLUDE {
+        if !exclude.iter().any(|s| s == d) {
+            exclude.push(d.to_string());
+        }
+    }
 
     let attribution = w.choice(
         &doc,
@@ -443,6 +444,20 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     };
 
     let own: Vec<PhoneNumber> = numbers.iter().map(|(n, _)| n.clone()).collect();
+    // Past the matcher's bound the shortest forms (the national ones) would go unmatched, in
+    // silence.
+    let forms = crate::rewrite::matcher::NumberMatcher::forms_of(&own);
+    if forms > crate::rewrite::matcher::MAX_FORMS
+        && let Some((_, at)) = numbers.last()
+    {
+        w.err(
+            *at,
+            format!(
+                "too many numbers: their {forms} formats are more than the {} one site can match (a US number has 4, a UK one 6)",
+                crate::rewrite::matcher::MAX_FORMS
+            ),
+        );
+    }
     let telephony = {
         let empty = Table::default();
         let t = w.table(&doc, "telephony").unwrap_or(&empty);
