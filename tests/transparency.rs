@@ -1050,6 +1050,11 @@ async fn origin_sees_the_visitors_host_and_forwarding_headers() {
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some("other.test"));
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(
+        seen.header("forwarded"),
+        Some("for=127.0.0.1;proto=http;host=\"other.test\"")
+    );
     assert!(
         seen.header("via").is_some_and(|v| v.contains("telswap")),
         "Via: {:?}",
@@ -1072,6 +1077,8 @@ async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-Host", "bank.example"),
             ("Via", "1.1 corp-proxy"),
+            ("X-Real-IP", "10.0.0.1"),
+            ("Forwarded", "for=10.0.0.1;host=evil.test"),
         ],
     )
     .await;
@@ -1085,6 +1092,15 @@ async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
     );
     assert_eq!(seen.header("x-forwarded-host"), Some("site.test"));
     assert_eq!(seen.header("via"), Some("1.1 corp-proxy, 1.1 telswap"));
+    assert_eq!(
+        seen.header("x-real-ip"),
+        Some("127.0.0.1"),
+        "the visitor cannot choose it"
+    );
+    assert_eq!(
+        seen.header("forwarded"),
+        Some("for=10.0.0.1;host=evil.test, for=127.0.0.1;proto=http;host=\"site.test\"")
+    );
 }
 
 fn megabyte() -> Vec<u8> {

@@ -87,6 +87,7 @@ pub fn add_forwarding(
     const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
         _ => client_ip.to_string(),
@@ -94,6 +95,21 @@ pub fn add_forwarding(
     set(headers, X_FORWARDED_FOR, &xff);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     set(headers, X_FORWARDED_HOST, host);
+    // `X-Real-IP` holds one address, which origins take as the client's: the visitor must not
+    // choose it. `Forwarded` (RFC 7239) gets this hop's element appended, as `X-Forwarded-For`
+    // does; whatever the visitor wrote stays on its left, where no origin should trust it.
+    set(headers, X_REAL_IP, client_ip);
+    let node = if client_ip.contains(':') {
+        format!("\"[{client_ip}]\"")
+    } else {
+        client_ip.to_string()
+    };
+    let hop = format!("for={node};proto={proto};host=\"{host}\"");
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {hop}"),
+        _ => hop,
+    };
+    set(headers, header::FORWARDED, &forwarded);
     add_via(headers, version);
 }
 
