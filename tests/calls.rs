@@ -442,6 +442,24 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
     };
     assert_eq!(by("+15550102001")["confidence"], "source");
     assert_eq!(by("+15550102001")["attribution"]["channel"], "organic_search");
+    // Paged two at a time, the four calls come once each, newest first, as in one page.
+    let all: Vec<Value> = calls.iter().map(|c| c["id"].clone()).collect();
+    assert_eq!(all.len(), 4);
+    let (mut paged, mut next) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &next {
+            Some(after) => format!("/api/calls?limit=2&after={after}"),
+            None => "/api/calls?limit=2".to_string(),
+        };
+        let (status, page) = env.admin(&path).await;
+        assert_eq!(status, 200);
+        paged.extend(page["calls"].as_array().unwrap().iter().map(|c| c["id"].clone()));
+        match page["next"].as_str() {
+            Some(n) => next = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
     assert_eq!(by("+15550101999")["confidence"], "none");
     assert_eq!(by("+15550101999")["attribution"]["channel"], "paid_search");
     assert_eq!(by("+15550101999")["attribution"]["pool"], "ads");
@@ -653,6 +671,8 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
         404
     );
     assert_eq!(send("GET", "/api/calls?from=yesterday", Some(&bearer), "").await.0, 400);
+    assert_eq!(send("GET", "/api/calls?offset=5", Some(&bearer), "").await.0, 400);
+    assert_eq!(send("GET", "/api/calls?after=nonsense", Some(&bearer), "").await.0, 400);
     let (_, pools) = send("GET", "/api/pools", Some(&bearer), "").await;
     let pools: Value = serde_json::from_str(&pools).unwrap();
     let ads = &pools["pools"][0];

@@ -1095,6 +1095,7 @@ impl Admin {
             from: p.from,
             to: p.to,
             site: p.site.clone(),
+            after: None,
             limit: 0,
         };
         let store = self.store.clone();

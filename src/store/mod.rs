@@ -186,6 +186,10 @@ pub struct CallFilter {
     /// Exclusive upper bound on `started_at`.
     pub to: Option<i64>,
     pub site: Option<String>,
+    /// Only calls after this one in the order calls are listed (newest first): its
+    /// (`started_at`, `id`), a page's last. Paging by time alone would skip the calls that
+    /// share the last one's millisecond.
+    pub after: Option<(i64, String)>,
     /// At most this many calls; `0` means no limit.
     pub limit: usize,
 }

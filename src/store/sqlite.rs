@@ -581,6 +581,14 @@ impl Store for SqliteStore {
             args.push(Value::Text(site.clone()));
             sql.push_str(&format!(" AND c.site = ?{}", args.len()));
         }
+        if let Some((at, id)) = &f.after {
+            args.push(Value::Integer(*at));
+            args.push(Value::Text(id.clone()));
+            let (a, i) = (args.len() - 1, args.len());
+            sql.push_str(&format!(
+                " AND (c.started_at < ?{a} OR (c.started_at = ?{a} AND c.id < ?{i}))"
+            ));
+        }
         sql.push_str(" ORDER BY c.started_at DESC, c.id DESC");
         if f.limit > 0 {
             args.push(Value::Integer(i64::try_from(f.limit).unwrap_or(i64::MAX)));
@@ -1735,6 +1743,29 @@ mod tests {
             })
             .is_empty()
         );
+        // Pages by (started_at, id): calls sharing a millisecond are neither skipped nor
+        // repeated.
+        for n in 10..14 {
+            let mut c = call(n);
+            c.started_at = t(20);
+            store.insert_call(&c).unwrap();
+        }
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .calls(&CallFilter {
+                    after: after.clone(),
+                    limit: 3,
+                    ..Default::default()
+                })
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.started_at, last.id.clone()));
+            paged.extend(page.into_iter().map(|c| c.id));
+        }
+        assert_eq!(paged.len(), 14);
+        assert_eq!(&paged[..5], ["c_0013", "c_0012", "c_0011", "c_0010", "c_0009"]);
     }
 
     #[test]
