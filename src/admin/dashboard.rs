@@ -44,6 +44,8 @@ pub struct Range {
     pub from_ms: i64,
     /// Exclusive: the end of `to_day`.
     pub to_ms: i64,
+    /// Days (and the reports' hours and weekdays) are at this UTC offset, minutes (`tz`).
+    pub tz_offset_min: i32,
 }
 
 impl Range {
@@ -53,14 +55,21 @@ impl Range {
         let mut from = None;
         let mut to = None;
         let mut site = None;
+        let mut tz = 0;
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
                 "from" if !v.is_empty() => from = Some(v.into_owned()),
                 "to" if !v.is_empty() => to = Some(v.into_owned()),
                 "site" if !v.is_empty() => site = Some(v.into_owned()),
+                "tz" if !v.is_empty() => {
+                    tz = super::reports::parse_tz(&v)
+                        .ok_or_else(|| format!("bad tz {v:?}: use an offset such as +01:00, -05:00 or Z"))?;
+                }
                 _ => {}
             }
         }
+        // A date is a local day: its midnight at the offset.
+        let shift = i64::from(tz) * 60_000;
         let day = |s: Option<String>, default: i64| -> Result<i64, String> {
             match s {
                 None => Ok(default),
@@ -70,7 +79,7 @@ impl Range {
                 },
             }
         };
-        let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+        let today = (now_ms + shift).div_euclid(DAY_MS) * DAY_MS;
         let to_ms = day(to, today)?;
         let from_ms = day(from, to_ms - 29 * DAY_MS)?;
         if from_ms > to_ms {
@@ -80,8 +89,9 @@ impl Range {
             from_day: day_of(from_ms, 0),
             to_day: day_of(to_ms, 0),
             site,
-            from_ms,
-            to_ms: to_ms + DAY_MS,
+            from_ms: from_ms - shift,
+            to_ms: to_ms + DAY_MS - shift,
+            tz_offset_min: tz,
         })
     }
 
@@ -90,6 +100,9 @@ impl Range {
         let mut q = format!("from={}&to={}", self.from_day, self.to_day);
         if let Some(s) = &self.site {
             let _ = write!(q, "&site={}", enc(s));
+        }
+        if self.tz_offset_min != 0 {
+            let _ = write!(q, "&tz={}", enc(&super::reports::format_tz(self.tz_offset_min)));
         }
         q
     }
@@ -104,15 +117,19 @@ impl Range {
         if let Some(s) = &self.site {
             let _ = write!(q, "&site={}", enc(s));
         }
+        if self.tz_offset_min != 0 {
+            let _ = write!(q, "&tz={}", enc(&super::reports::format_tz(self.tz_offset_min)));
+        }
         q
     }
 
-    /// The range as the reports read it (UTC days).
+    /// The range as the reports read it (days, hours and weekdays at `tz`).
     pub fn period(&self) -> super::reports::Period {
         super::reports::Period {
             from: Some(self.from_ms),
             to: Some(self.to_ms),
             site: self.site.clone(),
+            tz_offset_min: self.tz_offset_min,
             ..Default::default()
         }
     }
@@ -168,8 +185,10 @@ pub fn layout(
                 let _ = write!(opts, r#"<option{sel}>{}</option>"#, esc(s));
             }
             format!(
-                r#"<form class="range" method="get"><label>From<br><input type="date" name="from" value="{}"></label><label>To<br><input type="date" name="to" value="{}"></label><label>Site<br><select name="site">{opts}</select></label><button>Show</button></form>"#,
-                r.from_day, r.to_day
+                r#"<form class="range" method="get"><label>From<br><input type="date" name="from" value="{}"></label><label>To<br><input type="date" name="to" value="{}"></label><label>Site<br><select name="site">{opts}</select></label><label>UTC offset<br><input name="tz" size="6" placeholder="+00:00" value="{}"></label><button>Show</button></form>"#,
+                r.from_day,
+                r.to_day,
+                super::reports::format_tz(r.tz_offset_min)
             )
         }
         None => String::new(),
@@ -274,10 +293,17 @@ fn is_numeric(kind: &str) -> bool {
 /// A report's rows as a table, with its totals as the last row.
 pub fn report_table(report: &Value) -> String {
     let cols = columns(report);
+    // Money says its currency; values in several are added as numbers, and say so.
+    let currency = match report.get("currency").and_then(Value::as_str) {
+        Some("mixed") => " (mixed currencies, added as numbers)".to_string(),
+        Some(code) => format!(" ({code})"),
+        None => String::new(),
+    };
     let mut out = String::from("<table><thead><tr>");
     for (_, label, kind) in &cols {
         let class = if is_numeric(kind) { " class=\"n\"" } else { "" };
-        let _ = write!(out, "<th{class}>{}</th>", esc(label));
+        let unit = if kind == "money" { currency.as_str() } else { "" };
+        let _ = write!(out, "<th{class}>{}{}</th>", esc(label), esc(unit));
     }
     out.push_str("</tr></thead><tbody>");
     for row in rows(report) {
@@ -548,6 +574,11 @@ impl CallFilters {
         if let Some(s) = &range.site {
             let _ = write!(out, r#"<input type="hidden" name="site" value="{}">"#, esc(s));
         }
+        let _ = write!(
+            out,
+            r#"<input type="hidden" name="tz" value="{}">"#,
+            super::reports::format_tz(range.tz_offset_min)
+        );
         out.push_str(&opt(
             "channel",
             "Channel",
@@ -860,6 +891,16 @@ mod tests {
         assert_eq!(r.query(), "from=2026-11-01&to=2026-11-02&site=a+b");
         assert!(Range::from_query("from=yesterday", now).is_err());
         assert!(Range::from_query("from=2026-11-03&to=2026-11-02", now).is_err());
+        // Local days at an offset: New York's 1 November starts at 05:00 UTC, and the reports
+        // read hours and weekdays there too.
+        let r = Range::from_query("from=2026-11-01&to=2026-11-01&tz=-05:00", now).unwrap();
+        assert_eq!(r.from_ms, super::super::parse_time("2026-11-01T05:00:00Z").unwrap());
+        assert_eq!(r.to_ms - r.from_ms, DAY_MS);
+        assert_eq!(r.period().tz_offset_min, -300);
+        assert_eq!(r.query(), "from=2026-11-01&to=2026-11-01&tz=-05%3A00");
+        assert!(Range::from_query("tz=CET", now).is_err());
+        // "Today" is the offset's: at 14:00 UTC it is already 28 November in Auckland.
+        assert_eq!(Range::from_query("tz=%2B13:00", now).unwrap().to_day, "2026-11-28");
     }
 
     #[test]

@@ -33,7 +33,8 @@
 //!   `not_a_lead`, `junk`, `wrong_number`, `solicitation`). **sale**: a conversion of kind
 //!   `sale` (any case), or with a value above zero. **value**: the sum of conversions' values.
 //!   Values are added as numbers whatever their currency; `currency` says which one they share
-//!   (`"mixed"` when they do not).
+//!   (`"mixed"` when they do not, and then ROAS is `null`: a ratio across currencies means
+//!   nothing).
 //! - **first-time caller**: a call whose caller had not called the site before (the call's
 //!   `returning_caller` is false); anonymous callers are neither first-time nor returning.
 //! - **conversion rate**: sales ÷ calls.
@@ -169,6 +170,17 @@ pub fn report(name: &str, input: &ReportInput) -> Option<Value> {
         _ => return None,
     };
     let (_, title, question) = META.iter().find(|(n, _, _)| *n == name)?;
+    let currency = currency(input, name == "roi" || name == "campaigns");
+    let (mut rows, mut totals) = (rows, totals);
+    if currency == "mixed" {
+        // Value in one currency over spend in another is no return on anything: the ratio is
+        // left out (`null`) rather than shown as a figure.
+        for obj in rows.iter_mut().filter_map(Value::as_object_mut).chain([&mut totals]) {
+            if let Some(r) = obj.get_mut("roas") {
+                *r = Value::Null;
+            }
+        }
+    }
     let mut out = Map::new();
     out.insert("report".into(), json!(name));
     out.insert("title".into(), json!(title));
@@ -176,7 +188,7 @@ pub fn report(name: &str, input: &ReportInput) -> Option<Value> {
     out.insert("from".into(), json!(input.from.map(|t| rfc3339(t.max(0) as u64))));
     out.insert("to".into(), json!(input.to.map(|t| rfc3339(t.max(0) as u64))));
     out.insert("tz".into(), json!(format_tz(input.tz_offset_min)));
-    out.insert("currency".into(), currency(input, name == "roi" || name == "campaigns"));
+    out.insert("currency".into(), currency);
     out.insert("columns".into(), Value::Array(cols));
     out.insert("rows".into(), Value::Array(rows));
     out.insert("totals".into(), Value::Object(totals));
@@ -293,7 +305,7 @@ fn weekday(days: i64) -> usize {
     (days + 3).rem_euclid(7) as usize
 }
 
-fn format_tz(min: i32) -> String {
+pub fn format_tz(min: i32) -> String {
     let sign = if min < 0 { '-' } else { '+' };
     format!("{sign}{:02}:{:02}", min.abs() / 60, min.abs() % 60)
 }
@@ -833,7 +845,8 @@ fn quality(input: &ReportInput) -> Table {
     let totals = json!({
         "calls": all.calls, "answered": all.answered, "missed": count("missed"), "in_progress": count("in progress"),
         "answer_rate": ratio(all.answered as f64, total), "talk_time": talk,
-        "average_duration": talk.checked_div(all.answered),
+        // Rounded to the second, not truncated (656 s over 10 calls is 66, not 65).
+        "average_duration": (all.answered > 0).then(|| (talk as f64 / all.answered as f64).round() as u64),
     });
     (cols, out, into_map(totals), Map::new())
 }
@@ -1701,6 +1714,17 @@ mod tests {
         assert_eq!(v["totals"]["spend"], 170.0);
         assert_eq!(v["totals"]["calls"], 4);
         assert_eq!(v["totals"]["cost_per_call"], 42.5);
+        assert_eq!(v["currency"], "USD");
+        // Spend in euros beside values in dollars: no ROAS, anywhere.
+        inp.spend.push(SpendRow {
+            currency: "EUR".into(),
+            ..spend("paid_search", "spring", 10.0)
+        });
+        let v = report("roi", &inp).unwrap();
+        assert_eq!(v["currency"], "mixed");
+        assert!(rows(&v).iter().all(|r| r["roas"].is_null()), "{v}");
+        assert!(v["totals"].get("roas").is_none_or(Value::is_null));
+        assert!(crate::admin::dashboard::report_table(&v).contains("Spend (mixed currencies, added as numbers)"));
     }
 
     #[test]
