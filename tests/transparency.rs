@@ -848,7 +848,8 @@ async fn page_views_on_a_dni_site_are_never_revalidated() {
 /// address the rewrite, and a download resumed with `If-Range` would splice the tracking number's
 /// first digits to the original's last. The page comes whole (RFC 9110 §14.2 lets a server
 /// ignore `Range`), without the validators a client would send back as `If-Range`. Ranges of
-/// other files pass as they are.
+/// other files, and of anything asked for without naming HTML (a media player's `*/*`), pass as
+/// they are.
 #[tokio::test]
 async fn a_page_view_is_answered_whole_and_a_files_range_untouched() {
     let validators = [
@@ -864,6 +865,10 @@ async fn a_page_view_is_answered_whole_and_a_files_range_untouched() {
             "/price-list.pdf",
             Route::page(200, &[("content-type", "application/pdf"), ("etag", "\"v1\"")], PAGE),
         ),
+        (
+            "/media/clip",
+            Route::page(200, &[("content-type", "video/quicktime"), ("etag", "\"v1\"")], PAGE),
+        ),
     ])
     .await;
     let proxy = start_proxy(default_site(&origin.url(), "")).await;
@@ -876,7 +881,11 @@ async fn a_page_view_is_answered_whole_and_a_files_range_untouched() {
         "GET",
         "site.test",
         &tracked("/"),
-        &[("Range", &range), ("If-Range", "Wed, 01 Jan 2025 00:00:00 GMT")],
+        &[
+            ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            ("Range", &range),
+            ("If-Range", "Wed, 01 Jan 2025 00:00:00 GMT"),
+        ],
     )
     .await;
     assert_eq!(resp.status, 200);
@@ -893,6 +902,19 @@ async fn a_page_view_is_answered_whole_and_a_files_range_untouched() {
     let seen = origin.only_request();
     assert_eq!((seen.header("range"), seen.header("if-range")), (None, None));
 
+    // A file, and a media player's `*/*` for a path that could be a page: ranges as asked.
+    for path in ["/price-list.pdf", "/media/clip"] {
+        let resp = send(
+            proxy.http,
+            "GET",
+            "site.test",
+            &tracked(path),
+            &[("Accept", "*/*"), ("Range", &range)],
+        )
+        .await;
+        assert_eq!(resp.status, 206, "{path}");
+        assert_eq!(resp.body, &PAGE.as_bytes()[start..=end], "{path}");
+    }
     let resp = send(
         proxy.http,
         "GET",
@@ -1079,6 +1101,7 @@ async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
             ("Via", "1.1 corp-proxy"),
             ("X-Real-IP", "10.0.0.1"),
             ("Forwarded", "for=10.0.0.1;host=evil.test"),
+            ("Forwarded", "for=10.0.0.2"),
         ],
     )
     .await;
@@ -1099,7 +1122,7 @@ async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
     );
     assert_eq!(
         seen.header("forwarded"),
-        Some("for=10.0.0.1;host=evil.test, for=127.0.0.1;proto=http;host=\"site.test\"")
+        Some("for=10.0.0.1;host=evil.test, for=10.0.0.2, for=127.0.0.1;proto=http;host=\"site.test\"")
     );
 }
 

@@ -317,7 +317,7 @@ impl Admin {
         let call = tokio::task::spawn_blocking(move || store.call(&id))
             .await
             .map_err(internal)?
-            .map_err(internal)?
+            .map_err(store_error)?
             .ok_or((StatusCode::NOT_FOUND, "no such call".to_string()))?;
         let title = format!("Call from {}", call.caller);
         Ok(html_resp(
@@ -469,7 +469,7 @@ impl Admin {
         let mut calls = tokio::task::spawn_blocking(move || store.calls(&f))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(store_error)?;
         let next = (limit > 0 && calls.len() > limit).then(|| {
             calls.truncate(limit);
             calls.last().map(|c| format!("{}.{}", c.started_at, c.id))
@@ -486,7 +486,7 @@ impl Admin {
         match tokio::task::spawn_blocking(move || store.call(&id))
             .await
             .map_err(internal)?
-            .map_err(internal)?
+            .map_err(store_error)?
         {
             Some(c) => Ok(json_resp(StatusCode::OK, call_json(&c))),
             None => Err((StatusCode::NOT_FOUND, "no such call".into())),
@@ -545,7 +545,7 @@ impl Admin {
         let found = tokio::task::spawn_blocking(move || store.set_outcome_with_events(&id, &outcome, &on_set))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(store_error)?;
         if !found {
             return Err((StatusCode::NOT_FOUND, "no such call".into()));
         }
@@ -804,6 +804,19 @@ impl WwwAuthenticate for Resp {
 fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
     tracing::error!(error = %e, "admin API");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+/// A store error as the API answers it: `503` with the reason when the store cannot serve now
+/// (its file removed or replaced, or closing), which a restart fixes; else `500`.
+fn store_error(e: crate::store::StoreError) -> (StatusCode, String) {
+    use crate::store::StoreError;
+    match e {
+        StoreError::FileGone(_) | StoreError::Closed => {
+            tracing::error!(error = %e, "admin API");
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        other => internal(other),
+    }
 }
 
 fn bad_time(v: &str) -> String {

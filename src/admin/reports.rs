@@ -48,7 +48,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use super::{Admin, Resp, bad_time, internal, is_date, json_resp, parse_end, parse_time};
+use super::{Admin, Resp, bad_time, internal, is_date, json_resp, parse_end, parse_time, store_error};
 use crate::clock::{civil_from_days, rfc3339};
 use crate::store::{CallFilter, CallRecord, SpendRow};
 
@@ -1115,7 +1115,7 @@ impl Admin {
         let mut calls = tokio::task::spawn_blocking(move || store.calls(&f))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(store_error)?;
         calls.reverse();
         Ok(calls)
     }
@@ -1158,7 +1158,7 @@ impl Admin {
             tokio::task::spawn_blocking(move || store.spend(site.as_deref(), from_day.as_deref(), to_day.as_deref()))
                 .await
                 .map_err(internal)?
-                .map_err(internal)?
+                .map_err(store_error)?
         } else {
             Vec::new()
         };

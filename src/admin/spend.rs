@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::{Admin, Resp, internal, json_resp, parse_time};
+use super::{Admin, Resp, internal, json_resp, parse_time, store_error};
 use crate::store::SpendRow;
 use crate::visitor::classify::Channel;
 
@@ -349,7 +349,7 @@ impl Admin {
         let stored = tokio::task::spawn_blocking(move || store.put_spend(&rows))
             .await
             .map_err(internal)?
-            .map_err(internal)?;
+            .map_err(store_error)?;
         Ok(json_resp(StatusCode::OK, json!({"stored": stored})))
     }
 }

@@ -264,7 +264,18 @@ pub fn anonymous_caller(from: &str) -> bool {
         "+7748283",
     ];
     let from = from.trim();
-    from.is_empty() || WORDS.iter().any(|w| from.eq_ignore_ascii_case(w)) || KEYPAD.contains(&from)
+    // A SIP URI names its user (`sip:anonymous@anonymous.invalid`, RFC 3323's form).
+    let user = from
+        .strip_prefix("sip:")
+        .or_else(|| from.strip_prefix("sips:"))
+        .map_or(from, |u| u.split(['@', ';']).next().unwrap_or(""));
+    let word = user.to_ascii_lowercase();
+    // "Private Number", "Unknown caller": the word, then only words that say "number".
+    let mut words = word.split([' ', '_', '-']).filter(|w| !w.is_empty());
+    let worded = words.next().is_some_and(|w| WORDS.contains(&w))
+        && words.all(|w| ["number", "caller", "id", "name"].contains(&w));
+    let digits = user.trim_start_matches('+');
+    user.is_empty() || WORDS.contains(&word.as_str()) || worded || KEYPAD.iter().any(|k| k[1..] == *digits)
 }
 
 /// Where a caller is: the provider's fields when present, else the country from the calling
@@ -666,11 +677,20 @@ mod tests {
             "RESTRICTED",
             "Unavailable",
             "+266696687",
+            "266696687",
             "+7378742833",
+            "sip:anonymous@anonymous.invalid",
+            "Private Number",
+            "unknown caller",
         ] {
             assert!(anonymous_caller(from), "{from:?}");
         }
-        for from in ["+14155550100", "+442079460000", "sip:alice@example.com"] {
+        for from in [
+            "+14155550100",
+            "+442079460000",
+            "sip:alice@example.com",
+            "Unknown Plumbing Co",
+        ] {
             assert!(!anonymous_caller(from), "{from:?}");
         }
     }

@@ -376,7 +376,13 @@ impl Calls {
         let t = &owner.telephony;
         let action = format!("{}/_telswap/status", hook.base);
         let whisper = format!("{}/_telswap/whisper?call={}", hook.base, record.id);
-        let caller_id = if from.starts_with('+') { from.as_str() } else { to };
+        // The business sees who calls; a withheld id (or a keypad stand-in for one) shows the
+        // tracking number instead.
+        let caller_id = if from.starts_with('+') && !attribution::anonymous_caller(&from) {
+            from.as_str()
+        } else {
+            to
+        };
         let forward = t.forward_to.e164();
         xml(twiml::dial(&twiml::DialAnswer {
             forward_to: &forward,

@@ -88,9 +88,22 @@ pub fn add_forwarding(
     const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
-        _ => client_ip.to_string(),
+    // A list field sent on several lines is one list (RFC 9110 §5.3): all of it is kept.
+    let joined = |headers: &HeaderMap, name: &HeaderName| {
+        let lines: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        lines.join(", ")
+    };
+    let prev = joined(headers, &X_FORWARDED_FOR);
+    let xff = if prev.is_empty() {
+        client_ip.to_string()
+    } else {
+        format!("{prev}, {client_ip}")
     };
     set(headers, X_FORWARDED_FOR, &xff);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -105,10 +118,8 @@ pub fn add_forwarding(
         client_ip.to_string()
     };
     let hop = format!("for={node};proto={proto};host=\"{host}\"");
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {hop}"),
-        _ => hop,
-    };
+    let prev = joined(headers, &header::FORWARDED);
+    let forwarded = if prev.is_empty() { hop } else { format!("{prev}, {hop}") };
     set(headers, header::FORWARDED, &forwarded);
     add_via(headers, version);
 }
@@ -257,30 +268,50 @@ pub fn make_private(headers: &mut HeaderMap) {
     set(headers, header::CACHE_CONTROL, &kept.join(", "));
 }
 
-/// Points the origin's own address in `Location` and `Content-Location` at the address the
-/// visitor used (nginx's `proxy_redirect default`): a redirect to `http://10.0.0.5:8080/login`
-/// would send the visitor past the proxy (no tracking number), to an address that is internal,
-/// and from HTTPS down to HTTP. Relative and other hosts' URLs stay as they are.
+/// Points the origin's own address in `Location`, `Content-Location` and `Refresh` at the
+/// address the visitor used (nginx's `proxy_redirect default`): a redirect to
+/// `http://10.0.0.5:8080/login` would send the visitor past the proxy (no tracking number), to
+/// an address that is internal, and from HTTPS down to HTTP. Relative and other hosts' URLs stay
+/// as they are.
 pub fn public_locations(headers: &mut HeaderMap, upstream: &http::Uri, scheme: &str, host: &str) {
-    let (Some(up_scheme), Some(up_authority)) = (upstream.scheme_str(), upstream.authority()) else {
+    let Some(up_authority) = upstream.authority() else {
         return;
     };
+    let up_scheme = upstream.scheme_str().unwrap_or("http");
     let origin = format!("{up_scheme}://{}", up_authority.as_str());
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+    let relative = format!("//{}", up_authority.as_str());
+    // The URL with the origin's own prefix replaced, if it has it.
+    let public = |url: &str| -> Option<String> {
+        for (prefix, to) in [
+            (&origin, format!("{scheme}://{host}")),
+            (&relative, format!("//{host}")),
+        ] {
+            let Some(head) = url.get(..prefix.len()) else { continue };
+            let rest = &url[prefix.len()..];
+            // Only the origin itself: `http://origin:8080` must not match `http://origin:80801/`.
+            if head.eq_ignore_ascii_case(prefix) && (rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+                let rest = if rest.is_empty() { "/" } else { rest };
+                return Some(format!("{to}{rest}"));
+            }
+        }
+        None
+    };
+    for name in [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH] {
         let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
-        let Some(prefix) = value.get(..origin.len()) else {
-            continue;
+        let new = if name == header::REFRESH {
+            // `5; url=http://origin/next`
+            let Some(at) = value.to_ascii_lowercase().find("url=").map(|i| i + 4) else {
+                continue;
+            };
+            let url = value[at..].trim_matches(['\'', '"']);
+            public(url).map(|u| format!("{}{u}", &value[..at]))
+        } else {
+            public(value)
         };
-        let rest = &value[origin.len()..];
-        // Only the origin itself: `http://origin:8080` must not match `http://origin:80801/`.
-        let whole = rest.is_empty() || rest.starts_with(['/', '?', '#']);
-        if prefix.eq_ignore_ascii_case(&origin) && whole {
-            let rest = if rest.is_empty() { "/" } else { rest };
-            if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{rest}")) {
-                headers.insert(name, v);
-            }
+        if let Some(v) = new.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, v);
         }
     }
 }
@@ -332,6 +363,25 @@ pub fn drop_representation_headers(headers: &mut HeaderMap) {
     if strong {
         headers.remove(header::ETAG);
     }
+}
+
+/// Whether a request asks for an HTML page: a navigation (`Sec-Fetch-Dest: document` or
+/// `iframe`), or an `Accept` naming HTML. A media player's or a download manager's `*/*` does
+/// not.
+pub fn asks_for_html(headers: &HeaderMap) -> bool {
+    let dest = headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok());
+    if let Some(d) = dest {
+        return d.eq_ignore_ascii_case("document") || d.eq_ignore_ascii_case("iframe");
+    }
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.split(';').next().unwrap_or("").trim();
+            t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
+        })
 }
 
 /// `text/html; charset=windows-1252` → (is HTML, charset label).
@@ -420,11 +470,15 @@ mod tests {
             ("https://10.0.0.5:8080/x", "https://10.0.0.5:8080/x"),
             ("/relative", "/relative"),
             ("https://accounts.example.org/", "https://accounts.example.org/"),
+            ("//10.0.0.5:8080/x", "//www.example.com/x"),
         ] {
             let mut h = map(&[("location", location)]);
             public_locations(&mut h, &up, "https", "www.example.com");
             assert_eq!(h["location"], want, "{location}");
         }
+        let mut h = map(&[("refresh", "0; url=http://10.0.0.5:8080/next")]);
+        public_locations(&mut h, &up, "https", "www.example.com");
+        assert_eq!(h["refresh"], "0; url=https://www.example.com/next");
     }
 
     #[test]

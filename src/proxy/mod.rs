@@ -337,15 +337,14 @@ impl Proxy {
         if !site.pools.is_empty() && page_view {
             // A page on a DNI site is never revalidated: a 304 would bring back whatever number
             // the browser's cached copy showed, not the one this visitor holds now.
-            // Nor answered with a byte range: ranges of the origin's bytes do not address the
-            // rewrite, and a resumed download would splice two numbers into one.
-            for h in [
-                header::IF_NONE_MATCH,
-                header::IF_MODIFIED_SINCE,
-                header::RANGE,
-                header::IF_RANGE,
-            ] {
-                req.headers_mut().remove(h);
+            req.headers_mut().remove(header::IF_NONE_MATCH);
+            req.headers_mut().remove(header::IF_MODIFIED_SINCE);
+            // Nor, when HTML is asked for, answered with a byte range: ranges of the origin's
+            // bytes do not address the rewrite, and a resumed download would splice two numbers
+            // into one. Media and downloads keep their ranges (a video player needs its 206s).
+            if headers::asks_for_html(req.headers()) {
+                req.headers_mut().remove(header::RANGE);
+                req.headers_mut().remove(header::IF_RANGE);
             }
         }
 

@@ -416,9 +416,12 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on a pooled read connection.
+    /// Runs `f` on a pooled read connection. Not once the file at the path is another: a new
+    /// reader would open (or create) that one, and answer from an empty store as if no call had
+    /// ever been made.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.check_open()?;
+        self.file.check()?;
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -1553,6 +1556,7 @@ mod tests {
                 std::fs::write(store.path(), b"").unwrap();
             }
             assert!(matches!(store.check(), Err(StoreError::FileGone(_))));
+            assert!(matches!(store.call("c_0001"), Err(StoreError::FileGone(_))));
             assert!(
                 matches!(store.insert_call(&call(2)), Err(StoreError::FileGone(_))),
                 "{replace}"
