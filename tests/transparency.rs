@@ -199,6 +199,25 @@ async fn weak_etag_survives_rewriting() {
     assert_eq!(resp.header("etag"), Some("W/\"v1\""));
 }
 
+/// Turbo, pjax and their kin navigate by fetching the next page (`Sec-Fetch-Dest: empty`,
+/// `Accept` naming HTML) and swapping it in: the visitor must see their number there as on any
+/// page. A fetch for anything else is no page.
+#[tokio::test]
+async fn a_script_fetching_the_next_page_gets_it_rewritten() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let turbo = [
+        ("Sec-Fetch-Dest", "empty"),
+        ("Sec-Fetch-Mode", "cors"),
+        ("Accept", "text/vnd.turbo-stream.html, text/html, application/xhtml+xml"),
+    ];
+    let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &turbo).await;
+    assert_eq!(resp.text(), REWRITTEN);
+    let json = [("Sec-Fetch-Dest", "empty"), ("Accept", "*/*")];
+    let resp = send(proxy.http, "GET", "site.test", &tracked("/"), &json).await;
+    assert_eq!(resp.text(), PAGE);
+}
+
 #[tokio::test]
 async fn untracked_visitor_sees_the_page_unchanged_but_private() {
     let origin = Origin::start(vec![(

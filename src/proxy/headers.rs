@@ -373,6 +373,11 @@ pub fn asks_for_html(headers: &HeaderMap) -> bool {
     if let Some(d) = dest {
         return d.eq_ignore_ascii_case("document") || d.eq_ignore_ascii_case("iframe");
     }
+    accepts_html(headers)
+}
+
+/// Whether `Accept` names HTML (`text/html` or `application/xhtml+xml`).
+pub fn accepts_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()

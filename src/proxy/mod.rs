@@ -768,13 +768,21 @@ fn is_tracking_param(name: &str) -> bool {
 
 /// Whether a request is a page view (a document), not an asset, a fetch or a form post.
 /// `Sec-Fetch-Dest` says so directly; otherwise `Accept`, then the path's extension.
+///
+/// A script's fetch that asks for HTML is a page view too: Turbo (Rails' default), pjax and
+/// their kin navigate by fetching the next page and swapping it in, so the visitor sees its
+/// number as on any page, and must see theirs. Other fetches (JSON, `*/*`) are not.
 fn is_page_view(req: &Request<Incoming>) -> bool {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return false;
     }
     let h = req.headers();
     if let Some(dest) = h.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
-        return matches!(dest, "document" | "iframe" | "frame");
+        return match dest {
+            "document" | "iframe" | "frame" => true,
+            "empty" => headers::accepts_html(h),
+            _ => false,
+        };
     }
     if let Some(accept) = h.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         if accept.contains("text/html") {
