@@ -199,6 +199,30 @@ async fn weak_etag_survives_rewriting() {
     assert_eq!(resp.header("etag"), Some("W/\"v1\""));
 }
 
+/// A client that stops reading a large page is let go after the send timeout (nginx's
+/// `send_timeout`), with the origin's connection and the rewrite's buffers, instead of holding
+/// them for as long as it stays connected. Time is paused: the clock moves only when every task
+/// waits.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_let_go_after_the_send_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let para = "<p>Ring (555) 010-0000 today.</p>\n";
+    let page = para.repeat(32 * 1024 * 1024 / para.len());
+    let origin = Origin::start(vec![("/", Route::html(&page))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    let head = request_head("GET", "site.test", &tracked("/"), &[("Accept", "text/html")]);
+    s.write_all(&head).await.unwrap();
+    let open = || proxy.proxy.stats.connections_open.load(Ordering::Relaxed);
+    tokio::time::sleep(telswap::proxy::conn::SEND_TIMEOUT - Duration::from_secs(1)).await;
+    assert_eq!(open(), 1, "held while the timeout runs");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(open(), 0, "let go at the timeout");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got).await;
+    assert!(got.len() < page.len(), "the page was cut, not sent whole");
+}
+
 /// Turbo, pjax and their kin navigate by fetching the next page (`Sec-Fetch-Dest: empty`,
 /// `Accept` naming HTML) and swapping it in: the visitor must see their number there as on any
 /// page. A fetch for anything else is no page.

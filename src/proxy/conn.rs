@@ -60,6 +60,35 @@ pub struct Socket {
     pre: Bytes,
     io: Transport,
     state: Arc<ConnState>,
+    /// Running while a write waits for the client to take bytes ([`SEND_TIMEOUT`]).
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// How long a write may wait for the client to read (nginx's `send_timeout`, 60 s by default):
+/// a client that stops reading a large page would otherwise hold its connection, the rewrite's
+/// buffers and the origin's connection for as long as it stays connected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Socket {
+    /// `r`, a write's result, with the send timeout: the clock starts when a write first has
+    /// to wait, stops when one goes through, and past [`SEND_TIMEOUT`] the write fails (hyper
+    /// then closes the connection).
+    fn deadline<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SEND_TIMEOUT)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for the send timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// The byte stream under a connection: `Left` a plain TCP socket, `Right` a TLS stream (boxed:
@@ -184,7 +213,8 @@ impl AsyncRead for Socket {
 impl AsyncWrite for Socket {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.state.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.deadline(cx, r)
     }
 
     fn poll_write_vectored(
@@ -193,7 +223,8 @@ impl AsyncWrite for Socket {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.state.flushed.store(false, Ordering::Relaxed);
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.deadline(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -206,7 +237,7 @@ impl AsyncWrite for Socket {
         if r.is_ready() {
             self.state.flushed.store(true, Ordering::Relaxed);
         }
-        r
+        self.deadline(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -237,6 +268,7 @@ pub async fn serve_client(
         pre: Bytes::new(),
         io,
         state,
+        stalled: None,
     };
     match sniff_h2(&mut socket, &stop).await {
         Ok(Some(true)) => return serve_h2(socket, proxy, info, &builders.http2, &stop).await,
