@@ -140,7 +140,9 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
         }
     };
     let mut restored = 0;
-    for r in rows {
+    // Newest first: should two open leases claim one number (a lease a reload ended before it
+    // was journaled), the later is the one a visitor holds now.
+    for r in rows.into_iter().rev() {
         let Some(site) = set.sites.iter().find(|s| s.name == r.site) else {
             continue;
         };
@@ -162,5 +164,38 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
     }
     if restored > 0 {
         tracing::info!(leases = restored, "live leases restored");
+    }
+    // The leases that ended within the match window: history for late calls and handovers, and
+    // the order their numbers rested in.
+    for site in &set.sites {
+        for pool in site.pools.iter().filter(|p| p.mode == crate::rules::PoolMode::Session) {
+            let (window, idle) = (
+                pool.match_window.as_millis() as i64,
+                pool.idle_timeout.as_millis() as i64,
+            );
+            let now = now as i64;
+            let mut ended = Vec::new();
+            for (index, number) in pool.numbers.iter().enumerate() {
+                let rows = match store.leases_of_number(&site.name, &number.e164(), now - window - idle, now) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading lease history");
+                        return;
+                    }
+                };
+                for r in rows.into_iter().filter(|r| r.pool == pool.name) {
+                    // Without a release written (the server stopped first), the lease ended
+                    // `idle_timeout` after its last page view, if that is past.
+                    let released = r.released.or(Some(r.last_seen + idle).filter(|lapse| *lapse <= now));
+                    if let Some(at) = released.filter(|at| now <= at + window) {
+                        ended.push(LeaseRecord {
+                            number: index,
+                            ..crate::calls::lease_record(r, Some(at))
+                        });
+                    }
+                }
+            }
+            pools.rest(&site.name, &pool.name, ended);
+        }
     }
 }

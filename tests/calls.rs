@@ -721,6 +721,47 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     env.app.stop().await;
 }
 
+/// A restart keeps the order released numbers rested in, and their history: the number whose
+/// visitor left last is not the next one handed out, and that visitor's late call is still
+/// theirs (`late`), not the next visitor's (`exact`). A fresh table handed numbers out in list
+/// order.
+#[tokio::test]
+async fn a_restart_keeps_the_rest_order_and_history_of_released_numbers() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let text = rules(o, "twilio", "overflow", 3);
+    let clock = ManualClock::new(now_ms());
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (n1, c1) = env.visit(LANDING, None).await;
+    let (n2, _) = env.visit(LANDING, None).await;
+    let (n3, c3) = env.visit(LANDING, None).await;
+    assert_eq!(
+        [n1.as_str(), &n2, &n3],
+        ["555-010-1001", "555-010-1002", "555-010-1003"]
+    );
+    // Last seen: the second visitor first, then the first, then the third.
+    clock.advance(Duration::from_secs(5 * 60));
+    env.visit("/next", c1.as_deref()).await;
+    clock.advance(Duration::from_secs(5 * 60));
+    env.visit("/next", c3.as_deref()).await;
+    env.app.stop().await;
+
+    // Past every idle_timeout (30m): all three leases ended, in that order.
+    clock.advance(Duration::from_secs(30 * 60 + 60));
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (next, _) = env.visit(LANDING, None).await;
+    assert_eq!(next, "555-010-1002", "the number rested longest goes first");
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAlate", "+15550101001"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = &env.calls().await[0];
+    assert_eq!(c["confidence"], "late", "the first visitor's late call is theirs: {c}");
+    env.app.stop().await;
+}
+
 /// Numbers bought while the server was down, listed first: a live lease is found by its number,
 /// not by its old place in the list.
 #[tokio::test]

@@ -166,11 +166,18 @@ impl LeaseTable {
 
     /// Takes over `old`'s leases, history and counters, for a pool whose list of numbers a
     /// reload changed: `map` gives an old number's index in this table, `None` for a number
-    /// taken out (its live lease ends with no release recorded: its session gets a new number
-    /// at its next page view; its history goes with it). Numbers new to the pool are handed out
-    /// first (they have rested longest), then the old free ones in their order. Call on a fresh
-    /// table.
-    pub fn take_over(&mut self, old: &LeaseTable, map: impl Fn(usize) -> Option<usize>) {
+    /// taken out (its live lease ends at `now`, a `Released` event in `events` so the journal
+    /// ends it too: left open there, a restart would bring it back over the lease of whoever
+    /// holds that number by then; its session gets a new number at its next page view; its
+    /// history goes with it). Numbers new to the pool are handed out first (they have rested
+    /// longest), then the old free ones in their order. Call on a fresh table.
+    pub fn take_over(
+        &mut self,
+        old: &LeaseTable,
+        map: impl Fn(usize) -> Option<usize>,
+        now: Millis,
+        events: &mut Vec<LeaseEvent>,
+    ) {
         debug_assert!(self.live.is_empty() && self.released_order.is_empty());
         let mut kept = vec![false; self.size];
         for n in (0..old.size).filter_map(&map) {
@@ -180,8 +187,11 @@ impl LeaseTable {
         free.extend(old.free.iter().filter_map(|&n| map(n)));
         self.free = free;
         for rec in old.live.values() {
-            if let Some(number) = map(rec.number) {
-                self.restore(LeaseRecord { number, ..rec.clone() });
+            match map(rec.number) {
+                Some(number) => {
+                    self.restore(LeaseRecord { number, ..rec.clone() });
+                }
+                None => events.push(LeaseEvent::Released { id: rec.id, at: now }),
             }
         }
         let mut past: Vec<LeaseRecord> = old
@@ -397,6 +407,24 @@ impl LeaseTable {
         true
     }
 
+    /// Brings back, after a restart, the leases that ended within `match_window`: their history,
+    /// so a late call still finds its visitor and a handover stays `shared`; and their numbers'
+    /// rest, so the number released longest ago is handed out first, as before the restart (a
+    /// fresh table hands them out in list order, giving the last visitor's number to the next).
+    /// `ended`: released leases, in any order; a number held now keeps its place.
+    pub fn rest(&mut self, mut ended: Vec<LeaseRecord>) {
+        ended.retain(|r| r.number < self.size && r.released.is_some() && !self.live.contains_key(&r.id));
+        ended.sort_by_key(|r| r.released);
+        for rec in ended {
+            let n = rec.number;
+            if self.holder[n].is_none() {
+                self.free.retain(|&f| f != n);
+                self.free.push_back(n);
+            }
+            self.remember(rec);
+        }
+    }
+
     /// Checks the table's invariants (tests and debug builds): every number is either free or
     /// held by exactly one live lease, and every live lease is indexed.
     pub fn check_invariants(&self) -> Result<(), String> {
@@ -444,6 +472,25 @@ mod tests {
             Grant::Number { number, .. } => *number,
             other => panic!("expected a number, got {other:?}"),
         }
+    }
+
+    /// A number a reload takes out ends its lease in the journal too: left open there, a
+    /// restart brought the lease back over the one whoever got the number back later held.
+    #[test]
+    fn a_number_taken_out_by_a_reload_ends_its_lease_in_the_journal() {
+        let mut old = table(2, Exhausted::Overflow);
+        let mut ev = Vec::new();
+        number(&old.acquire("s1", "v1", 0, &mut ev));
+        let b = number(&old.acquire("s2", "v2", 0, &mut ev));
+        let mut new = table(1, Exhausted::Overflow);
+        let mut ended = Vec::new();
+        // Only `b` stays, at place 0.
+        new.take_over(&old, |n| (n == b).then_some(0), 5 * MIN, &mut ended);
+        let a_id = old.lease_of("s1").unwrap().id;
+        assert_eq!(ended, [LeaseEvent::Released { id: a_id, at: 5 * MIN }]);
+        assert_eq!(new.lease_of("s2").map(|r| r.number), Some(0));
+        assert!(new.lease_of("s1").is_none());
+        new.check_invariants().unwrap();
     }
 
     #[test]

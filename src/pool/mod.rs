@@ -294,7 +294,14 @@ impl Pools {
                             let old = old.lock().expect("pool lock");
                             let index: HashMap<&PhoneNumber, usize> =
                                 p.numbers.iter().enumerate().map(|(i, n)| (n, i)).collect();
-                            table.take_over(&old.table, |n| old.numbers.get(n).and_then(|n| index.get(n).copied()));
+                            let mut ended = Vec::new();
+                            table.take_over(
+                                &old.table,
+                                |n| old.numbers.get(n).and_then(|n| index.get(n).copied()),
+                                self.clock.now_ms(),
+                                &mut ended,
+                            );
+                            self.journal_all(&site.name, &p.name, &old.numbers, &ended);
                         }
                         Arc::new(Mutex::new(SessionPool {
                             numbers: p.numbers.clone(),
@@ -424,6 +431,13 @@ impl Pools {
     pub fn restore(&self, site: &str, pool: &str, rec: LeaseRecord) -> bool {
         self.pool(site, pool)
             .is_some_and(|p| p.lock().expect("pool lock").table.restore(rec))
+    }
+
+    /// See [`LeaseTable::rest`].
+    pub fn rest(&self, site: &str, pool: &str, ended: Vec<LeaseRecord>) {
+        if let Some(p) = self.pool(site, pool) {
+            p.lock().expect("pool lock").table.rest(ended);
+        }
     }
 
     /// New lease ids start above `n` (the highest id already stored).
