@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -36,6 +37,8 @@ enum Mode {
     Fail,
     /// Accept the connection and close it at once: the receiver is down.
     Down,
+    /// Answer 200 at once, then never finish the body.
+    SlowBody,
 }
 
 /// One request the receiver saw.
@@ -114,12 +117,19 @@ impl Receiver {
                                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
                                 answered,
                             });
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .status(answered)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            )
+                            let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
+                                if st.mode == Some(Mode::SlowBody) {
+                                    // A first byte, then nothing: the head says 200.
+                                    let stream = futures_util::stream::once(async {
+                                        Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"o")))
+                                    })
+                                    .chain(futures_util::stream::pending());
+                                    BodyExt::boxed(http_body_util::StreamBody::new(stream))
+                                } else {
+                                    Full::new(Bytes::new()).boxed()
+                                };
+                            let answered = if st.mode == Some(Mode::SlowBody) { 200 } else { answered };
+                            Ok::<_, Infallible>(hyper::Response::builder().status(answered).body(body).unwrap())
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -421,6 +431,29 @@ async fn a_failing_receiver_gets_the_event_exactly_once_after_backoff() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    app.stop().await;
+}
+
+/// A 2xx head is delivery, however slowly the receiver then sends its body: timing the body
+/// out sent the event again.
+#[tokio::test]
+async fn a_receiver_that_answers_2xx_and_dawdles_over_its_body_gets_the_event_once() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    receiver.set(Mode::SlowBody);
+    let app = start(&receiver, data.path(), &clock, true).await;
+    completed_call(&app, "CAslow").await;
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1);
+    clock.advance(Duration::from_secs(3600));
+    pass(&app).await;
+    assert_eq!(receiver.seen().len(), 1, "never sent again");
+    let (_, _, metrics) = admin(&app, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains("telswap_webhook_deliveries_total{result=\"delivered\"} 1"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 

@@ -319,20 +319,24 @@ impl Worker {
             .header("x-telswap-event-id", &row.event_id)
             .body(Full::new(body))
             .map_err(|e| format!("bad request: {e}"))?;
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("{e:#}"))?;
-            let status = resp.status();
-            // Read the (small) answer so the connection can be reused; its content is ignored.
-            let _ = Limited::new(resp.into_body(), MAX_RESPONSE).collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("HTTP {}", status.as_u16()))
-            }
+        // The timeout covers the answer's head only: a 2xx head is delivery, however slowly the
+        // receiver then sends its body (timing that out sent the event again).
+        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return Err(crate::proxy::error_chain(&e)),
+            Err(_) => return Err(format!("no answer within {:?}", self.timeout)),
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        let status = resp.status();
+        // Read the (small) answer so the connection can be reused; its content is ignored, and
+        // one that dawdles is dropped with its connection, off the delivery's clock.
+        let body = Limited::new(resp.into_body(), MAX_RESPONSE).collect();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(BODY_DRAIN, body).await;
+        });
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
         }
     }
 
@@ -346,3 +350,6 @@ impl Worker {
         }
     }
 }
+
+/// How long a receiver's answer body is read, after its head, before its connection is dropped.
+const BODY_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);

@@ -901,7 +901,9 @@ fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     })
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes, for logs: a client error's own text (`client error (Connect)`) does
+/// not tell a refused port from a certificate it would not trust.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     chain(e).map(|s| s.to_string()).collect::<Vec<_>>().join(": ")
 }
 
