@@ -6,9 +6,15 @@
 use std::process::{Command, Output};
 
 fn simulate(args: &[&str]) -> Output {
+    let mut all = vec!["--visitors-per-hour", "60", "--days", "4", "--call-rate", "0.3"];
+    all.extend_from_slice(args);
+    simulate_with(&all)
+}
+
+/// `telswap simulate` with these flags only.
+fn simulate_with(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_telswap"))
         .arg("simulate")
-        .args(["--visitors-per-hour", "60", "--days", "4", "--call-rate", "0.3"])
         .args(args)
         .output()
         .expect("run telswap simulate")
@@ -101,10 +107,20 @@ fn bad_flags_are_refused_with_a_clear_error() {
         ("--idle-timeout", "30", "a number without a unit"),
         ("--shape", "weekly", "business or flat"),
         ("--pool-size", "0", "0"),
+        // Sizes that would fill the memory (every visit is held) or run for hours.
+        ("--visitors-per-hour", "1e9", "at most 100000"),
+        ("--session-minutes", "1e15", "at most 1440"),
+        ("--page-minutes", "0.00001", "above 0.01"),
+        ("--call-delay-minutes", "1e300", "from 0 to 10080"),
     ] {
-        let o = simulate(&[flag, value]);
+        let o = simulate_with(&[flag, value]);
         assert_eq!(o.status.code(), Some(2), "{flag} {value}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(flag) && err.contains(says), "{flag} {value}: {err}");
     }
+    // Each within its bounds, together too much: refused with the figure, at once.
+    let o = simulate_with(&["--visitors-per-hour", "50000", "--days", "30"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("page views, more than the 5000000"), "{err}");
 }

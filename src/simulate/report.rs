@@ -12,7 +12,7 @@ use crate::rules::{Exhausted, parse_duration};
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Arrivals per hour in the busiest hour (the shape scales the other hours).
-    #[arg(long, default_value_t = 120.0, value_parser = positive)]
+    #[arg(long, default_value_t = 120.0, value_parser = per_hour)]
     pub visitors_per_hour: f64,
     /// Daily shape of the arrival rate: business (quiet nights, busy 9–17) or flat.
     #[arg(long, default_value = "business", value_parser = Shape::parse)]
@@ -21,10 +21,10 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=366))]
     pub days: u32,
     /// Mean session length in minutes, arrival to leaving (lognormal).
-    #[arg(long, default_value_t = 4.0, value_parser = positive)]
+    #[arg(long, default_value_t = 4.0, value_parser = up_to_a_day)]
     pub session_minutes: f64,
     /// Mean minutes between page views (each view refreshes the lease).
-    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    #[arg(long, default_value_t = 1.0, value_parser = between_pages)]
     pub page_minutes: f64,
     /// Share of visitors who call.
     #[arg(long, default_value_t = 0.1, value_parser = share_above_zero)]
@@ -33,7 +33,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0.3, value_parser = share)]
     pub call_after_leave: f64,
     /// Mean minutes from leaving to calling, for those (exponential).
-    #[arg(long, default_value_t = 15.0, value_parser = non_negative)]
+    #[arg(long, default_value_t = 15.0, value_parser = up_to_a_week)]
     pub call_delay_minutes: f64,
     /// Numbers in the pool [default: Nimbata's rule for the traffic].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=200_000))]
@@ -63,22 +63,37 @@ fn number(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{s:?} is not a number"))
 }
 
-fn positive(s: &str) -> Result<f64, String> {
+/// A number above `low` and at most `high`: the simulation holds every visit and page view in
+/// memory, so a rate or a length without a bound could fill it (a billion visitors an hour
+/// aborted on a 1.6 GB allocation).
+fn bounded(s: &str, low: f64, high: f64) -> Result<f64, String> {
     number(s).and_then(|x| {
-        if x > 0.0 {
+        if x > low && x <= high {
             Ok(x)
         } else {
-            Err(format!("{s} must be above 0"))
+            Err(format!("{s} must be above {low} and at most {high}"))
         }
     })
 }
 
-fn non_negative(s: &str) -> Result<f64, String> {
+fn per_hour(s: &str) -> Result<f64, String> {
+    bounded(s, 0.0, 100_000.0)
+}
+
+fn up_to_a_day(s: &str) -> Result<f64, String> {
+    bounded(s, 0.0, 1440.0)
+}
+
+fn between_pages(s: &str) -> Result<f64, String> {
+    bounded(s, 0.01, 1440.0)
+}
+
+fn up_to_a_week(s: &str) -> Result<f64, String> {
     number(s).and_then(|x| {
-        if x >= 0.0 {
+        if (0.0..=10_080.0).contains(&x) {
             Ok(x)
         } else {
-            Err(format!("{s} must not be negative"))
+            Err(format!("{s} must be from 0 to 10080"))
         }
     })
 }
@@ -141,8 +156,28 @@ impl SimulateArgs {
     }
 }
 
+/// The most page views a simulation may hold (about 100 bytes each, and each pool size tried
+/// replays them all): past it, `cli` refuses with the figure rather than run for hours.
+pub const MAX_VIEWS: f64 = 5_000_000.0;
+
+impl SimulateArgs {
+    /// Roughly how many page views the traffic makes (the busiest hour's rate all day: an upper
+    /// bound for any daily shape).
+    pub fn views(&self) -> f64 {
+        self.visitors_per_hour * 24.0 * f64::from(self.days) * (self.session_minutes / self.page_minutes + 1.0)
+    }
+}
+
 /// Runs `telswap simulate` and prints the report.
 pub fn cli(args: &SimulateArgs) -> ExitCode {
+    let views = args.views();
+    if views > MAX_VIEWS {
+        eprintln!(
+            "telswap simulate: this traffic makes about {views:.0} page views, more than the {MAX_VIEWS:.0} one run holds; \
+             lower --days, --visitors-per-hour or --session-minutes (or raise --page-minutes)"
+        );
+        return ExitCode::from(2);
+    }
     print!("{}", render(&simulate(&args.options())));
     ExitCode::SUCCESS
 }
