@@ -41,7 +41,7 @@ pub fn idle_timeout_with(
         inner: body,
         idle,
         stalled,
-        timer: None,
+        stall: Stall::default(),
     }
     .boxed()
 }
@@ -92,9 +92,40 @@ struct IdleTimeout {
     inner: ProxyBody,
     idle: std::time::Duration,
     stalled: fn(std::time::Duration) -> BoxError,
-    /// Made on the first wait only: a body whose frames are ready when asked for (most pages
-    /// from a nearby origin) never arms a timer.
-    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
+}
+
+/// The clock of a wait without progress, for the timeouts that bound one (the origin's or the
+/// visitor's silence in a body, a client that reads nothing): started by the first poll that
+/// has to wait, stopped by the next that makes progress. Made on the first wait only: a stream
+/// whose polls are ready when asked (most pages from a nearby origin, most writes) never arms a
+/// timer.
+#[derive(Default)]
+pub(super) struct Stall(Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+
+impl Stall {
+    /// `polled`, a poll's result, with the clock: `Ok` as it came when ready, `Err(())` once
+    /// the waits since the last progress have lasted `limit`, `Pending` before.
+    pub(super) fn check<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<T>,
+        limit: std::time::Duration,
+    ) -> std::task::Poll<Result<T, ()>> {
+        use std::task::Poll;
+        if let Poll::Ready(v) = polled {
+            self.0 = None;
+            return Poll::Ready(Ok(v));
+        }
+        let timer = self.0.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.0 = None;
+                Poll::Ready(Err(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl hyper::body::Body for IdleTimeout {
@@ -105,26 +136,11 @@ impl hyper::body::Body for IdleTimeout {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
         let me = &mut *self;
-        match std::pin::Pin::new(&mut me.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                // Progress: the next wait starts afresh.
-                me.timer = None;
-                Poll::Ready(frame)
-            }
-            Poll::Pending => {
-                let idle = me.idle;
-                let timer = me.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        me.timer = None;
-                        Poll::Ready(Some(Err((me.stalled)(idle))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
+        let polled = std::pin::Pin::new(&mut me.inner).poll_frame(cx);
+        me.stall
+            .check(cx, polled, me.idle)
+            .map(|r| r.unwrap_or_else(|()| Some(Err((me.stalled)(me.idle)))))
     }
 
     fn is_end_stream(&self) -> bool {

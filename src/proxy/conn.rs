@@ -43,6 +43,7 @@ use tokio::sync::oneshot;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
+use super::body::Stall;
 use super::{ConnInfo, Proxy, ProxyBody};
 
 /// How long a parked keep-alive connection waits for its next request before it is closed. The
@@ -61,7 +62,7 @@ pub struct Socket {
     io: Transport,
     state: Arc<ConnState>,
     /// Running while a write waits for the client to take bytes ([`SEND_TIMEOUT`]).
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
 }
 
 /// How long a write may wait for the client to read (nginx's `send_timeout`, 60 s by default):
@@ -74,20 +75,14 @@ impl Socket {
     /// to wait, stops when one goes through, and past [`SEND_TIMEOUT`] the write fails (hyper
     /// then closes the connection).
     fn deadline<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if r.is_ready() {
-            self.stalled = None;
-            return r;
-        }
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SEND_TIMEOUT)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client read nothing for the send timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
+        self.stall.check(cx, r, SEND_TIMEOUT).map(|r| {
+            r.unwrap_or_else(|()| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read nothing for the send timeout",
+                ))
+            })
+        })
     }
 }
 
@@ -268,7 +263,7 @@ pub async fn serve_client(
         pre: Bytes::new(),
         io,
         state,
-        stalled: None,
+        stall: Stall::default(),
     };
     match sniff_h2(&mut socket, &stop).await {
         Ok(Some(true)) => return serve_h2(socket, proxy, info, &builders.http2, &stop).await,
