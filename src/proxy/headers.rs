@@ -365,15 +365,27 @@ pub fn drop_representation_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a request asks for an HTML page: a navigation (`Sec-Fetch-Dest: document` or
-/// `iframe`), or an `Accept` naming HTML. A media player's or a download manager's `*/*` does
-/// not.
-pub fn asks_for_html(headers: &HeaderMap) -> bool {
-    let dest = headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok());
-    if let Some(d) = dest {
-        return d.eq_ignore_ascii_case("document") || d.eq_ignore_ascii_case("iframe");
+/// What a request says of wanting an HTML page: `Some(true)` for a navigation (`Sec-Fetch-Dest`
+/// `document`, `iframe`, `frame`), a script's fetch naming HTML in `Accept` (Turbo, pjax), or an
+/// `Accept` naming HTML; `Some(false)` for another destination, or an `Accept` naming neither
+/// HTML nor `*/*`; `None` when it does not say (no `Sec-Fetch-Dest`, `Accept` absent or `*/*`:
+/// curl, a media player, a download manager).
+pub fn asks_for_html(headers: &HeaderMap) -> Option<bool> {
+    if let Some(dest) = headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
+        return Some(match dest {
+            "document" | "iframe" | "frame" => true,
+            "empty" => accepts_html(headers),
+            _ => false,
+        });
     }
-    accepts_html(headers)
+    if accepts_html(headers) {
+        return Some(true);
+    }
+    let mut accept = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    match accept.next() {
+        Some(first) if !first.contains("*/*") && !accept.any(|v| v.contains("*/*")) => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether `Accept` names HTML (`text/html` or `application/xhtml+xml`).
@@ -484,6 +496,24 @@ mod tests {
         let mut h = map(&[("refresh", "0; url=http://10.0.0.5:8080/next")]);
         public_locations(&mut h, &up, "https", "www.example.com");
         assert_eq!(h["refresh"], "0; url=https://www.example.com/next");
+    }
+
+    #[test]
+    fn what_a_request_says_of_wanting_html() {
+        let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
+        for (headers, said) in [
+            (&[("sec-fetch-dest", "document"), ("accept", "*/*")][..], Some(true)),
+            (&[("sec-fetch-dest", "frame")], Some(true)),
+            (&[("sec-fetch-dest", "empty"), ("accept", "text/html, */*")], Some(true)),
+            (&[("sec-fetch-dest", "empty"), ("accept", "*/*")], Some(false)),
+            (&[("sec-fetch-dest", "image"), ("accept", browser)], Some(false)),
+            (&[("accept", browser)], Some(true)),
+            (&[("accept", "application/json")], Some(false)),
+            (&[("accept", "*/*")], None),
+            (&[], None),
+        ] {
+            assert_eq!(asks_for_html(&map(headers)), said, "{headers:?}");
+        }
     }
 
     #[test]

@@ -342,7 +342,7 @@ impl Proxy {
             // Nor, when HTML is asked for, answered with a byte range: ranges of the origin's
             // bytes do not address the rewrite, and a resumed download would splice two numbers
             // into one. Media and downloads keep their ranges (a video player needs its 206s).
-            if headers::asks_for_html(req.headers()) {
+            if headers::asks_for_html(req.headers()) == Some(true) {
                 req.headers_mut().remove(header::RANGE);
                 req.headers_mut().remove(header::IF_RANGE);
             }
@@ -766,8 +766,9 @@ fn is_tracking_param(name: &str) -> bool {
         || OTHERS.iter().any(|o| o.eq_ignore_ascii_case(name))
 }
 
-/// Whether a request is a page view (a document), not an asset, a fetch or a form post.
-/// `Sec-Fetch-Dest` says so directly; otherwise `Accept`, then the path's extension.
+/// Whether a request is a page view (a document), not an asset, a fetch or a form post:
+/// what the request says of wanting HTML ([`headers::asks_for_html`]: `Sec-Fetch-Dest`, then
+/// `Accept`), else the path's extension.
 ///
 /// A script's fetch that asks for HTML is a page view too: Turbo (Rails' default), pjax and
 /// their kin navigate by fetching the next page and swapping it in, so the visitor sees its
@@ -776,21 +777,8 @@ fn is_page_view(req: &Request<Incoming>) -> bool {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return false;
     }
-    let h = req.headers();
-    if let Some(dest) = h.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
-        return match dest {
-            "document" | "iframe" | "frame" => true,
-            "empty" => headers::accepts_html(h),
-            _ => false,
-        };
-    }
-    if let Some(accept) = h.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        if accept.contains("text/html") {
-            return true;
-        }
-        if !accept.contains("*/*") {
-            return false;
-        }
+    if let Some(said) = headers::asks_for_html(req.headers()) {
+        return said;
     }
     const ASSETS: &[&str] = &[
         "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "woff", "woff2", "ttf",
