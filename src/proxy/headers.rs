@@ -259,13 +259,16 @@ pub fn make_private(headers: &mut HeaderMap) {
         .collect();
     let mut kept: Vec<String> = existing
         .into_iter()
-        .filter(|d| {
-            let name = d.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
-            !matches!(name.as_str(), "public" | "s-maxage" | "proxy-revalidate" | "private")
-        })
+        .filter(|d| !is_directive(d, &["public", "s-maxage", "proxy-revalidate", "private"]))
         .collect();
     kept.insert(0, "private".to_string());
     set(headers, header::CACHE_CONTROL, &kept.join(", "));
+}
+
+/// Whether a `Cache-Control` directive (`max-age=60`) is one of `names` (any case).
+fn is_directive(directive: &str, names: &[&str]) -> bool {
+    let name = directive.split('=').next().unwrap_or("").trim();
+    names.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// Points the origin's own address in `Location`, `Content-Location` and `Refresh` at the
@@ -274,7 +277,12 @@ pub fn make_private(headers: &mut HeaderMap) {
 /// an address that is internal, and from HTTPS down to HTTP. Relative and other hosts' URLs stay
 /// as they are.
 pub fn public_locations(headers: &mut HeaderMap, upstream: &http::Uri, scheme: &str, host: &str) {
-    let Some(up_authority) = upstream.authority() else {
+    const FIELDS: [HeaderName; 3] = [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH];
+    // Most responses carry none: nothing to build for them.
+    let Some(up_authority) = upstream
+        .authority()
+        .filter(|_| FIELDS.iter().any(|f| headers.contains_key(f)))
+    else {
         return;
     };
     let up_scheme = upstream.scheme_str().unwrap_or("http");
@@ -296,7 +304,7 @@ pub fn public_locations(headers: &mut HeaderMap, upstream: &http::Uri, scheme: &
         }
         None
     };
-    for name in [header::LOCATION, header::CONTENT_LOCATION, header::REFRESH] {
+    for name in FIELDS {
         let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
@@ -327,12 +335,7 @@ pub fn revalidate_always(headers: &mut HeaderMap) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let has = |name: &str| {
-        policy
-            .split(',')
-            .any(|d| d.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name))
-    };
-    if has("no-store") || has("no-cache") {
+    if policy.split(',').any(|d| is_directive(d, &["no-store", "no-cache"])) {
         return;
     }
     let value = if policy.trim().is_empty() {
