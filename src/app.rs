@@ -169,25 +169,18 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
     // the order their numbers rested in.
     for site in &set.sites {
         for pool in site.pools.iter().filter(|p| p.mode == crate::rules::PoolMode::Session) {
-            let (window, idle) = (
-                pool.match_window.as_millis() as i64,
-                pool.idle_timeout.as_millis() as i64,
-            );
-            let now = now as i64;
             let mut ended = Vec::new();
             for (index, number) in pool.numbers.iter().enumerate() {
-                let rows = match store.leases_of_number(&site.name, &number.e164(), now - window - idle, now) {
+                let rows = match crate::calls::stored_leases(store, &site.name, pool, number, now) {
                     Ok(rows) => rows,
                     Err(e) => {
                         tracing::error!(error = %e, "reading lease history");
                         return;
                     }
                 };
-                for r in rows.into_iter().filter(|r| r.pool == pool.name) {
-                    // Without a release written (the server stopped first), the lease ended
-                    // `idle_timeout` after its last page view, if that is past.
-                    let released = r.released.or(Some(r.last_seen + idle).filter(|lapse| *lapse <= now));
-                    if let Some(at) = released.filter(|at| now <= at + window) {
+                // Those that ended (a lease still held is restored above, or lost its number).
+                for (r, released) in rows.into_iter().filter(|(r, _)| r.pool == pool.name) {
+                    if let Some(at) = released {
                         ended.push(LeaseRecord {
                             number: index,
                             ..crate::calls::lease_record(r, Some(at))

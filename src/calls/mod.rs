@@ -394,30 +394,24 @@ impl Calls {
         }))
     }
 
-    async fn stored_candidates(&self, site: &Site, pool: &str, number: &PhoneNumber, now: Millis) -> Vec<LeaseRecord> {
-        let Some(p) = site.pools.iter().find(|p| p.name == pool) else {
-            return Vec::new();
-        };
-        let window = p.match_window.as_millis() as i64;
-        let idle = p.idle_timeout.as_millis() as i64;
+    async fn stored_candidates(
+        &self,
+        site: &Arc<Site>,
+        pool: &str,
+        number: &PhoneNumber,
+        now: Millis,
+    ) -> Vec<LeaseRecord> {
         let store = self.store.clone();
-        let (s, n) = (site.name.clone(), number.e164());
-        let now = now as i64;
-        let rows = tokio::task::spawn_blocking(move || store.leases_of_number(&s, &n, now - window - idle, now))
-            .await
+        let (site, pool, number) = (site.clone(), pool.to_string(), number.clone());
+        let rows = tokio::task::spawn_blocking(move || match site.pools.iter().find(|p| p.name == pool) {
+            Some(p) => stored_leases(&*store, &site.name, p, &number, now),
+            None => Ok(Vec::new()),
+        });
+        rows.await
             .ok()
             .and_then(Result::ok)
-            .unwrap_or_default();
-        rows.into_iter()
-            .map(|r| {
-                // A row without a release may only lack it because the release was still queued,
-                // or the server stopped: the lease lapsed idle_timeout after its last page view.
-                let released = r
-                    .released
-                    .or_else(|| Some(r.last_seen + idle).filter(|lapse| *lapse <= now));
-                (r, released)
-            })
-            .filter(|(r, released)| r.started <= now && released.is_none_or(|x| now <= x + window))
+            .unwrap_or_default()
+            .into_iter()
             .map(|(r, released)| lease_record(r, released))
             .collect()
     }
@@ -500,6 +494,33 @@ impl Calls {
 }
 
 /// A stored lease row as the pool's record, released at `released`.
+/// The stored leases of `number` that can still explain a call at `now` under `pool`'s
+/// settings: held then, or ended within its match window; each with when it ended (`None`:
+/// held). A row without a release may only lack it because the release was still queued, or
+/// the server stopped: the lease lapsed `idle_timeout` after its last page view.
+pub(crate) fn stored_leases(
+    store: &dyn Store,
+    site: &str,
+    pool: &crate::rules::Pool,
+    number: &PhoneNumber,
+    now: Millis,
+) -> Result<Vec<(LeaseRow, Option<i64>)>, crate::store::StoreError> {
+    let window = pool.match_window.as_millis() as i64;
+    let idle = pool.idle_timeout.as_millis() as i64;
+    let now = now as i64;
+    let rows = store.leases_of_number(site, &number.e164(), now - window - idle, now)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let released = r
+                .released
+                .or_else(|| Some(r.last_seen + idle).filter(|lapse| *lapse <= now));
+            (r, released)
+        })
+        .filter(|(r, released)| r.started <= now && released.is_none_or(|x| now <= x + window))
+        .collect())
+}
+
 pub(crate) fn lease_record(r: LeaseRow, released: Option<i64>) -> LeaseRecord {
     LeaseRecord {
         id: r.id,
