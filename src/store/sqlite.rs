@@ -420,8 +420,7 @@ impl SqliteStore {
     /// reader would open (or create) that one, and answer from an empty store as if no call had
     /// ever been made.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.check_open()?;
-        self.file.check()?;
+        Store::check(self)?;
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -1228,11 +1227,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
             counters.failed.fetch_add(bad, Ordering::Relaxed);
             Ok(())
         }
-        Err(e) => {
-            counters.failed.fetch_add(total, Ordering::Relaxed);
-            error!(error = %e, writes = total, "store batch failed to commit; its writes are lost");
-            Err(format!("a batch of {total} writes failed to commit: {e}"))
-        }
+        Err(e) => Err(lost(total, counters, "failed to commit", &e)),
     }
 }
 
@@ -1240,9 +1235,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
 fn lose_batch(batch: &mut Vec<Write>, counters: &Counters, why: &StoreError) -> String {
     let total = batch.len() as u64;
     batch.clear();
+    lost(total, counters, "was not written", why)
+}
+
+/// Counts and logs `total` queued writes as lost (the batch `how`, for `why`); returns the
+/// failure a flush reports.
+fn lost(total: u64, counters: &Counters, how: &str, why: &dyn std::fmt::Display) -> String {
     counters.failed.fetch_add(total, Ordering::Relaxed);
-    error!(error = %why, writes = total, "store batch not written; its writes are lost");
-    format!("a batch of {total} writes was not written: {why}")
+    error!(error = %why, writes = total, "store batch {how}; its writes are lost");
+    format!("a batch of {total} writes {how}: {why}")
 }
 
 /// How long the writer runs inside a batch before it offers the CPU to whatever else is ready.
