@@ -62,8 +62,7 @@ impl Range {
                 "to" if !v.is_empty() => to = Some(v.into_owned()),
                 "site" if !v.is_empty() => site = Some(v.into_owned()),
                 "tz" if !v.is_empty() => {
-                    tz = super::reports::parse_tz(&v)
-                        .ok_or_else(|| format!("bad tz {v:?}: use an offset such as +01:00, -05:00 or Z"))?;
+                    tz = super::reports::tz_of(&v)?;
                 }
                 _ => {}
             }
@@ -97,7 +96,12 @@ impl Range {
 
     /// The range as a query string, for links that keep it.
     pub fn query(&self) -> String {
-        let mut q = format!("from={}&to={}", self.from_day, self.to_day);
+        let q = format!("from={}&to={}", self.from_day, self.to_day);
+        self.with_site_and_tz(q)
+    }
+
+    /// `q` with the range's site and UTC offset, as both queries carry them.
+    fn with_site_and_tz(&self, mut q: String) -> String {
         if let Some(s) = &self.site {
             let _ = write!(q, "&site={}", enc(s));
         }
@@ -109,18 +113,12 @@ impl Range {
 
     /// The same range as the API's `from`/`to` (RFC 3339 instants).
     pub fn api_query(&self) -> String {
-        let mut q = format!(
+        let q = format!(
             "from={}&to={}",
             rfc3339(self.from_ms.max(0) as u64),
             rfc3339(self.to_ms.max(0) as u64)
         );
-        if let Some(s) = &self.site {
-            let _ = write!(q, "&site={}", enc(s));
-        }
-        if self.tz_offset_min != 0 {
-            let _ = write!(q, "&tz={}", enc(&super::reports::format_tz(self.tz_offset_min)));
-        }
-        q
+        self.with_site_and_tz(q)
     }
 
     /// The range as the reports read it (days, hours and weekdays at `tz`).

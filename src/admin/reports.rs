@@ -310,6 +310,11 @@ pub fn format_tz(min: i32) -> String {
     format!("{sign}{:02}:{:02}", min.abs() / 60, min.abs() % 60)
 }
 
+/// [`parse_tz`], with the message a bad one gets.
+pub fn tz_of(v: &str) -> Result<i32, String> {
+    parse_tz(v).ok_or_else(|| format!("bad tz {v:?}: use an offset such as +01:00, -05:00 or Z"))
+}
+
 /// `Z`, `UTC`, `+01:00`, `-0530`, `+01`; a leading space is read as `+`, since an unencoded
 /// `+` in a query string arrives as one. At most 14 hours either way.
 pub fn parse_tz(s: &str) -> Option<i32> {
@@ -1073,12 +1078,7 @@ impl Period {
                 self.to_date = is_date(v);
             }
             "site" if !v.is_empty() => self.site = Some(v.to_string()),
-            "tz" if !v.is_empty() => {
-                self.tz_offset_min = parse_tz(v).ok_or((
-                    StatusCode::BAD_REQUEST,
-                    format!("bad tz {v:?}: use an offset such as +01:00, -05:00 or Z"),
-                ))?
-            }
+            "tz" if !v.is_empty() => self.tz_offset_min = tz_of(v).map_err(|e| (StatusCode::BAD_REQUEST, e))?,
             "from" | "to" | "site" | "tz" => {}
             _ => return Ok(false),
         }
