@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::clock::{Millis, rfc3339};
-use crate::pool::{Audience, Confidence, Held, LeaseRecord, grade_within, matching_pool};
+use crate::pool::{Confidence, Held, LeaseRecord, grade_within, matching_pool};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Attribution, Site};
 use crate::visitor::classify::captured_params;
@@ -158,15 +158,8 @@ pub fn touch_for<'r>(rec: &'r SessionRecord, site: &Site, pool: Option<&str>) ->
         Attribution::First => [rec.first.as_ref(), rec.last.as_ref()],
         Attribution::LastNonDirect => [rec.last.as_ref(), rec.first.as_ref()],
     };
-    let leads_to_pool = |t: &&StoredTouch| {
-        let audience = Audience {
-            channel: t.channel(),
-            source: &t.src,
-            medium: &t.med,
-            campaign: t.cmp.as_deref(),
-        };
-        matching_pool(site, &audience, true).is_some_and(|p| Some(p.name.as_str()) == pool)
-    };
+    let leads_to_pool =
+        |t: &&StoredTouch| matching_pool(site, &t.audience(), true).is_some_and(|p| Some(p.name.as_str()) == pool);
     order
         .into_iter()
         .flatten()
@@ -256,12 +249,12 @@ pub fn anonymous_caller(from: &str) -> bool {
     ];
     // ANONYMOUS, RESTRICTED, UNAVAILABLE, BLOCKED, UNKNOWN, PRIVATE on a keypad.
     const KEYPAD: [&str; 6] = [
-        "+266696687",
-        "+7378742833",
-        "+86282452253",
-        "+2562533",
-        "+8656696",
-        "+7748283",
+        "266696687",
+        "7378742833",
+        "86282452253",
+        "2562533",
+        "8656696",
+        "7748283",
     ];
     let from = from.trim();
     // A SIP URI names its user (`sip:anonymous@anonymous.invalid`, RFC 3323's form).
@@ -275,7 +268,7 @@ pub fn anonymous_caller(from: &str) -> bool {
     let worded = words.next().is_some_and(|w| WORDS.contains(&w))
         && words.all(|w| ["number", "caller", "id", "name"].contains(&w));
     let digits = user.trim_start_matches('+');
-    user.is_empty() || WORDS.contains(&word.as_str()) || worded || KEYPAD.iter().any(|k| k[1..] == *digits)
+    user.is_empty() || WORDS.contains(&word.as_str()) || worded || KEYPAD.contains(&digits)
 }
 
 /// Where a caller is: the provider's fields when present, else the country from the calling

@@ -516,12 +516,7 @@ impl Proxy {
         let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
         let st = &visit.state;
         let deciding = identity::deciding_touch(st, site.attribution == Attribution::First);
-        let audience = deciding.map(|t| Audience {
-            channel: t.channel(),
-            source: &t.src,
-            medium: &t.med,
-            campaign: t.cmp.as_deref(),
-        });
+        let audience = deciding.map(identity::StoredTouch::audience);
         if req.method() == http::Method::HEAD {
             // Nothing leased, stored or set: see `Shown::Unleased`.
             let session_pool = audience

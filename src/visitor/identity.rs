@@ -87,6 +87,16 @@ impl StoredTouch {
         Channel::parse(&self.ch).unwrap_or_default()
     }
 
+    /// What a pool's `when` is matched against.
+    pub fn audience(&self) -> crate::pool::Audience<'_> {
+        crate::pool::Audience {
+            channel: self.channel(),
+            source: &self.src,
+            medium: &self.med,
+            campaign: self.cmp.as_deref(),
+        }
+    }
+
     pub fn click_id(&self, kind: ClickIdKind) -> Option<&str> {
         self.ids
             .iter()
