@@ -10,7 +10,7 @@
 //! The scan is built to cost almost nothing on text without a candidate: one table lookup per
 //! byte, and a candidate is abandoned at the first digit that no form continues with.
 
-use super::phone::{FormKind, PhoneNumber};
+use super::phone::{Form, FormKind, PhoneNumber};
 
 /// Up to this many separator tokens may stand between two digits (`) - ` is three).
 const MAX_SEPARATOR_RUN: usize = 3;
@@ -200,6 +200,17 @@ pub enum Scan {
 
 /// The configured numbers of one site, compiled for finding them in text.
 ///
+/// Every form of `numbers`, each digit string once (the first number's form wins), in order.
+fn distinct_forms(numbers: &[PhoneNumber]) -> Vec<Form> {
+    let mut out: Vec<Form> = Vec::new();
+    for f in numbers.iter().flat_map(|n| n.forms()) {
+        if !out.iter().any(|o| o.digits == f.digits) {
+            out.push(f);
+        }
+    }
+    out
+}
+
 /// The most forms a site's numbers may make (see [`NumberMatcher::forms_of`]).
 pub const MAX_FORMS: usize = 64;
 
@@ -228,30 +239,18 @@ pub type Before = [u8; 3];
 impl NumberMatcher {
     /// How many digit strings (forms) `numbers` make: at most [`MAX_FORMS`] are matched.
     pub fn forms_of(numbers: &[PhoneNumber]) -> usize {
-        let mut seen: Vec<String> = Vec::new();
-        for f in numbers.iter().flat_map(|n| n.forms()) {
-            if !seen.contains(&f.digits) {
-                seen.push(f.digits);
-            }
-        }
-        seen.len()
+        distinct_forms(numbers).len()
     }
 
     pub fn new(numbers: &[PhoneNumber]) -> NumberMatcher {
-        let mut targets: Vec<Target> = Vec::new();
-        for n in numbers {
-            for f in n.forms() {
-                if targets.iter().any(|t| t.digits == f.digits.as_bytes()) {
-                    continue;
-                }
-                let after_plus = matches!(f.kind, FormKind::Intl | FormKind::IntlTrunk);
-                targets.push(Target {
-                    kind: f.kind,
-                    digits: f.digits.into_bytes(),
-                    after_plus,
-                });
-            }
-        }
+        let mut targets: Vec<Target> = distinct_forms(numbers)
+            .into_iter()
+            .map(|f| Target {
+                after_plus: matches!(f.kind, FormKind::Intl | FormKind::IntlTrunk),
+                kind: f.kind,
+                digits: f.digits.into_bytes(),
+            })
+            .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.digits.len()));
         // The alive-set below is a u64 bit mask. The rules refuse more (`forms_of`).
         targets.truncate(MAX_FORMS);
