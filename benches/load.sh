@@ -110,7 +110,8 @@ fi
 # A private copy: a shared target dir may be rebuilt by someone else during the run.
 cp "$BIN" "$W/telswap"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=benches/load/common.sh
+. "$ROOT/benches/load/common.sh"
 P_ORIGIN=$(free_port); P_NGINX=$(free_port); P_TS=$(free_port); P_TS2=$(free_port); P_TSL=$(free_port)
 P_TSE=$(free_port)
 
@@ -160,28 +161,7 @@ FORMS=('5550100000' '(555) 010-0000' '555-010-0000' '555 010 0000' '555.010.0000
 SUBS=
 for f in "${FORMS[@]}"; do SUBS+="      sub_filter '$f' '${f%0000}2001';"$'\n'; done
 
-cat > "$W/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $W/origin.pid;
-error_log $W/logs/origin.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  types { text/html html; }
-  default_type text/html;
-  charset utf-8;
-  sendfile on;
-  keepalive_requests 100000;
-  client_body_temp_path $W/temp; proxy_temp_path $W/temp; fastcgi_temp_path $W/temp;
-  uwsgi_temp_path $W/temp; scgi_temp_path $W/temp;
-  server {
-    listen 127.0.0.1:$P_ORIGIN backlog=4096;
-    root $W/www;
-    location / { index index.html; $SSI }
-  }
-}
-EOF
+write_origin_conf "$W" "$P_ORIGIN" "$SSI"
 cat > "$W/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -208,19 +188,7 @@ $SUBS    }
   }
 }
 EOF
-cat > "$W/rules/site.toml" <<EOF
-hosts    = ["127.0.0.1", "localhost"]
-upstream = "http://127.0.0.1:$P_ORIGIN"
-country  = "US"
-numbers  = ["+1 555-010-0000"]
-exclude  = ["[data-telswap-ignore]", "[data-calltrk-noswap]"]
-
-[[pool]]
-name         = "direct"
-mode         = "source"
-when.channel = ["direct"]
-numbers      = ["+1 555-010-2001"]
-EOF
+write_rules "$W" "$P_ORIGIN"
 
 wait_port() {
   for _ in $(seq 100); do
