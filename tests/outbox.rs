@@ -322,6 +322,116 @@ async fn a_completed_call_sends_one_signed_event_and_repeated_callbacks_send_non
     app.stop().await;
 }
 
+/// A call's two legs report separately: the caller's ends `completed` (ringing counted as
+/// talk time) whether or not the business answered, the `<Dial>`'s says what happened. The CRM
+/// is told the Dial's word: once when it comes within the grace, and as a second event when it
+/// comes after the first went out.
+#[tokio::test]
+async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    let voice = |sid: &'static str| {
+        [
+            ("CallSid", sid),
+            ("From", "+14155550123"),
+            ("To", "+15550102001"),
+            ("CallStatus", "ringing"),
+        ]
+    };
+    let caller_leg = |sid: &'static str| [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "24")];
+    let dial = |sid: &'static str, status: &'static str, secs: &'static str| {
+        [
+            ("CallSid", sid),
+            ("CallStatus", "in-progress"),
+            ("DialCallStatus", status),
+            ("DialCallDuration", secs),
+        ]
+    };
+    let completed = |sid: &str| -> Vec<Seen> {
+        receiver
+            .accepted()
+            .into_iter()
+            .filter(|s| s.event == "call.completed" && s.body["call"]["call_sid"] == sid)
+            .collect()
+    };
+    let said = |s: &Seen| (s.body["call"]["status"].clone(), s.body["call"]["duration_s"].clone());
+
+    // Out of order, within the grace: nothing goes out on the caller's leg, one event with the
+    // Dial's result when it comes, and nothing more later.
+    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAmissed")).await, 200);
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAmissed")).await, 200);
+    pass(&app).await;
+    clock.advance(Duration::from_secs(5));
+    pass(&app).await;
+    assert!(completed("CAmissed").is_empty(), "the caller's leg waits for the Dial");
+    assert_eq!(
+        hook(&app, "/_telswap/status", &dial("CAmissed", "no-answer", "0")).await,
+        200
+    );
+    pass(&app).await;
+    clock.advance(Duration::from_secs(3600));
+    pass(&app).await;
+    let seen = completed("CAmissed");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(said(&seen[0]), (Value::from("no-answer"), Value::from(0)));
+
+    // The Dial's result never comes: the caller's leg is reported once the grace is over.
+    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAlate")).await, 200);
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAlate")).await, 200);
+    clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64 - 1));
+    pass(&app).await;
+    assert!(completed("CAlate").is_empty());
+    clock.advance(Duration::from_millis(1));
+    pass(&app).await;
+    let first = completed("CAlate");
+    assert_eq!(first.len(), 1);
+    assert_eq!(said(&first[0]), (Value::from("completed"), Value::from(24)));
+    // ... and when it does come after all, and says otherwise, a second event says so.
+    assert_eq!(hook(&app, "/_telswap/status", &dial("CAlate", "busy", "0")).await, 200);
+    pass(&app).await;
+    let both = completed("CAlate");
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_ne!(both[0].event_id, both[1].event_id);
+    assert_eq!(said(&both[1]), (Value::from("busy"), Value::from(0)));
+    // A repeat of the Dial's callback changes nothing and says nothing.
+    assert_eq!(hook(&app, "/_telswap/status", &dial("CAlate", "busy", "0")).await, 200);
+    pass(&app).await;
+    assert_eq!(completed("CAlate").len(), 2);
+
+    // A late Dial that agrees with what was sent sends nothing more.
+    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAsame")).await, 200);
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAsame")).await, 200);
+    clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
+    pass(&app).await;
+    assert_eq!(
+        hook(&app, "/_telswap/status", &dial("CAsame", "completed", "24")).await,
+        200
+    );
+    pass(&app).await;
+    assert_eq!(completed("CAsame").len(), 1);
+
+    // In the usual order (the Dial's `action` first), one event at once.
+    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAusual")).await, 200);
+    assert_eq!(
+        hook(&app, "/_telswap/status", &dial("CAusual", "completed", "12")).await,
+        200
+    );
+    pass(&app).await;
+    assert_eq!(completed("CAusual").len(), 1);
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAusual")).await, 200);
+    clock.advance(Duration::from_secs(3600));
+    pass(&app).await;
+    let seen = completed("CAusual");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(said(&seen[0]), (Value::from("completed"), Value::from(12)));
+
+    let stats = app.store.outbox_stats();
+    assert_eq!((stats.delivered, stats.pending), (5, 0), "{stats:?}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_outcome_sends_call_outcome_to_every_subscribed_webhook() {
     let data = tempfile::tempdir().unwrap();

@@ -171,7 +171,8 @@ pub struct Offline {
 /// What a CRM webhook is told about (`events = [...]` in a `[[webhook]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebhookEvent {
-    /// The status callback first brought the call to a final status.
+    /// The status callbacks brought the call to a final status; sent again if the `<Dial>`'s
+    /// result comes late and changes it (see `Store::update_call_with_events`).
     CallCompleted,
     /// An outcome was set (or replaced) from the admin API.
     CallOutcome,

@@ -256,6 +256,12 @@ pub struct Delivery {
     pub next_attempt_at: i64,
 }
 
+/// How long the event of a call ended by its caller's leg waits for the `<Dial>`'s result (see
+/// [`Store::update_call_with_events`]). The provider requests the Dial's `action` as the forward
+/// ends, before the call's own status callback, so this only covers callbacks delivered out of
+/// order; a call whose Dial result never comes is reported this much later.
+pub const DIAL_GRACE_MS: i64 = 30_000;
+
 /// Which leg of a forwarded call a status callback reports (see [`Store::update_call_with_events`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leg {
@@ -361,6 +367,12 @@ pub trait Store: Send + Sync {
     /// `completed` whether or not the business answered and whose duration counts the ringing,
     /// and the `<Dial>`'s, which says whether anyone answered and how long they talked. Once the
     /// Dial's final status is stored, the caller's leg changes neither status nor duration.
+    ///
+    /// The event waits for the Dial: when the caller's leg is the first final status, its rows
+    /// are due [`DIAL_GRACE_MS`] later, and a Dial result within that time replaces them (the
+    /// receiver is told once, and rightly, that nobody answered). A Dial result later than
+    /// that, once the event went out, writes a second `on_final` event when it changed the
+    /// status or duration: a CRM that keys calls by id then holds the Dial's word.
     fn update_call_with_events(
         &self,
         call_sid: &str,

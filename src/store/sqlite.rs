@@ -52,8 +52,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CallFilter, CallRecord, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg, NewDelivery, OutboxStats, Outcome,
-    PageViewRow, SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
+    CallFilter, CallRecord, DIAL_GRACE_MS, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg, NewDelivery,
+    OutboxStats, Outcome, PageViewRow, SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
 };
 
 /// The database file inside the data directory.
@@ -803,11 +803,13 @@ impl Store for SqliteStore {
         self.check_durable()?;
         let mut conn = lock(&self.calls);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let before: Option<String> = tx
-            .prepare_cached("SELECT status FROM calls WHERE call_sid = ?1")?
-            .query_row([call_sid], |r| r.get(0))
+        let before: Option<(String, Option<u32>, bool)> = tx
+            .prepare_cached("SELECT status, duration_s, dial_final FROM calls WHERE call_sid = ?1")?
+            .query_row([call_sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some(before) = before else { return Ok(false) };
+        let Some((before, before_duration, dial_known)) = before else {
+            return Ok(false);
+        };
         // A late non-final status never replaces a final one; the caller's leg never replaces
         // the Dial's final word; a Dial nobody answered has no talk time, whatever the caller's
         // leg counted.
@@ -823,18 +825,37 @@ impl Store for SqliteStore {
              WHERE call_sid = ?1"
         ))?
         .execute(params![call_sid, status, duration_s, recording_url, leg == Leg::Dial])?;
-        let mut added = 0;
-        if !FINAL.contains(&before.as_str()) && FINAL.contains(&status) {
+        let (mut added, mut withdrawn) = (0, 0);
+        let ends = FINAL.contains(&status);
+        let first_final = ends && !FINAL.contains(&before.as_str());
+        // The Dial's result after the caller's leg had ended the call: what the event said, or
+        // is about to say, may be wrong (`completed`, ringing counted as talk time).
+        let corrects = ends && leg == Leg::Dial && !first_final && !dial_known;
+        if first_final || corrects {
             let call = query_calls(
                 &tx,
                 &format!("{CALL_SELECT} WHERE c.call_sid = ?1"),
                 &[Value::Text(call_sid.to_owned())],
             )?;
-            if let Some(call) = call.first() {
-                added = insert_deliveries(&tx, &on_final(call))?;
+            let rows = call.first().map(on_final).unwrap_or_default();
+            if let (Some(call), Some(first)) = (call.first(), rows.first()) {
+                let now = first.created_at;
+                if corrects {
+                    withdrawn = withdraw_unsent(&tx, &first.event, &call.id, now)?;
+                }
+                let changed = (call.status.as_str(), call.duration_s) != (before.as_str(), before_duration);
+                if first_final || withdrawn > 0 || changed {
+                    let wait = if first_final && leg == Leg::Call {
+                        DIAL_GRACE_MS
+                    } else {
+                        0
+                    };
+                    added = insert_deliveries(&tx, &rows, now + wait)?;
+                }
             }
         }
         tx.commit()?;
+        self.outbox_withdrawn(withdrawn);
         self.outbox_added(added);
         Ok(true)
     }
@@ -852,7 +873,11 @@ impl Store for SqliteStore {
             &[Value::Text(id.to_owned())],
         )?;
         let added = match call.first() {
-            Some(call) => insert_deliveries(&tx, &on_set(call))?,
+            Some(call) => {
+                let rows = on_set(call);
+                let now = rows.first().map_or(0, |r| r.created_at);
+                insert_deliveries(&tx, &rows, now)?
+            }
             None => 0,
         };
         tx.commit()?;
@@ -958,6 +983,16 @@ impl SqliteStore {
         }
     }
 
+    /// After a commit that removed `n` unsent rows (replaced by an event that says better).
+    fn outbox_withdrawn(&self, n: usize) {
+        let _ = self
+            .counters
+            .outbox_pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(n as u64))
+            });
+    }
+
     fn outbox_settled(&self) {
         let _ = self
             .counters
@@ -966,19 +1001,39 @@ impl SqliteStore {
     }
 }
 
-/// Writes an event's deliveries (due at once); returns how many rows were new. A row for an
-/// (event id, url) already stored is left as it is.
-fn insert_deliveries(conn: &Connection, rows: &[NewDelivery]) -> Result<usize, StoreError> {
+/// Writes an event's deliveries, first due at `due`; returns how many rows were new. A row for
+/// an (event id, url) already stored is left as it is.
+fn insert_deliveries(conn: &Connection, rows: &[NewDelivery], due: i64) -> Result<usize, StoreError> {
     let mut added = 0;
     for d in rows {
         added += conn
             .prepare_cached(
                 "INSERT INTO outbox (event_id, event, site, url, payload, created_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (event_id, url) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (event_id, url) DO NOTHING",
             )?
-            .execute(params![d.event_id, d.event, d.site, d.url, d.payload, d.created_at])?;
+            .execute(params![
+                d.event_id,
+                d.event,
+                d.site,
+                d.url,
+                d.payload,
+                d.created_at,
+                due
+            ])?;
     }
     Ok(added)
+}
+
+/// Removes the `event` rows about call `call_id` that no attempt has taken yet and that are not
+/// due at `now`: the worker only takes due rows, so none of these is being sent. Returns how
+/// many were removed.
+fn withdraw_unsent(conn: &Connection, event: &str, call_id: &str, now: i64) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM outbox WHERE event = ?1 AND delivered_at IS NULL AND dead_at IS NULL \
+             AND attempts = 0 AND next_attempt_at > ?3 AND json_extract(payload, '$.call.id') = ?2",
+        )?
+        .execute(params![event, call_id, now])?)
 }
 
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -2319,7 +2374,7 @@ mod tests {
             ]
         };
         store
-            .update_call_with_events(&call(3).call_sid, Leg::Call, "completed", None, None, &rows)
+            .update_call_with_events(&call(3).call_sid, Leg::Dial, "completed", None, None, &rows)
             .unwrap();
         let due = store.outbox_due(100, 10, &[]).unwrap();
         assert_eq!(due.len(), 3);
