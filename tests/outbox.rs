@@ -58,6 +58,9 @@ struct ReceiverState {
     mode: Option<Mode>,
     seen: Vec<Seen>,
     refused: usize,
+    /// Requests to this path are seen, then kept waiting for an answer until `release`.
+    stall_path: Option<String>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 /// A CRM on loopback that records every event and can be told to fail or be down.
@@ -106,6 +109,13 @@ impl Receiver {
                             let path = req.uri().path().to_string();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let now = (clock.now_ms() / 1000) as i64;
+                            let stall = {
+                                let st = st.lock().unwrap();
+                                (st.stall_path.as_deref() == Some(path.as_str())).then(|| st.release.clone())
+                            };
+                            if let Some(release) = stall {
+                                release.notified().await;
+                            }
                             let mut st = st.lock().unwrap();
                             let answered = if st.mode == Some(Mode::Fail) { 500 } else { 204 };
                             st.seen.push(Seen {
@@ -143,6 +153,18 @@ impl Receiver {
 
     fn set(&self, mode: Mode) {
         self.state.lock().unwrap().mode = Some(mode);
+    }
+
+    /// Keeps every request to `path` waiting for its answer until [`Receiver::release`].
+    fn stall(&self, path: &str) {
+        self.state.lock().unwrap().stall_path = Some(path.to_string());
+    }
+
+    /// Answers the requests kept waiting, and stops keeping any.
+    fn release(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.stall_path = None;
+        st.release.notify_waiters();
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -541,6 +563,55 @@ async fn a_failing_receiver_gets_the_event_exactly_once_after_backoff() {
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    app.stop().await;
+}
+
+/// A receiver that takes its time to answer holds up its own events only: another webhook's
+/// event goes out while the first receiver is still answering.
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    receiver.stall("/hooks/crm");
+    // call.completed goes to /hooks/crm, which does not answer yet.
+    let id = completed_call(&app, "CAslow").await;
+    let (status, _, body) = admin(
+        &app,
+        "POST",
+        &format!("/api/calls/{id}/outcome"),
+        r#"{"kind":"sale","value":80.0,"currency":"USD"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // call.outcome goes to both webhooks: the outcomes-only one gets it now.
+    let other = async {
+        while !receiver.seen().iter().any(|s| s.path == "/hooks/outcomes-only") {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), other)
+        .await
+        .expect("the other receiver's event is sent while /hooks/crm is still answering");
+    assert!(
+        receiver.seen().iter().all(|s| s.path != "/hooks/crm"),
+        "/hooks/crm has answered nothing yet"
+    );
+    // Once it answers, it gets its two events in order, once each.
+    receiver.release();
+    pass(&app).await;
+    let crm: Vec<String> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|s| s.path == "/hooks/crm")
+        .map(|s| s.event)
+        .collect();
+    assert_eq!(crm, ["call.completed", "call.outcome"]);
+    assert_eq!(receiver.seen().len(), 3);
+    let stats = app.store.outbox_stats();
+    assert_eq!((stats.delivered, stats.pending), (3, 0), "{stats:?}");
     app.stop().await;
 }
 

@@ -1,12 +1,15 @@
 //! The delivery worker: one tokio task that POSTs due outbox rows to their webhooks and records
 //! every attempt in the store.
 //!
-//! A pass fetches up to [`BATCH`] due rows, groups them by destination URL and delivers the
-//! groups concurrently, each group in order. The first failure in a group schedules that row's
-//! retry ([`super::backoff`]) and defers the rest of the group to the same moment, so a
-//! receiver that is down gets one request per retry step, not one per queued event. Between
-//! passes the task sleeps until the next row is due, or until the store commits new rows
-//! ([`Store::outbox_wake`]), or until stopped. Time comes from the injected [`Clock`]; the
+//! A pass fetches up to [`BATCH`] due rows, groups them by destination URL and starts one task
+//! per destination that delivers its group in order. The pass does not wait for them: a
+//! destination still sending is skipped by later passes until its task ends, so a receiver
+//! that answers slowly (each request may take the whole timeout) delays its own events only,
+//! not every other receiver's. The first failure in a group schedules that row's retry
+//! ([`super::backoff`]) and defers the rest of the group to the same moment, so a receiver that
+//! is down gets one request per retry step, not one per queued event. Between passes the task
+//! sleeps until the next row is due, a destination's task ends, the store commits new rows
+//! ([`Store::outbox_wake`]), or it is stopped. Time comes from the injected [`Clock`]; the
 //! sleep itself is tokio's, capped at [`MAX_IDLE`] so a clock that jumps is noticed.
 //!
 //! A destination whose `secret_env` is not set is held (nothing is sent unsigned, no attempt
@@ -136,8 +139,8 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Wakes the worker and waits until a pass that began after this call has finished: every
-    /// row due by then has been attempted. For tests that move a manual clock, and for a
+    /// Wakes the worker and waits until a pass that began after this call has finished with
+    /// nothing left in flight: every row due by then has been attempted. For tests that move a manual clock, and for a
     /// flush before stopping.
     pub async fn sync(&self) {
         let seen = self.started.load(Ordering::SeqCst);
@@ -165,25 +168,33 @@ async fn run(
 ) {
     // Destinations held for a missing secret, until when (in memory: a restart re-checks).
     let mut held: HashMap<String, Millis> = HashMap::new();
+    let mut sending = Sending::default();
     loop {
+        while let Some(done) = sending.set.try_join_next_with_id() {
+            sending.finished(done, &mut held);
+        }
         if *stop.borrow() {
             break;
         }
-        started.fetch_add(1, Ordering::SeqCst);
+        let pass = started.fetch_add(1, Ordering::SeqCst) + 1;
         let now = w.clock.now_ms();
         held.retain(|_, until| *until > now);
-        let skip: Vec<String> = held.keys().cloned().collect();
+        // A destination still sending its last rows is not given more: its rows wait their
+        // turn, in order, while every other destination's go out.
+        let skip: Vec<String> = held.keys().chain(sending.urls.values()).cloned().collect();
         let store = w.store.clone();
-        let due = tokio::task::spawn_blocking(move || store.outbox_due(now as i64, BATCH, &skip)).await;
+        let skipped = skip.clone();
+        let due = tokio::task::spawn_blocking(move || store.outbox_due(now as i64, BATCH, &skipped)).await;
         let mut wait = None;
         match due {
             Ok(Ok(rows)) => {
-                let full = rows.len() == BATCH;
-                for (url, until) in w.clone().deliver(rows).await {
-                    held.insert(url, until);
-                }
-                if full {
+                if rows.len() == BATCH {
                     wait = Some(Duration::ZERO);
+                }
+                for (url, group) in by_destination(rows) {
+                    let me = w.clone();
+                    let task = sending.set.spawn(async move { me.deliver_group(group).await });
+                    sending.urls.insert(task.id(), url);
                 }
             }
             Ok(Err(e)) => {
@@ -197,9 +208,15 @@ async fn run(
         }
         let wait = match wait {
             Some(wait) => wait,
-            None => w.until_next(&held).await,
+            None => {
+                let skip: Vec<String> = held.keys().chain(sending.urls.values()).cloned().collect();
+                w.until_next(&skip, &held).await
+            }
         };
-        finished.send_modify(|f| *f += 1);
+        if sending.urls.is_empty() {
+            // Nothing in flight: every row due when this pass began has been attempted.
+            finished.send_replace(pass);
+        }
         if wait.is_zero() {
             continue;
         }
@@ -207,15 +224,63 @@ async fn run(
             _ = wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
+            Some(done) = sending.set.join_next_with_id(), if !sending.set.is_empty() => {
+                sending.finished(done, &mut held);
+            }
+        }
+    }
+    // Stopping: what is in flight finishes (each request bounded by the timeout) and records.
+    while let Some(done) = sending.set.join_next_with_id().await {
+        sending.finished(done, &mut held);
+    }
+    finished.send_replace(started.load(Ordering::SeqCst));
+}
+
+/// The destinations being sent to, each by one task that delivers its rows in order.
+#[derive(Default)]
+struct Sending {
+    set: JoinSet<Option<Millis>>,
+    urls: HashMap<tokio::task::Id, String>,
+}
+
+impl Sending {
+    /// A destination's task ended: it may take rows again, or is held (its secret is missing).
+    fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, Option<Millis>), tokio::task::JoinError>,
+        held: &mut HashMap<String, Millis>,
+    ) {
+        let (id, hold) = match done {
+            Ok((id, hold)) => (id, hold),
+            Err(e) => {
+                error!(error = %e, "outbox delivery task failed");
+                (e.id(), None)
+            }
+        };
+        if let (Some(url), Some(until)) = (self.urls.remove(&id), hold) {
+            held.insert(url, until);
         }
     }
 }
 
+/// Due rows grouped by destination URL, each group in the order the rows were due.
+fn by_destination(rows: Vec<Delivery>) -> Vec<(String, Vec<Delivery>)> {
+    let mut groups: Vec<(String, Vec<Delivery>)> = Vec::new();
+    for row in rows {
+        match groups.iter_mut().find(|(url, _)| *url == row.url) {
+            Some((_, g)) => g.push(row),
+            None => groups.push((row.url.clone(), vec![row])),
+        }
+    }
+    groups
+}
+
 impl Worker {
-    /// How long to sleep: until the earliest due row outside `held`, or a hold ends.
-    async fn until_next(&self, held: &HashMap<String, Millis>) -> Duration {
-        let skip: Vec<String> = held.keys().cloned().collect();
+    /// How long to sleep: until the earliest due row of a destination not in `skip`, or a
+    /// hold ends.
+    async fn until_next(&self, skip: &[String], held: &HashMap<String, Millis>) -> Duration {
         let store = self.store.clone();
+        let skip = skip.to_vec();
         let next = match tokio::task::spawn_blocking(move || store.outbox_next_due(&skip)).await {
             Ok(Ok(next)) => next.map(|t| t.max(0) as Millis),
             _ => return STORE_RETRY,
@@ -226,31 +291,6 @@ impl Worker {
             Some(at) => Duration::from_millis(at.saturating_sub(now)).min(MAX_IDLE),
             None => MAX_IDLE,
         }
-    }
-
-    /// Delivers a batch, destinations concurrently; returns destinations to hold.
-    async fn deliver(self: Arc<Self>, rows: Vec<Delivery>) -> Vec<(String, Millis)> {
-        let mut groups: Vec<(String, Vec<Delivery>)> = Vec::new();
-        for row in rows {
-            match groups.iter_mut().find(|(url, _)| *url == row.url) {
-                Some((_, g)) => g.push(row),
-                None => groups.push((row.url.clone(), vec![row])),
-            }
-        }
-        let mut set = JoinSet::new();
-        for (url, group) in groups {
-            let me = self.clone();
-            set.spawn(async move { me.deliver_group(group).await.map(|until| (url, until)) });
-        }
-        let mut held = Vec::new();
-        while let Some(r) = set.join_next().await {
-            match r {
-                Ok(Some(h)) => held.push(h),
-                Ok(None) => {}
-                Err(e) => error!(error = %e, "outbox delivery task failed"),
-            }
-        }
-        held
     }
 
     /// One destination's rows, in order; stops at the first failure. `Some(until)`: the
