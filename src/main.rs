@@ -123,6 +123,16 @@ struct ServeArgs {
     /// engine.
     #[arg(long, env = "TELSWAP_REPLAY_CACHE_MB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     replay_cache_mb: u64,
+    /// Load balancers or CDNs in front of telswap, as addresses and networks separated by
+    /// commas (`10.0.0.0/8,2001:db8::/32`). From them, `X-Forwarded-For` names the visitor and
+    /// `X-Forwarded-Proto` the scheme the visitor used (for secure cookies, redirects and what
+    /// the origin is told). Default: none; telswap is the edge.
+    #[arg(long, env = "TELSWAP_TRUSTED_PROXIES", default_value = "", value_parser = parse_trusted)]
+    trusted_proxies: telswap::proxy::headers::TrustedProxies,
+}
+
+fn parse_trusted(list: &str) -> Result<telswap::proxy::headers::TrustedProxies, String> {
+    telswap::proxy::headers::TrustedProxies::parse(list)
 }
 
 fn main() -> ExitCode {
@@ -211,6 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         tls_listen: args.tls_listen,
         certs: args.certs,
+        trusted_proxies: args.trusted_proxies,
     };
     let app = App::start(
         set,
@@ -283,6 +294,7 @@ async fn demo(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
             listen: l,
             tls_listen: None,
             certs: PathBuf::from("certs"),
+            trusted_proxies: Default::default(),
         };
         let started = App::start(
             set.clone(),

@@ -480,6 +480,7 @@ async fn a_reload_renews_certificates_whatever_the_rules_say() {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls_listen: None,
         certs: env.certs_dir.path().to_path_buf(),
+        trusted_proxies: Default::default(),
     };
     assert!(
         !telswap::proxy::server::reload(&cfg, &env.running),

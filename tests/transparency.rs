@@ -1169,6 +1169,71 @@ async fn forwarding_headers_from_the_visitor_are_appended_or_overwritten() {
     );
 }
 
+/// Behind a balancer named in `--trusted-proxies`: its `X-Forwarded-For` names the visitor
+/// (the rightmost address that is no trusted hop), its `X-Forwarded-Proto` the scheme, so the
+/// cookie is `Secure` and the origin is told `https`, as the visitor sees the site.
+#[tokio::test]
+async fn a_trusted_balancers_forwarding_headers_name_the_visitor_and_scheme() {
+    let origin = Origin::start(vec![("/", Route::html(PAGE))]).await;
+    let proxy = start_proxy(default_site(&origin.url(), "")).await;
+    proxy
+        .proxy
+        .set_trusted_proxies(telswap::proxy::headers::TrustedProxies::parse("127.0.0.1, 10.0.0.0/8").unwrap());
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        "/",
+        &[
+            // Left of the first untrusted hop, anything the visitor wrote.
+            ("X-Forwarded-For", "203.0.113.50, 198.51.100.4"),
+            ("X-Forwarded-For", "10.1.2.3"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let cookie = resp
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("tsw="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let seen = origin.only_request();
+    assert_eq!(seen.header("x-real-ip"), Some("198.51.100.4"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.50, 198.51.100.4, 10.1.2.3, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(
+        seen.header("forwarded"),
+        Some("for=127.0.0.1;proto=https;host=\"site.test\"")
+    );
+
+    // The same headers from a peer that is not trusted say nothing.
+    proxy
+        .proxy
+        .set_trusted_proxies(telswap::proxy::headers::TrustedProxies::parse("10.0.0.0/8").unwrap());
+    let resp = send(
+        proxy.http,
+        "GET",
+        "site.test",
+        "/",
+        &[("X-Forwarded-For", "198.51.100.4"), ("X-Forwarded-Proto", "https")],
+    )
+    .await;
+    let cookie = resp
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("tsw="))
+        .unwrap();
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let seen = &origin.requests()[1];
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+}
+
 fn megabyte() -> Vec<u8> {
     (0..1024 * 1024u32).map(|i| (i.wrapping_mul(7) % 251) as u8).collect()
 }

@@ -101,6 +101,7 @@ async fn harness(consent: &str) -> Harness {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls_listen: None,
         certs: "certs".into(),
+        trusted_proxies: Default::default(),
     };
     let running = server::start(&cfg, proxy.clone()).await.unwrap();
     Harness {

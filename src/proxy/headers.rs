@@ -75,11 +75,112 @@ pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3).
-/// `proto` is `http` or `https`.
+/// The load balancers and CDNs in front of telswap (`serve --trusted-proxies`): addresses and
+/// networks whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed. Empty by default:
+/// telswap is then the edge, and what a visitor writes in those fields says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+/// Who a request is from, as the trusted hops in front of telswap saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visitor {
+    pub ip: std::net::IpAddr,
+    /// Whether the visitor's own connection is HTTPS (at telswap, or at a trusted balancer).
+    pub https: bool,
+}
+
+impl TrustedProxies {
+    /// A comma-separated list of addresses (`10.0.0.7`, `::1`) and networks (`10.0.0.0/8`,
+    /// `2001:db8::/32`); empty entries are ignored.
+    pub fn parse(list: &str) -> Result<TrustedProxies, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                e.parse::<ipnet::IpNet>()
+                    .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| format!("{e:?} is no IP address or network (like 10.0.0.0/8)"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 balancer may reach a dual-stack listener as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The visitor of a request that came from `peer` on a connection that is (`tls`) HTTPS.
+    ///
+    /// From a trusted peer: the client is the rightmost `X-Forwarded-For` address that is not
+    /// itself trusted (each trusted hop appended the address it saw; what is left of the first
+    /// untrusted one, the visitor could have written), and the scheme is the peer's last
+    /// `X-Forwarded-Proto`. An entry that is no address ends the walk at the last trusted hop.
+    /// From any other peer the headers are ignored.
+    pub fn visitor(&self, peer: std::net::IpAddr, tls: bool, headers: &HeaderMap) -> Visitor {
+        let mut v = Visitor {
+            ip: peer.to_canonical(),
+            https: tls,
+        };
+        if self.0.is_empty() || !self.trusts(peer) {
+            return v;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            let Some(ip) = forwarded_ip(hop) else { break };
+            v.ip = ip;
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        let proto = headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(','))
+            .map(str::trim)
+            .next_back();
+        match proto {
+            Some(p) if p.eq_ignore_ascii_case("https") => v.https = true,
+            Some(p) if p.eq_ignore_ascii_case("http") => v.https = false,
+            _ => {}
+        }
+        v
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, bracketed or with a port as some balancers write
+/// them (`[2001:db8::1]:443`, `203.0.113.9:5123`).
+fn forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+        .map(|ip| ip.to_canonical())
+}
+
+/// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3). `peer` is the address
+/// this connection came from, which `X-Forwarded-For` and `Forwarded` append; `client` the
+/// visitor's (the peer, or what trusted balancers said), which `X-Real-IP` holds. `proto` is
+/// `http` or `https`.
 pub fn add_forwarding(
     headers: &mut HeaderMap,
-    client_ip: &str,
+    peer: &str,
+    client: &str,
     proto: &'static str,
     host: &str,
     version: http::Version,
@@ -101,9 +202,9 @@ pub fn add_forwarding(
     };
     let prev = joined(headers, &X_FORWARDED_FOR);
     let xff = if prev.is_empty() {
-        client_ip.to_string()
+        peer.to_string()
     } else {
-        format!("{prev}, {client_ip}")
+        format!("{prev}, {peer}")
     };
     set(headers, X_FORWARDED_FOR, &xff);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -111,11 +212,11 @@ pub fn add_forwarding(
     // `X-Real-IP` holds one address, which origins take as the client's: the visitor must not
     // choose it. `Forwarded` (RFC 7239) gets this hop's element appended, as `X-Forwarded-For`
     // does; whatever the visitor wrote stays on its left, where no origin should trust it.
-    set(headers, X_REAL_IP, client_ip);
-    let node = if client_ip.contains(':') {
-        format!("\"[{client_ip}]\"")
+    set(headers, X_REAL_IP, client);
+    let node = if peer.contains(':') {
+        format!("\"[{peer}]\"")
     } else {
-        client_ip.to_string()
+        peer.to_string()
     };
     let hop = format!("for={node};proto={proto};host=\"{host}\"");
     let prev = joined(headers, &header::FORWARDED);
@@ -424,6 +525,87 @@ pub fn html_content_type(headers: &HeaderMap) -> (bool, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_parse_addresses_and_networks_and_name_a_bad_entry() {
+        let t = TrustedProxies::parse(" 10.0.0.0/8, 192.168.1.7 ,,2001:db8::/32, ::1").unwrap();
+        assert_eq!(t.0.len(), 4);
+        assert!(TrustedProxies::parse("").unwrap().is_empty());
+        assert_eq!(
+            TrustedProxies::parse("10.0.0.0/8, lb.internal").unwrap_err(),
+            "\"lb.internal\" is no IP address or network (like 10.0.0.0/8)"
+        );
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        // Host bits are dropped: 10.1.2.3/8 is 10.0.0.0/8.
+        assert!(
+            TrustedProxies::parse("10.1.2.3/8")
+                .unwrap()
+                .trusts("10.200.0.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_trusted_peers_headers_name_the_visitor_and_scheme() {
+        let t = TrustedProxies::parse("10.0.0.0/8, 2001:db8::/32").unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let visitor = |peer: &str, tls: bool, fields: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in fields {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let v = t.visitor(ip(peer), tls, &h);
+            (v.ip.to_string(), v.https)
+        };
+        let who = |s: &str, https: bool| (s.to_string(), https);
+        // Untrusted peer: its claims are ignored.
+        let claims = [("x-forwarded-for", "198.51.100.4"), ("x-forwarded-proto", "https")];
+        assert_eq!(visitor("203.0.113.9", false, &claims), who("203.0.113.9", false));
+        // Trusted peer: the rightmost untrusted hop, across lines; the last proto.
+        assert_eq!(visitor("10.0.0.2", false, &claims), who("198.51.100.4", true));
+        let chain = [
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.4"),
+            ("x-forwarded-for", "10.9.9.9"),
+            ("x-forwarded-proto", "HTTP, https"),
+        ];
+        assert_eq!(visitor("10.0.0.2", false, &chain), who("198.51.100.4", true));
+        // A balancer that ends TLS itself and says http is believed, and TLS here stays https
+        // when it says nothing.
+        assert_eq!(
+            visitor("10.0.0.2", true, &[("x-forwarded-proto", "http")]),
+            who("10.0.0.2", false)
+        );
+        assert_eq!(visitor("10.0.0.2", true, &[]), who("10.0.0.2", true));
+        // Ports and brackets as some balancers write them; IPv4-mapped peers.
+        assert_eq!(
+            visitor("::ffff:10.0.0.2", false, &[("x-forwarded-for", "198.51.100.4:5123")]),
+            who("198.51.100.4", false)
+        );
+        assert_eq!(
+            visitor("2001:db8::5", false, &[("x-forwarded-for", "[2001:db9::1]:443")]),
+            who("2001:db9::1", false)
+        );
+        // Garbage ends the walk at the last trusted hop; all trusted: the leftmost.
+        assert_eq!(
+            visitor(
+                "10.0.0.2",
+                false,
+                &[("x-forwarded-for", "198.51.100.4, unknown, 10.0.0.3")]
+            ),
+            who("10.0.0.3", false)
+        );
+        assert_eq!(
+            visitor("10.0.0.2", false, &[("x-forwarded-for", "10.0.0.4, 10.0.0.3")]),
+            who("10.0.0.4", false)
+        );
+        // An unknown scheme changes nothing.
+        assert_eq!(
+            visitor("10.0.0.2", false, &[("x-forwarded-proto", "wss")]),
+            who("10.0.0.2", false)
+        );
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -45,11 +45,27 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 pub use stats::Stats;
 
-/// What the listener knows about the connection a request came on.
+/// What the listener knows about the connection a request came on; [`Proxy::handle`] adds
+/// what trusted balancers say about the visitor behind it.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
+    /// The address the connection came from: the visitor, or a balancer in front.
     pub remote: SocketAddr,
+    /// Whether the visitor's connection is HTTPS: this one is TLS, or a trusted balancer said so.
     pub tls: bool,
+    /// The visitor's address: `remote`'s, or what trusted balancers said.
+    pub client: std::net::IpAddr,
+}
+
+impl ConnInfo {
+    /// A connection accepted from `remote`, before any request on it is read.
+    pub fn new(remote: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            remote,
+            tls,
+            client: remote.ip().to_canonical(),
+        }
+    }
 }
 
 /// The proxy's shared state: the current rules (swapped whole on reload), upstream clients,
@@ -62,6 +78,8 @@ pub struct Proxy {
     clock: Arc<dyn Clock>,
     sessions: SessionLog,
     calls: Option<Arc<crate::calls::Calls>>,
+    /// Set by the listener ([`server::start`]); empty unless `--trusted-proxies` names some.
+    trusted: ArcSwap<headers::TrustedProxies>,
     pub stats: Arc<Stats>,
 }
 
@@ -200,8 +218,14 @@ impl Proxy {
             clock: parts.clock,
             sessions: parts.sessions,
             calls: parts.calls,
+            trusted: ArcSwap::from_pointee(headers::TrustedProxies::default()),
             stats: Arc::new(Stats::default()),
         })
+    }
+
+    /// The balancers whose forwarding headers say who the visitor is ([`headers::TrustedProxies`]).
+    pub fn set_trusted_proxies(&self, trusted: headers::TrustedProxies) {
+        self.trusted.store(Arc::new(trusted));
     }
 
     /// Installs a new validated rule set. Requests in flight keep the set they started with.
@@ -226,7 +250,12 @@ impl Proxy {
     }
 
     /// One request, start to finish. Never fails: errors become status pages.
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, mut conn: ConnInfo) -> Response<ProxyBody> {
+        let trusted = self.trusted.load();
+        if !trusted.is_empty() {
+            let v = trusted.visitor(conn.remote.ip(), conn.tls, req.headers());
+            (conn.client, conn.tls) = (v.ip, v.https);
+        }
         if req.method() == http::Method::CONNECT || req.uri() == "*" {
             // Not for an origin: a reverse proxy tunnels nowhere (CONNECT), and `OPTIONS *`
             // asks about this server, whose target no origin URL can carry.
@@ -268,7 +297,7 @@ impl Proxy {
             let (number, pool, how) = shown.as_ref().map_or(("-".into(), "-", "-"), Shown::describe);
             tracing::info!(
                 target: ACCESS_LOG,
-                remote = %conn.remote.ip(),
+                remote = %conn.client,
                 method = %method,
                 host = host.as_deref().unwrap_or("-"),
                 target = uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -571,7 +600,8 @@ impl Proxy {
         let proto = if conn.tls { "https" } else { "http" };
         headers::add_forwarding(
             &mut parts.headers,
-            &conn.remote.ip().to_string(),
+            &conn.remote.ip().to_canonical().to_string(),
+            &conn.client.to_string(),
             proto,
             host,
             parts.version,

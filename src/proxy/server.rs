@@ -92,10 +92,7 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (proxy, stop) = (proxy.clone(), stop.clone());
-        let info = ConnInfo {
-            remote,
-            tls: acceptor.is_some(),
-        };
+        let info = ConnInfo::new(remote, acceptor.is_some());
         // Separate tasks for plain and TLS connections: a task's allocation is the size of its
         // whole future, so a plain connection does not carry room for a TLS handshake's state.
         let builders = builders.clone();
@@ -138,6 +135,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub tls_listen: Option<SocketAddr>,
     pub certs: PathBuf,
+    /// Balancers in front whose `X-Forwarded-For` and `-Proto` are believed (`--trusted-proxies`).
+    pub trusted_proxies: super::headers::TrustedProxies,
 }
 
 /// A running proxy: its bound addresses, and a handle to stop it.
@@ -173,6 +172,7 @@ impl Running {
 
 /// Binds the listeners and starts serving `proxy`.
 pub async fn start(cfg: &ServeConfig, proxy: Arc<Proxy>) -> Result<Running, String> {
+    proxy.set_trusted_proxies(cfg.trusted_proxies.clone());
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let plain = TcpListener::bind(cfg.listen)

@@ -403,6 +403,7 @@ pub async fn start_proxy_with(sites: &[(&str, String)], certs: Option<&Path>) ->
         listen: "127.0.0.1:0".parse().expect("addr"),
         tls_listen: certs.map(|_| "127.0.0.1:0".parse().expect("addr")),
         certs: certs.map(Path::to_path_buf).unwrap_or_else(|| "certs".into()),
+        trusted_proxies: Default::default(),
     };
     telswap::proxy::server::start(&cfg, proxy).await.expect("proxy starts")
 }
@@ -844,6 +845,7 @@ pub async fn start_app_sites(
                 listen: "127.0.0.1:0".parse().unwrap(),
                 tls_listen: None,
                 certs: "certs".into(),
+                trusted_proxies: Default::default(),
             },
             admin: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(admin_token.into()),
