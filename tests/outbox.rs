@@ -58,8 +58,10 @@ struct ReceiverState {
     mode: Option<Mode>,
     seen: Vec<Seen>,
     refused: usize,
-    /// Requests to this path are seen, then kept waiting for an answer until `release`.
+    /// Requests to this path are kept waiting for an answer until `release`.
     stall_path: Option<String>,
+    /// Requests that were kept waiting.
+    stalled: usize,
     release: Arc<tokio::sync::Notify>,
 }
 
@@ -109,12 +111,22 @@ impl Receiver {
                             let path = req.uri().path().to_string();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let now = (clock.now_ms() / 1000) as i64;
-                            let stall = {
-                                let st = st.lock().unwrap();
-                                (st.stall_path.as_deref() == Some(path.as_str())).then(|| st.release.clone())
+                            let release = st.lock().unwrap().release.clone();
+                            let released = release.notified();
+                            tokio::pin!(released);
+                            let stalled = {
+                                // Listening before the lock is let go: a release() after it
+                                // is not missed.
+                                let mut st = st.lock().unwrap();
+                                let stalled = st.stall_path.as_deref() == Some(path.as_str());
+                                if stalled {
+                                    released.as_mut().enable();
+                                    st.stalled += 1;
+                                }
+                                stalled
                             };
-                            if let Some(release) = stall {
-                                release.notified().await;
+                            if stalled {
+                                released.await;
                             }
                             let mut st = st.lock().unwrap();
                             let answered = if st.mode == Some(Mode::Fail) { 500 } else { 204 };
@@ -158,6 +170,11 @@ impl Receiver {
     /// Keeps every request to `path` waiting for its answer until [`Receiver::release`].
     fn stall(&self, path: &str) {
         self.state.lock().unwrap().stall_path = Some(path.to_string());
+    }
+
+    /// Requests kept waiting so far.
+    fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
     }
 
     /// Answers the requests kept waiting, and stops keeping any.
@@ -449,8 +466,28 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     assert_eq!(seen.len(), 1);
     assert_eq!(said(&seen[0]), (Value::from("completed"), Value::from(12)));
 
+    // A first event that failed and waits for its retry when the Dial's result comes: the
+    // retry carries the Dial's word, at its backoff's time.
+    receiver.set(Mode::Fail);
+    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAretry")).await, 200);
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAretry")).await, 200);
+    clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
+    pass(&app).await;
+    assert_eq!(
+        hook(&app, "/_telswap/status", &dial("CAretry", "no-answer", "0")).await,
+        200
+    );
+    receiver.set(Mode::Accept);
+    pass(&app).await;
+    assert!(completed("CAretry").is_empty(), "the retry keeps its backoff");
+    clock.advance(Duration::from_secs(13));
+    pass(&app).await;
+    let seen = completed("CAretry");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(said(&seen[0]), (Value::from("no-answer"), Value::from(0)));
+
     let stats = app.store.outbox_stats();
-    assert_eq!((stats.delivered, stats.pending), (5, 0), "{stats:?}");
+    assert_eq!((stats.delivered, stats.failed, stats.pending), (6, 1, 0), "{stats:?}");
     app.stop().await;
 }
 
@@ -577,6 +614,14 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     receiver.stall("/hooks/crm");
     // call.completed goes to /hooks/crm, which does not answer yet.
     let id = completed_call(&app, "CAslow").await;
+    let waiting = async {
+        while receiver.stalled() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("call.completed reaches /hooks/crm");
     let (status, _, body) = admin(
         &app,
         "POST",
@@ -588,7 +633,6 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     // call.outcome goes to both webhooks: the outcomes-only one gets it now.
     let other = async {
         while !receiver.seen().iter().any(|s| s.path == "/hooks/outcomes-only") {
-            tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };

@@ -361,7 +361,8 @@ pub trait Store: Send + Sync {
     /// [`Store::update_call`], and when this update is the one that first brings the call to a
     /// final status (`completed`, `busy`, `failed`, `no-answer`, `canceled`), the rows
     /// `on_final(updated call)` written to the outbox in the same durable transaction. A
-    /// repeated or late callback finds the call final already and writes no rows.
+    /// repeated callback, or a late non-final one, finds the call final already and writes no
+    /// rows.
     ///
     /// `leg` says whose status it is. A forwarded call has two: the caller's, which ends
     /// `completed` whether or not the business answered and whose duration counts the ringing,
@@ -369,10 +370,11 @@ pub trait Store: Send + Sync {
     /// Dial's final status is stored, the caller's leg changes neither status nor duration.
     ///
     /// The event waits for the Dial: when the caller's leg is the first final status, its rows
-    /// are due [`DIAL_GRACE_MS`] later, and a Dial result within that time replaces them (the
-    /// receiver is told once, and rightly, that nobody answered). A Dial result later than
-    /// that, once the event went out, writes a second `on_final` event when it changed the
-    /// status or duration: a CRM that keys calls by id then holds the Dial's word.
+    /// are due [`DIAL_GRACE_MS`] later. When the Dial's final status follows, a queued row of
+    /// that event is brought forward, and carries the Dial's word if it changed the status or
+    /// duration (a new event id; a retry keeps its backoff). Where the event went out already,
+    /// or is going out, a change is sent as a second `on_final` event: a CRM that keeps the
+    /// latest per call holds the Dial's word.
     fn update_call_with_events(
         &self,
         call_sid: &str,

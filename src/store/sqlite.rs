@@ -825,7 +825,7 @@ impl Store for SqliteStore {
              WHERE call_sid = ?1"
         ))?
         .execute(params![call_sid, status, duration_s, recording_url, leg == Leg::Dial])?;
-        let (mut added, mut withdrawn) = (0, 0);
+        let mut added = 0;
         let ends = FINAL.contains(&status);
         let first_final = ends && !FINAL.contains(&before.as_str());
         // The Dial's result after the caller's leg had ended the call: what the event said, or
@@ -840,22 +840,16 @@ impl Store for SqliteStore {
             let rows = call.first().map(on_final).unwrap_or_default();
             if let (Some(call), Some(first)) = (call.first(), rows.first()) {
                 let now = first.created_at;
-                if corrects {
-                    withdrawn = withdraw_unsent(&tx, &first.event, &call.id, now)?;
-                }
-                let changed = (call.status.as_str(), call.duration_s) != (before.as_str(), before_duration);
-                if first_final || withdrawn > 0 || changed {
-                    let wait = if first_final && leg == Leg::Call {
-                        DIAL_GRACE_MS
-                    } else {
-                        0
-                    };
+                if first_final {
+                    let wait = if leg == Leg::Call { DIAL_GRACE_MS } else { 0 };
                     added = insert_deliveries(&tx, &rows, now + wait)?;
+                } else {
+                    let changed = (call.status.as_str(), call.duration_s) != (before.as_str(), before_duration);
+                    added = correct_deliveries(&tx, &rows, &call.id, changed, now)?;
                 }
             }
         }
         tx.commit()?;
-        self.outbox_withdrawn(withdrawn);
         self.outbox_added(added);
         Ok(true)
     }
@@ -983,16 +977,6 @@ impl SqliteStore {
         }
     }
 
-    /// After a commit that removed `n` unsent rows (replaced by an event that says better).
-    fn outbox_withdrawn(&self, n: usize) {
-        let _ = self
-            .counters
-            .outbox_pending
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(p.saturating_sub(n as u64))
-            });
-    }
-
     fn outbox_settled(&self) {
         let _ = self
             .counters
@@ -1024,16 +1008,52 @@ fn insert_deliveries(conn: &Connection, rows: &[NewDelivery], due: i64) -> Resul
     Ok(added)
 }
 
-/// Removes the `event` rows about call `call_id` that no attempt has taken yet and that are not
-/// due at `now`: the worker only takes due rows, so none of these is being sent. Returns how
-/// many were removed.
-fn withdraw_unsent(conn: &Connection, event: &str, call_id: &str, now: i64) -> Result<usize, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM outbox WHERE event = ?1 AND delivered_at IS NULL AND dead_at IS NULL \
-             AND attempts = 0 AND next_attempt_at > ?3 AND json_extract(payload, '$.call.id') = ?2",
-        )?
-        .execute(params![event, call_id, now])?)
+/// How far past `now` a queued row must be due to be surely not in the worker's hands: the
+/// worker takes rows once due by its own reading of the clock, which may be a little ahead of
+/// the `now` a callback read before it waited for the store.
+const NOT_TAKEN_MS: i64 = 5_000;
+
+/// The Dial's result reached a call whose caller's leg had already brought it to a final
+/// status, with the event `rows` (one per destination, due now) about the call as it now stands.
+/// For each destination: a row of the earlier event that is surely not being sent
+/// ([`NOT_TAKEN_MS`]) is brought forward if it was waiting for the Dial (no attempt yet), and
+/// when the Dial `changed` status or duration it says so instead (the new event's id and
+/// body; a retry keeps its backoff). A destination that got the earlier event, or is being
+/// sent it, gets the new one as a second event, if it `changed` anything. Returns the rows
+/// added.
+fn correct_deliveries(
+    conn: &Connection,
+    rows: &[NewDelivery],
+    call_id: &str,
+    changed: bool,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut added = 0;
+    for d in rows {
+        let queued = conn
+            .prepare_cached(
+                "UPDATE outbox SET \
+                 next_attempt_at = CASE WHEN attempts = 0 THEN ?5 ELSE next_attempt_at END, \
+                 event_id = CASE WHEN ?6 THEN ?3 ELSE event_id END, \
+                 payload = CASE WHEN ?6 THEN ?4 ELSE payload END \
+                 WHERE event = ?1 AND url = ?2 AND delivered_at IS NULL AND dead_at IS NULL \
+                 AND next_attempt_at > ?5 + ?8 AND json_extract(payload, '$.call.id') = ?7",
+            )?
+            .execute(params![
+                d.event,
+                d.url,
+                d.event_id,
+                d.payload,
+                now,
+                changed,
+                call_id,
+                NOT_TAKEN_MS
+            ])?;
+        if queued == 0 && changed {
+            added += insert_deliveries(conn, std::slice::from_ref(d), now)?;
+        }
+    }
+    Ok(added)
 }
 
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
