@@ -670,6 +670,22 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
             .0,
         404
     );
+    // An outcome recorded by mistake is removed; removing none changes nothing.
+    let outcome_path = format!("/api/calls/{id}/outcome");
+    for _ in 0..2 {
+        let (s, body) = send("DELETE", &outcome_path, Some(&bearer), "").await;
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["outcome"], Value::Null, "{body}");
+    }
+    let (_, report) = send("GET", "/api/reports/outcomes", Some(&bearer), "").await;
+    assert!(!report.contains("\"sale\""), "{report}");
+    assert_eq!(
+        send("DELETE", "/api/calls/c_nope/outcome", Some(&bearer), "").await.0,
+        404
+    );
+    assert_eq!(send("DELETE", &outcome_path, None, "").await.0, 401);
+    assert_eq!(send("PUT", &outcome_path, Some(&bearer), "").await.0, 405);
     assert_eq!(send("GET", "/api/calls?from=yesterday", Some(&bearer), "").await.0, 400);
     assert_eq!(send("GET", "/api/calls?offset=5", Some(&bearer), "").await.0, 400);
     assert_eq!(send("GET", "/api/calls?after=nonsense", Some(&bearer), "").await.0, 400);

@@ -238,7 +238,8 @@ async fn every_admin_path_needs_the_token_or_a_login() {
         ("PUT", "/api/pools", "GET, HEAD"),
         ("POST", "/metrics", "GET, HEAD"),
         ("GET", "/api/spend", "PUT"),
-        ("GET", "/api/calls/c_x/outcome", "POST"),
+        ("GET", "/api/calls/c_x/outcome", "POST, DELETE"),
+        ("DELETE", "/calls/c_x/outcome", "POST"),
         ("DELETE", "/pools", "GET, HEAD"),
     ] {
         let req = hyper::Request::builder()
@@ -381,6 +382,18 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
     }
     let overview = env.get("/?from=2026-11-27&to=2026-11-27", Auth::Cookie(&cookie)).await;
     assert!(overview.body.contains(r#"data-figure="calls">1<"#), "{}", overview.body);
+
+    // A sale recorded on the wrong call is removed from the journey page.
+    assert!(journey.body.contains("Remove outcome"));
+    let removed = env
+        .post_form(&format!("/calls/{id}/outcome"), Some(&cookie), &[("remove", "1")])
+        .await;
+    assert_eq!(removed.status, 303);
+    let api = env.get(&format!("/api/calls/{id}"), Auth::Bearer(ADMIN)).await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["outcome"], serde_json::Value::Null);
+    let journey = env.get(&format!("/calls/{id}"), Auth::Cookie(&cookie)).await;
+    assert!(!journey.body.contains(r#"data-figure="outcome""#) && !journey.body.contains("Remove outcome"));
     env.app.stop().await;
 }
 

@@ -532,15 +532,33 @@ async fn an_outcome_sends_call_outcome_to_every_subscribed_webhook() {
     }
     assert_eq!(receiver.seen().len(), 3, "call.completed once, call.outcome twice");
 
+    // Removing it says so, as another call.outcome; removing none says nothing.
+    for _ in 0..2 {
+        let (status, _, body) = admin(&app, "DELETE", &format!("/api/calls/{id}/outcome"), "").await;
+        assert_eq!(status, 200, "{body}");
+        pass(&app).await;
+    }
+    let removed: Vec<Seen> = receiver.seen().into_iter().skip(3).collect();
+    assert_eq!(
+        removed.len(),
+        2,
+        "one event, at each of the two destinations: {removed:?}"
+    );
+    for e in &removed {
+        assert_eq!(e.body["type"], "call.outcome");
+        assert_eq!(e.body["call"]["outcome"], Value::Null);
+    }
+    let kept = receiver.seen().len();
+
     // An unknown call sets nothing and sends nothing.
     let (status, _, _) = admin(&app, "POST", "/api/calls/c_nope/outcome", r#"{"kind":"sale"}"#).await;
     assert_eq!(status, 404);
     pass(&app).await;
-    assert_eq!(receiver.seen().len(), 3);
+    assert_eq!(receiver.seen().len(), kept);
 
     let (_, _, metrics) = admin(&app, "GET", "/metrics", "").await;
     assert!(
-        metrics.contains("telswap_webhook_deliveries_total{result=\"delivered\"} 3"),
+        metrics.contains("telswap_webhook_deliveries_total{result=\"delivered\"} 5"),
         "{metrics}"
     );
     assert!(metrics.contains("telswap_webhook_deliveries_total{result=\"failed\"} 0"));

@@ -774,6 +774,11 @@ pub fn call_page(c: &CallRecord) -> String {
                 .unwrap_or_default()),
             esc(&rfc3339(o.at.max(0) as u64))
         );
+        let _ = write!(
+            out,
+            r#"<form class="range" method="post" action="/calls/{}/outcome"><input type="hidden" name="remove" value="1"><button>Remove outcome</button></form>"#,
+            esc(&c.id)
+        );
     }
     let o = c.outcome.as_ref();
     let _ = write!(

@@ -195,6 +195,10 @@ impl Admin {
                 let id = id.to_string();
                 self.set_outcome(&id, req).await
             }
+            (Method::DELETE, ["api", "calls", id, "outcome"]) => match self.clear_outcome(id).await {
+                Ok(()) => self.one_call(id).await,
+                Err(e) => Err(e),
+            },
             (Method::GET, ["api", "pools"]) => Ok(self.pools_json().await),
             (Method::GET, ["api", "reports"]) => Ok(self.report_list()),
             (Method::GET, ["api", "reports", name]) => self.report(name, &req).await,
@@ -330,6 +334,10 @@ impl Admin {
     async fn form_outcome(&self, id: &str, req: Request<Incoming>) -> Handled {
         let body = read_body(req).await?;
         let form = String::from_utf8_lossy(&body).into_owned();
+        if form_urlencoded::parse(form.as_bytes()).any(|(k, _)| k == "remove") {
+            self.clear_outcome(id).await?;
+            return Ok(redirect(&format!("/calls/{id}")));
+        }
         let mut v = serde_json::Map::new();
         for (k, val) in form_urlencoded::parse(form.as_bytes()) {
             let val = val.trim().to_string();
@@ -550,6 +558,25 @@ impl Admin {
             return Err((StatusCode::NOT_FOUND, "no such call".into()));
         }
         Ok(())
+    }
+
+    /// Removes a call's outcome (a sale recorded on the wrong call): it leaves the conversions,
+    /// the reports and the exports, and the call's CRM webhooks get `call.outcome` with
+    /// `outcome: null`. A call without one is left as it is.
+    async fn clear_outcome(&self, id: &str) -> Result<(), (StatusCode, String)> {
+        let store = self.store.clone();
+        let id = id.to_string();
+        let subscribers = crate::outbox::Subscribers::new(&self.proxy.rules(), crate::rules::WebhookEvent::CallOutcome);
+        let now = self.now_ms();
+        let on_clear = move |c: &CallRecord| subscribers.deliveries(c, now);
+        match tokio::task::spawn_blocking(move || store.clear_outcome_with_events(&id, &on_clear))
+            .await
+            .map_err(internal)?
+            .map_err(store_error)?
+        {
+            Some(_) => Ok(()),
+            None => Err((StatusCode::NOT_FOUND, "no such call".into())),
+        }
     }
 
     async fn pools_json(&self) -> Resp {
@@ -964,7 +991,8 @@ fn is_cross_site_write<B>(req: &Request<B>) -> bool {
 /// path. Kept beside [`Admin::handle`]'s routes, which it mirrors.
 fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
     match segments {
-        ["api", "calls", _, "outcome"] | ["calls", _, "outcome"] => Some("POST"),
+        ["api", "calls", _, "outcome"] => Some("POST, DELETE"),
+        ["calls", _, "outcome"] => Some("POST"),
         ["api", "spend"] => Some("PUT"),
         ["api", "calls"]
         | ["api", "calls", _]

@@ -387,6 +387,10 @@ pub trait Store: Send + Sync {
     /// [`Store::set_outcome`], with the rows `on_set(updated call)` written to the outbox in
     /// the same durable transaction.
     fn set_outcome_with_events(&self, id: &str, o: &Outcome, on_set: EventRows<'_>) -> Result<bool, StoreError>;
+    /// Removes call `id`'s outcome (one recorded by mistake), with the rows `on_clear(updated
+    /// call)` written to the outbox in the same transaction when there was one. `None`: no such
+    /// call; `Some(false)`: it had no outcome, and nothing is written.
+    fn clear_outcome_with_events(&self, id: &str, on_clear: EventRows<'_>) -> Result<Option<bool>, StoreError>;
     /// Up to `limit` deliveries due at `now` (oldest due first), skipping the destinations in
     /// `skip_urls`.
     fn outbox_due(&self, now: i64, limit: usize, skip_urls: &[String]) -> Result<Vec<Delivery>, StoreError>;

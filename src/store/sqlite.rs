@@ -855,28 +855,23 @@ impl Store for SqliteStore {
     }
 
     fn set_outcome_with_events(&self, id: &str, o: &Outcome, on_set: EventRows<'_>) -> Result<bool, StoreError> {
-        self.check_durable()?;
-        let mut conn = lock(&self.calls);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if upsert_outcome(&tx, id, o)? == 0 {
-            return Ok(false);
-        }
-        let call = query_calls(
-            &tx,
-            &format!("{CALL_SELECT} WHERE c.id = ?1"),
-            &[Value::Text(id.to_owned())],
-        )?;
-        let added = match call.first() {
-            Some(call) => {
-                let rows = on_set(call);
-                let now = rows.first().map_or(0, |r| r.created_at);
-                insert_deliveries(&tx, &rows, now)?
-            }
-            None => 0,
-        };
-        tx.commit()?;
-        self.outbox_added(added);
-        Ok(true)
+        self.outcome_change(id, on_set, |tx| Ok(upsert_outcome(tx, id, o)? > 0))
+    }
+
+    fn clear_outcome_with_events(&self, id: &str, on_clear: EventRows<'_>) -> Result<Option<bool>, StoreError> {
+        let mut exists = false;
+        let cleared = self.outcome_change(id, on_clear, |tx| {
+            exists = tx
+                .prepare_cached("SELECT 1 FROM calls WHERE id = ?1")?
+                .query_row([id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            Ok(tx
+                .prepare_cached("DELETE FROM outcomes WHERE call_id = ?1")?
+                .execute([id])?
+                > 0)
+        })?;
+        Ok(exists.then_some(cleared))
     }
 
     fn outbox_due(&self, now: i64, limit: usize, skip_urls: &[String]) -> Result<Vec<Delivery>, StoreError> {
@@ -975,6 +970,39 @@ impl SqliteStore {
             self.counters.outbox_pending.fetch_add(n as u64, Ordering::Relaxed);
             self.outbox_wake.notify_one();
         }
+    }
+
+    /// Runs `change` on call `id`'s outcome in one durable transaction; when it changed
+    /// something, writes the rows `on_change(updated call)` to the outbox in the same one.
+    /// Returns whether it changed something (nothing is committed otherwise).
+    fn outcome_change(
+        &self,
+        id: &str,
+        on_change: EventRows<'_>,
+        change: impl FnOnce(&Connection) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.check_durable()?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !change(&tx)? {
+            return Ok(false);
+        }
+        let call = query_calls(
+            &tx,
+            &format!("{CALL_SELECT} WHERE c.id = ?1"),
+            &[Value::Text(id.to_owned())],
+        )?;
+        let added = match call.first() {
+            Some(call) => {
+                let rows = on_change(call);
+                let now = rows.first().map_or(0, |r| r.created_at);
+                insert_deliveries(&tx, &rows, now)?
+            }
+            None => 0,
+        };
+        tx.commit()?;
+        self.outbox_added(added);
+        Ok(true)
     }
 
     fn outbox_settled(&self) {
