@@ -525,13 +525,11 @@ impl Admin {
         };
         let currency = match v.get("currency") {
             None | Some(Value::Null) => None,
-            Some(Value::String(c)) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                Some(c.to_ascii_uppercase())
-            }
-            Some(_) => {
+            Some(Value::String(c)) if let Some(code) = currency(c) => Some(code),
+            Some(other) => {
                 return Err((
                     StatusCode::BAD_REQUEST,
-                    "currency must be an ISO 4217 code such as USD".into(),
+                    format!("currency {other} is not an ISO 4217 code such as USD"),
                 ));
             }
         };
@@ -1051,6 +1049,28 @@ fn form_value(form: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The currencies of ISO 4217 in use (2025), which ad platforms take: a value or spend in any
+/// other code (a typo such as `USS`) would make a currency of its own, and every ROAS that mixes it
+/// `null`.
+const CURRENCIES: [&str; 157] = [
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
+    "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHF", "CLP", "CNY", "COP", "CRC",
+    "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS",
+    "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD",
+    "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL",
+    "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MYR", "MZN", "NAD",
+    "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD",
+    "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP",
+    "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VED",
+    "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// `code` upper-cased when it is a currency of [`CURRENCIES`].
+pub fn currency(code: &str) -> Option<String> {
+    let code = code.trim().to_ascii_uppercase();
+    CURRENCIES.binary_search(&code.as_str()).is_ok().then_some(code)
+}
+
 /// A request body of at most 16 KiB (outcomes, forms).
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
     Ok(Limited::new(req.into_body(), 16 * 1024)
@@ -1072,6 +1092,16 @@ fn json_resp(status: StatusCode, v: Value) -> Resp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn currencies_are_iso_4217_codes_in_use() {
+        assert!(CURRENCIES.windows(2).all(|w| w[0] < w[1]), "sorted, for the search");
+        assert_eq!(currency(" usd ").as_deref(), Some("USD"));
+        assert_eq!(currency("eur").as_deref(), Some("EUR"));
+        for typo in ["USS", "EUD", "GPB", "US", "DOLLARS", ""] {
+            assert_eq!(currency(typo), None, "{typo}");
+        }
+    }
 
     #[test]
     fn times_parse() {

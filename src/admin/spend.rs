@@ -101,21 +101,21 @@ fn validate(place: &str, raw: Raw<'_>, is_site: &dyn Fn(&str) -> bool) -> Result
             ));
         }
     };
-    let currency = required("currency", raw.currency)?;
-    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+    let given = required("currency", raw.currency)?;
+    let Some(currency) = super::currency(&given) else {
         return Err(err(
             place,
             "currency",
-            format!("{currency:?} is not an ISO 4217 code such as USD"),
+            format!("{given:?} is not an ISO 4217 code such as USD"),
         ));
-    }
+    };
     Ok(SpendRow {
         site,
         day,
         channel,
         campaign,
         amount,
-        currency: currency.to_ascii_uppercase(),
+        currency,
     })
 }
 
@@ -400,6 +400,7 @@ mod tests {
             ("other,2026-11-27,paid_search,a,12,USD\n", "line 2: site"),
             ("shop,2026-11-27,paid_search,a,-1,USD\n", "line 2: amount"),
             ("shop,2026-11-27,paid_search,a,1,dollars\n", "line 2: currency"),
+            ("shop,2026-11-27,paid_search,a,1,USS\n", "line 2: currency"),
             ("shop,2026-11-27,paid_search,a,1\n", "line 2: csv"),
             (
                 "shop,2026-11-27,paid_search,a,1,USD\nshop,2026-11-27,paid_search,a,2,USD\n",
