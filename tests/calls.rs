@@ -408,7 +408,7 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
         Sign::Twilio(TOKEN),
     )
     .await;
-    // The site's own number still forwards; a number nobody owns is 404.
+    // The site's own number still forwards, and so does a number nobody lists.
     let (s, _) = env
         .hook(
             "/_telswap/voice",
@@ -424,14 +424,15 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
         Sign::Twilio(TOKEN),
     )
     .await;
-    let (s, _) = env
+    let (s, twiml) = env
         .hook(
             "/_telswap/voice",
             &call_params("CAx", "+15550109999"),
             Sign::Twilio(TOKEN),
         )
         .await;
-    assert_eq!(s, 404);
+    assert_eq!(s, 200);
+    assert!(twiml.contains("+15550100077"), "forwarded to the business: {twiml}");
     let calls = env.calls().await;
     let by = |sid_number: &str| {
         calls
@@ -442,9 +443,9 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
     };
     assert_eq!(by("+15550102001")["confidence"], "source");
     assert_eq!(by("+15550102001")["attribution"]["channel"], "organic_search");
-    // Paged two at a time, the four calls come once each, newest first, as in one page.
+    // Paged two at a time, the five calls come once each, newest first, as in one page.
     let all: Vec<Value> = calls.iter().map(|c| c["id"].clone()).collect();
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 5);
     let (mut paged, mut next) = (Vec::new(), None::<String>);
     loop {
         let path = match &next {
@@ -466,6 +467,44 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
     assert_eq!(by("+15550103001")["confidence"], "source");
     assert_eq!(by("+15550103001")["attribution"]["campaign"], "radio-spring");
     assert_eq!(by("+15550100000")["confidence"], "none");
+    assert_eq!(by("+15550109999")["confidence"], "none");
+    env.app.stop().await;
+}
+
+/// A number bought back or moved to another site leaves the rules while visitors' open pages
+/// still show it: a call to it reaches the business, and the visitor who had it, as a call
+/// after the lease ended.
+#[tokio::test]
+async fn a_call_to_a_number_a_reload_took_out_still_forwards_and_finds_its_visitor() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let clock = ManualClock::new(now_ms());
+    let text = rules(o, "twilio", "overflow", 2);
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (n, _) = env.visit(LANDING, None).await;
+    assert_eq!(n, "555-010-1001");
+    let fewer = text.replace("\"+1 555-010-1001\", ", "");
+    assert_ne!(fewer, text);
+    let set = telswap::rules::load_sources(&[(std::path::PathBuf::from("site.toml"), fewer)]).unwrap();
+    env.app.proxy.replace_rules(set);
+    // The lease and its end, as the journal's writer commits them within milliseconds.
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let (s, twiml) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CAgone", "+15550101001"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(twiml.contains("+15550100077"), "{twiml}");
+    let calls = env.calls().await;
+    let c = &calls[0];
+    assert_eq!(c["confidence"], "late", "{c}");
+    assert_eq!(c["attribution"]["pool"], "ads");
+    assert_eq!(c["attribution"]["gclid"], "Cj0KCQiAtest");
+    assert_eq!(c["attribution"]["term"], "emergency plumber");
     env.app.stop().await;
 }
 

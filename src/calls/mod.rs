@@ -24,7 +24,7 @@ use crate::clock::{Clock, Millis};
 use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
-use crate::rules::{Dialect, RuleSet, Site};
+use crate::rules::{Dialect, PoolMode, RuleSet, Site};
 use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Leg, Store};
 use crate::visitor::classify::Device;
 use crate::visitor::identity::{StoredTouch, random_id};
@@ -283,11 +283,11 @@ impl Calls {
         let Ok(to_num) = PhoneNumber::parse(to, &site.country) else {
             return text(StatusCode::BAD_REQUEST, "To is not a phone number");
         };
-        // The site that owns the called number: this host's site, or any site that lists it.
-        let owner = owning_site(rules, site, &to_num);
-        let Some(owner) = owner else {
-            return text(StatusCode::NOT_FOUND, "unknown number");
-        };
+        // The site that owns the called number: this host's site, or any site that lists it. A
+        // number no site lists (taken out of the rules while visitors' pages still show it, or
+        // never put in) is still this host's: its account signed the call, and the caller
+        // reaches the business rather than an error.
+        let owner = owning_site(rules, site, &to_num).unwrap_or_else(|| site.clone());
         if !self.same_account(site, &owner) {
             // Signed with this host's secret, for another site's number: one site's provider
             // account must not create calls on another's.
@@ -304,6 +304,7 @@ impl Calls {
                     candidates: self.stored_candidates(&owner, &pool, &to_num, now).await,
                 }
             }
+            Held::Unknown => self.retired_number(&owner, &to_num, now).await,
             other => other,
         };
         let sessions = self.sessions.clone();
@@ -392,6 +393,37 @@ impl Calls {
             action_url: &action,
             whisper_url: t.whisper.then_some(whisper.as_str()),
         }))
+    }
+
+    /// Who held `number`, a number no pool lists any more (a reload took it out), from the
+    /// stored leases that can still explain a call: the session pool it was last in, with its
+    /// settings. [`Held::Unknown`] when none can.
+    async fn retired_number(&self, site: &Arc<Site>, number: &PhoneNumber, now: Millis) -> Held {
+        let store = self.store.clone();
+        let (site, number) = (site.clone(), number.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            site.pools.iter().filter(|p| p.mode == PoolMode::Session).find_map(|p| {
+                let rows: Vec<_> = stored_leases(&*store, &site.name, p, &number, now)
+                    .ok()?
+                    .into_iter()
+                    .filter(|(r, _)| r.pool == p.name)
+                    .collect();
+                (!rows.is_empty()).then(|| (p.name.clone(), rows))
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        match found {
+            Some((pool, rows)) => Held::Session {
+                pool,
+                candidates: rows
+                    .into_iter()
+                    .map(|(r, released)| lease_record(r, released))
+                    .collect(),
+            },
+            None => Held::Unknown,
+        }
     }
 
     async fn stored_candidates(
