@@ -825,7 +825,7 @@ impl Store for SqliteStore {
              WHERE call_sid = ?1"
         ))?
         .execute(params![call_sid, status, duration_s, recording_url, leg == Leg::Dial])?;
-        let mut added = 0;
+        let (mut added, mut woken) = (0, false);
         let ends = FINAL.contains(&status);
         let first_final = ends && !FINAL.contains(&before.as_str());
         // The Dial's result after the caller's leg had ended the call: what the event said, or
@@ -845,12 +845,18 @@ impl Store for SqliteStore {
                     added = insert_deliveries(&tx, &rows, now + wait)?;
                 } else {
                     let changed = (call.status.as_str(), call.duration_s) != (before.as_str(), before_duration);
-                    added = correct_deliveries(&tx, &rows, &call.id, changed, now)?;
+                    let moved;
+                    (added, moved) = correct_deliveries(&tx, &rows, &call.id, changed, now)?;
+                    woken = moved > 0;
                 }
             }
         }
         tx.commit()?;
         self.outbox_added(added);
+        if woken {
+            // Rows brought forward: the worker sleeps until they were due.
+            self.outbox_wake.notify_one();
+        }
         Ok(true)
     }
 
@@ -1048,15 +1054,15 @@ const NOT_TAKEN_MS: i64 = 5_000;
 /// when the Dial `changed` status or duration it says so instead (the new event's id and
 /// body; a retry keeps its backoff). A destination that got the earlier event, or is being
 /// sent it, gets the new one as a second event, if it `changed` anything. Returns the rows
-/// added.
+/// added and the queued rows updated.
 fn correct_deliveries(
     conn: &Connection,
     rows: &[NewDelivery],
     call_id: &str,
     changed: bool,
     now: i64,
-) -> Result<usize, StoreError> {
-    let mut added = 0;
+) -> Result<(usize, usize), StoreError> {
+    let (mut added, mut updated) = (0, 0);
     for d in rows {
         let queued = conn
             .prepare_cached(
@@ -1080,8 +1086,9 @@ fn correct_deliveries(
         if queued == 0 && changed {
             added += insert_deliveries(conn, std::slice::from_ref(d), now)?;
         }
+        updated += queued;
     }
-    Ok(added)
+    Ok((added, updated))
 }
 
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
