@@ -377,8 +377,16 @@ async fn call(args: CallArgs) -> anyhow::Result<()> {
     if let Some(e) = ended {
         println!("{sid}: status callback answered {}", e.status);
     }
-    if voice.status != 200 {
-        anyhow::bail!("the server refused the call ({})", voice.status);
+    match voice.status {
+        200 => {}
+        // The host of --server (an address, often) names no site; the webhook must name one.
+        421 => anyhow::bail!(
+            "the server refused the call (421: no site has that host); pass --host with one of the site's hosts"
+        ),
+        403 => anyhow::bail!(
+            "the server refused the call (403: bad signature); check --token against the site's telephony secret"
+        ),
+        s => anyhow::bail!("the server refused the call ({s})"),
     }
     Ok(())
 }

@@ -68,6 +68,12 @@ idle_timeout = "thirty minutes"
 name = "more"
 numbers = ["+1 555-010-1001"]
 exhausted = "panic"
+
+[[pool]]
+name = "email"
+numbers = ["+1 555-010-4001"]
+exhausted = "overflow"
+overflow = "+1 555-010-1001"
 "#;
     write(dir.path(), "bad.toml", bad);
     write(dir.path(), "other.toml", GOOD);
@@ -89,6 +95,10 @@ exhausted = "panic"
             "number +15550101001 of pool \"more\" is already listed in pool \"ads\"",
         ),
         (17, "exhausted must be one of"),
+        (
+            23,
+            "overflow number +15550101001 of pool \"email\" is already a number of pool \"ads\" at line 11",
+        ),
     ];
     for (line, needle) in expected {
         let prefix = format!("{bad_file}:{line}: ");

@@ -435,6 +435,35 @@ impl Admin {
         out
     }
 
+    /// A `site` filter must name a site: one of the rules, or one that has calls stored (taken
+    /// out of the rules since). A typo would otherwise answer as a site without calls, and an
+    /// export for an ad platform would go out empty.
+    async fn known_site(&self, site: Option<&str>) -> Result<(), (StatusCode, String)> {
+        let Some(site) = site else { return Ok(()) };
+        let rules = self.proxy.rules();
+        if rules.sites.iter().any(|s| s.name == site) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let f = CallFilter {
+            site: Some(site.to_string()),
+            limit: 1,
+            ..CallFilter::default()
+        };
+        let stored = tokio::task::spawn_blocking(move || store.calls(&f))
+            .await
+            .map_err(internal)?
+            .map_err(store_error)?;
+        if stored.is_empty() {
+            let names: Vec<&str> = rules.sites.iter().map(|s| s.name.as_str()).collect();
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("no site {site:?}; sites: {}", names.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
     async fn list_calls(&self, query: &str) -> Result<Resp, (StatusCode, String)> {
         // `from`, `to`, `site` and `tz` read as the reports read them (a date is a day in `tz`).
         let mut period = reports::Period::default();
@@ -465,6 +494,7 @@ impl Admin {
             }
         }
         period.check()?;
+        self.known_site(period.site.as_deref()).await?;
         // One more than the page, to know whether another follows (`0`: all, one page).
         let f = CallFilter {
             from: period.from,
@@ -512,6 +542,20 @@ impl Admin {
 
     /// Checks an outcome (from the API's JSON or the dashboard's form).
     fn outcome_from(&self, v: &Value) -> Result<Outcome, (StatusCode, String)> {
+        const FIELDS: [&str; 3] = ["kind", "value", "currency"];
+        let Some(fields) = v.as_object() else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object such as {\"kind\":\"sale\",\"value\":120,\"currency\":\"USD\"}".into(),
+            ));
+        };
+        // A misspelt field would be dropped in silence: a value stored without its currency.
+        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("unknown field {unknown:?}; an outcome has kind, value and currency"),
+            ));
+        }
         let kind = v.get("kind").and_then(Value::as_str).filter(|k| !k.trim().is_empty());
         let Some(kind) = kind else {
             return Err((StatusCode::BAD_REQUEST, "kind is required, e.g. \"sale\"".into()));

@@ -1104,6 +1104,7 @@ impl Period {
 impl Admin {
     /// The calls of the period, oldest first.
     pub(super) async fn period_calls(&self, p: &Period) -> Result<Vec<CallRecord>, (StatusCode, String)> {
+        self.known_site(p.site.as_deref()).await?;
         let f = CallFilter {
             from: p.from,
             to: p.to,

@@ -87,6 +87,8 @@ pub struct Visitor {
     pub ip: std::net::IpAddr,
     /// Whether the visitor's own connection is HTTPS (at telswap, or at a trusted balancer).
     pub https: bool,
+    /// Whether the request came through a trusted balancer (else telswap is the edge).
+    pub proxied: bool,
 }
 
 impl TrustedProxies {
@@ -127,10 +129,12 @@ impl TrustedProxies {
         let mut v = Visitor {
             ip: peer.to_canonical(),
             https: tls,
+            proxied: false,
         };
         if self.0.is_empty() || !self.trusts(peer) {
             return v;
         }
+        v.proxied = true;
         let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -176,11 +180,13 @@ fn forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
 /// Adds the de-facto `X-Forwarded-*` headers and `Via` (RFC 9110 §7.6.3). `peer` is the address
 /// this connection came from, which `X-Forwarded-For` and `Forwarded` append; `client` the
 /// visitor's (the peer, or what trusted balancers said), which `X-Real-IP` holds. `proto` is
-/// `http` or `https`.
+/// `http` or `https`. With `proxied` (the peer is a trusted balancer) the chain it sent is
+/// kept; otherwise telswap is the edge and what the visitor wrote in `X-Forwarded-For` and
+/// `Forwarded` is dropped, as Caddy and Traefik do: an origin that reads the first entry would
+/// believe it.
 pub fn add_forwarding(
     headers: &mut HeaderMap,
-    peer: &str,
-    client: &str,
+    (peer, client, proxied): (&str, &str, bool),
     proto: &'static str,
     host: &str,
     version: http::Version,
@@ -200,6 +206,10 @@ pub fn add_forwarding(
             .collect();
         lines.join(", ")
     };
+    if !proxied {
+        headers.remove(X_FORWARDED_FOR);
+        headers.remove(header::FORWARDED);
+    }
     let prev = joined(headers, &X_FORWARDED_FOR);
     let xff = if prev.is_empty() {
         peer.to_string()
@@ -211,7 +221,7 @@ pub fn add_forwarding(
     set(headers, X_FORWARDED_HOST, host);
     // `X-Real-IP` holds one address, which origins take as the client's: the visitor must not
     // choose it. `Forwarded` (RFC 7239) gets this hop's element appended, as `X-Forwarded-For`
-    // does; whatever the visitor wrote stays on its left, where no origin should trust it.
+    // does.
     set(headers, X_REAL_IP, client);
     let node = if peer.contains(':') {
         format!("\"[{peer}]\"")

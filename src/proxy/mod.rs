@@ -55,6 +55,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The visitor's address: `remote`'s, or what trusted balancers said.
     pub client: std::net::IpAddr,
+    /// `remote` is a trusted balancer (`--trusted-proxies`), whose forwarding headers are kept.
+    pub proxied: bool,
 }
 
 impl ConnInfo {
@@ -64,6 +66,7 @@ impl ConnInfo {
             remote,
             tls,
             client: remote.ip().to_canonical(),
+            proxied: false,
         }
     }
 }
@@ -254,7 +257,7 @@ impl Proxy {
         let trusted = self.trusted.load();
         if !trusted.is_empty() {
             let v = trusted.visitor(conn.remote.ip(), conn.tls, req.headers());
-            (conn.client, conn.tls) = (v.ip, v.https);
+            (conn.client, conn.tls, conn.proxied) = (v.ip, v.https, v.proxied);
         }
         if req.method() == http::Method::CONNECT || req.uri() == "*" {
             // Not for an origin: a reverse proxy tunnels nowhere (CONNECT), and `OPTIONS *`
@@ -600,8 +603,11 @@ impl Proxy {
         let proto = if conn.tls { "https" } else { "http" };
         headers::add_forwarding(
             &mut parts.headers,
-            &conn.remote.ip().to_canonical().to_string(),
-            &conn.client.to_string(),
+            (
+                &conn.remote.ip().to_canonical().to_string(),
+                &conn.client.to_string(),
+                conn.proxied,
+            ),
             proto,
             host,
             parts.version,

@@ -494,6 +494,8 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     };
 
     let mut tracking_lines: Vec<(PhoneNumber, usize, String)> = Vec::new();
+    // Overflow numbers, checked against the other pools' once all are read.
+    let mut overflow_lines: Vec<(PhoneNumber, usize, String)> = Vec::new();
     let mut pools = Vec::new();
     let mut pool_names: Vec<String> = Vec::new();
     for (t, at) in w.tables(&doc, "pool") {
@@ -593,6 +595,8 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
                             oat,
                             format!("overflow number {} is also in the pool's numbers", n.e164()),
                         );
+                    } else {
+                        overflow_lines.push((n.clone(), w.line(oat), owner.clone()));
                     }
                 }
                 n
@@ -666,6 +670,20 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             None => {
                 first.insert(n, (*line, owner));
             }
+        }
+    }
+    // An overflow number that is another pool's (or offline) number: a call to it would be
+    // credited to whoever holds it there, and the overflow's visitors' calls swell that channel.
+    for (n, line, owner) in &overflow_lines {
+        if let Some((_, oline, oowner)) = tracking_lines.iter().find(|(t, _, o)| t == n && o != owner) {
+            dups.push(Problem {
+                file: file.to_path_buf(),
+                line: *line,
+                message: format!(
+                    "overflow number {} of {owner} is already a number of {oowner} at line {oline}: its calls could not be told apart",
+                    n.e164()
+                ),
+            });
         }
     }
     w.problems.extend(dups);
