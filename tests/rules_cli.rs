@@ -195,6 +195,23 @@ fn check_reports_toml_syntax_errors_with_their_line() {
     let (code, out) = check(dir.path());
     assert_eq!(code, 1);
     assert!(out.contains("x.toml:3: TOML syntax"), "{out}");
+
+    // A `]` missing in the middle of a file: one problem, on the line that opened the array
+    // (the parser notices only lines later, and its recovery reported every line after).
+    write(
+        dir.path(),
+        "x.toml",
+        "hosts = [\"a.test\"]\nupstream = \"http://127.0.0.1:1\"\nnumbers = [\"+1 555-010-0000\"\n\
+         exclude = [\"[data-x]\"]  # a [ in a string, a comment\n\n[[pool]]\nname = \"ads\"\nnumbers = [\"+1 555-010-1001\"]\n",
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("x.toml")).collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("x.toml:3: TOML syntax: this `[` is not closed (a missing `]`?)"),
+        "{out}"
+    );
 }
 
 /// A `telswap serve` child whose stderr lines arrive on a channel.

@@ -221,6 +221,62 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// The offset of the innermost array or inline-table bracket (`[`, `{`) still open at `at`, if
+/// any: strings, comments and table headers (`[pool]`, `[[pool]]` at a line's start) are
+/// skipped.
+fn unclosed_bracket(src: &str, at: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    let end = at.min(b.len());
+    let mut open: Vec<usize> = Vec::new();
+    let mut line_start = true;
+    let mut i = 0;
+    while i < end {
+        let c = b[i];
+        match c {
+            b'\n' => {
+                line_start = true;
+                i += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < end && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' if line_start && open.is_empty() => {
+                // A table header: to the end of its line.
+                while i < end && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' => {
+                // A string (one line; a multi-line one's quotes pair up the same way).
+                i += 1;
+                while i < end && b[i] != c && b[i] != b'\n' {
+                    if c == b'"' && b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => open.push(i),
+            b']' | b'}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+        line_start = false;
+        i += 1;
+    }
+    open.last().copied()
+}
+
 /// Parses one file. `name` is the site name (the file stem).
 /// The result always carries the hosts and tracking numbers it could read, so the checks across
 /// files can report a host claimed twice even when one of the files has other problems.
@@ -237,10 +293,27 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         problems: Vec::new(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(src);
-    for e in syntax {
+    // The first syntax error only: the parser's recovery from one mistake (a missing `]`)
+    // reports every line after it, none of them the line to fix.
+    if let Some(e) = syntax.first() {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         let msg = e.message().lines().next().unwrap_or("syntax error").to_string();
-        w.err(at, format!("TOML syntax: {msg}"));
+        match unclosed_bracket(src, at).filter(|open| w.line(*open) < w.line(at)) {
+            Some(open) => {
+                let (o, c) = if src.as_bytes()[open] == b'{' {
+                    ('{', '}')
+                } else {
+                    ('[', ']')
+                };
+                w.err(
+                    open,
+                    format!(
+                        "TOML syntax: this `{o}` is not closed (a missing `{c}`?); the parser stopped later with: {msg}"
+                    ),
+                )
+            }
+            None => w.err(at, format!("TOML syntax: {msg}")),
+        }
     }
     if !w.problems.is_empty() {
         return ParsedSite {
