@@ -926,7 +926,7 @@ async fn telswap_call_signs_like_the_provider_and_ends_the_call() {
     .await
     .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the call (403)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the call (403: bad signature)"));
     assert_eq!(env.calls().await.len(), 1);
     env.app.stop().await;
 }
