@@ -248,6 +248,17 @@ async fn pass(app: &App) {
         .expect("an outbox pass finishes");
 }
 
+/// Waits (up to 5 s) until `done` holds: for what the worker does on its own, with no pass to
+/// wait for.
+async fn until(mut done: impl FnMut() -> bool, what: &str) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait).await.expect(what);
+}
+
 /// A signed provider webhook; returns the HTTP status.
 async fn hook(app: &App, path: &str, params: &[(&str, &str)]) -> u16 {
     let owned: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -411,14 +422,11 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     );
     // It goes out as the Dial's result comes, not when the wait would have ended: the worker,
     // asleep until then, is woken.
-    let sent = async {
-        while completed("CAmissed").is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), sent)
-        .await
-        .expect("sent without waiting out the grace");
+    until(
+        || !completed("CAmissed").is_empty(),
+        "sent without waiting out the grace",
+    )
+    .await;
     clock.advance(Duration::from_secs(3600));
     pass(&app).await;
     let seen = completed("CAmissed");
@@ -641,14 +649,7 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     receiver.stall("/hooks/crm");
     // call.completed goes to /hooks/crm, which does not answer yet.
     let id = completed_call(&app, "CAslow").await;
-    let waiting = async {
-        while receiver.stalled() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("call.completed reaches /hooks/crm");
+    until(|| receiver.stalled() > 0, "call.completed reaches /hooks/crm").await;
     let (status, _, body) = admin(
         &app,
         "POST",
@@ -658,14 +659,11 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     .await;
     assert_eq!(status, 200, "{body}");
     // call.outcome goes to both webhooks: the outcomes-only one gets it now.
-    let other = async {
-        while !receiver.seen().iter().any(|s| s.path == "/hooks/outcomes-only") {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), other)
-        .await
-        .expect("the other receiver's event is sent while /hooks/crm is still answering");
+    until(
+        || receiver.seen().iter().any(|s| s.path == "/hooks/outcomes-only"),
+        "the other receiver's event is sent while /hooks/crm is still answering",
+    )
+    .await;
     assert!(
         receiver.seen().iter().all(|s| s.path != "/hooks/crm"),
         "/hooks/crm has answered nothing yet"
@@ -683,6 +681,55 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     assert_eq!(receiver.seen().len(), 3);
     let stats = app.store.outbox_stats();
     assert_eq!((stats.delivered, stats.pending), (3, 0), "{stats:?}");
+    app.stop().await;
+}
+
+/// Stopping waits for the event a slow receiver is answering, not for the rest of its queue:
+/// those stay in the outbox and go out after the restart, in order, once each.
+#[tokio::test]
+async fn stopping_lets_the_event_in_flight_finish_and_keeps_the_rest_for_the_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    // Two calls whose caller's legs report alone: both events wait out the grace, and are due
+    // together, one queue for /hooks/crm.
+    for sid in ["CAstop1", "CAstop2"] {
+        let voice = [
+            ("CallSid", sid),
+            ("From", "+14155550123"),
+            ("To", "+15550102001"),
+            ("CallStatus", "ringing"),
+        ];
+        assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
+        let leg = [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "30")];
+        assert_eq!(hook(&app, "/_telswap/status", &leg).await, 200);
+    }
+    receiver.stall("/hooks/crm");
+    clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
+    app.outbox.wake();
+    until(|| receiver.stalled() > 0, "the first event is being sent to /hooks/crm").await;
+    let mut stopping = app.outbox.stopping();
+    let stopped = tokio::spawn(app.stop());
+    stopping.wait_for(|s| *s).await.unwrap();
+    receiver.release();
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("stop waits for the event in flight only")
+        .unwrap();
+    let crm = |r: &Receiver| -> Vec<String> {
+        r.accepted()
+            .into_iter()
+            .filter(|s| s.path == "/hooks/crm")
+            .map(|s| s.body["call"]["call_sid"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(crm(&receiver), ["CAstop1"]);
+    assert_eq!(receiver.stalled(), 1, "nothing more was sent to it");
+
+    let app = start(&receiver, data.path(), &clock, true).await;
+    pass(&app).await;
+    assert_eq!(crm(&receiver), ["CAstop1", "CAstop2"]);
     app.stop().await;
 }
 

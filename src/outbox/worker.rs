@@ -82,6 +82,8 @@ struct Worker {
     secrets: Secrets,
     timeout: Duration,
     client: HttpClient,
+    /// Set by [`Outbox::stop`]: a destination's task sends no further row after it.
+    stopping: watch::Receiver<bool>,
 }
 
 /// The running worker. [`Outbox::stop`] lets deliveries in flight finish and record.
@@ -123,6 +125,7 @@ impl Outbox {
             secrets: cfg.secrets,
             timeout: cfg.timeout,
             client,
+            stopping: stop_rx.clone(),
         });
         let task = tokio::spawn(run(worker, wake.clone(), stop_rx, started.clone(), finished_tx));
         Ok(Outbox {
@@ -149,8 +152,14 @@ impl Outbox {
         let _ = finished.wait_for(|f| *f > seen).await;
     }
 
-    /// Stops taking new rows, lets deliveries in flight finish (each bounded by the request
-    /// timeout) and record their result, then ends the task.
+    /// Becomes `true` once [`Outbox::stop`] is asked: from then on no destination is sent a
+    /// further row.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops taking new rows, lets the deliveries in flight finish (each bounded by the request
+    /// timeout) and record their result, then ends the task. Rows not yet sent stay due.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(e) = self.task.await {
@@ -298,6 +307,11 @@ impl Worker {
     async fn deliver_group(&self, rows: Vec<Delivery>) -> Option<Millis> {
         let rules = (self.rules)();
         for row in rows {
+            if *self.stopping.borrow() {
+                // Stopping: the rows left stay due, for the next start. The one in flight was
+                // let finish (a receiver may be slow to answer each, up to the timeout).
+                break;
+            }
             let hook = rules
                 .sites
                 .iter()
