@@ -195,6 +195,7 @@ async fn run(
         let skipped = skip.clone();
         let due = tokio::task::spawn_blocking(move || store.outbox_due(now as i64, BATCH, &skipped)).await;
         let mut wait = None;
+        let read = matches!(due, Ok(Ok(_)));
         match due {
             Ok(Ok(rows)) => {
                 if rows.len() == BATCH {
@@ -222,7 +223,7 @@ async fn run(
                 w.until_next(&skip, &held).await
             }
         };
-        if sending.urls.is_empty() {
+        if read && sending.urls.is_empty() {
             // Nothing in flight: every row due when this pass began has been attempted.
             finished.send_replace(pass);
         }
