@@ -380,9 +380,12 @@ async fn call(args: CallArgs) -> anyhow::Result<()> {
     match voice.status {
         200 => {}
         // The host of --server (an address, often) names no site; the webhook must name one.
-        421 => anyhow::bail!(
-            "the server refused the call (421: no site has that host); pass --host with one of the site's hosts"
-        ),
+        421 => match &opts.host {
+            Some(host) => anyhow::bail!("the server refused the call (421: no site has the host {host:?})"),
+            None => anyhow::bail!(
+                "the server refused the call (421: no site has the --server URL's host); pass --host with one of the site's hosts"
+            ),
+        },
         403 => anyhow::bail!(
             "the server refused the call (403: bad signature); check --token against the site's telephony secret"
         ),

@@ -505,6 +505,30 @@ async fn a_call_to_a_number_a_reload_took_out_still_forwards_and_finds_its_visit
     assert_eq!(c["attribution"]["pool"], "ads");
     assert_eq!(c["attribution"]["gclid"], "Cj0KCQiAtest");
     assert_eq!(c["attribution"]["term"], "emergency plumber");
+
+    // The whole pool taken out: its leases are read with the default settings.
+    let (n, _) = env.visit(LANDING, None).await;
+    assert_eq!(n, "555-010-1002");
+    let start = text.find("[[pool]]\nname = \"ads\"").unwrap();
+    let end = text.find("[[pool]]\nname = \"organic\"").unwrap();
+    let no_ads = format!("{}{}", &text[..start], &text[end..]);
+    let set = telswap::rules::load_sources(&[(std::path::PathBuf::from("site.toml"), no_ads)]).unwrap();
+    env.app.proxy.replace_rules(set);
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let (s, _) = env
+        .hook(
+            "/_telswap/voice",
+            &call_params("CAgone2", "+15550101002"),
+            Sign::Twilio(TOKEN),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let calls = env.calls().await;
+    let c = calls.iter().find(|c| c["call_sid"] == "CAgone2").unwrap();
+    assert_eq!(c["attribution"]["pool"], "ads", "{c}");
+    assert_eq!(c["attribution"]["gclid"], "Cj0KCQiAtest", "{c}");
+    assert_ne!(c["confidence"], "none", "{c}");
     env.app.stop().await;
 }
 

@@ -52,6 +52,9 @@ fn err(place: &str, field: &str, message: impl Into<String>) -> SpendError {
 }
 
 /// The raw text fields of one row, before validation.
+/// A spend row's fields, in JSON and as CSV columns.
+const FIELDS: [&str; 6] = ["site", "day", "channel", "campaign", "amount", "currency"];
+
 struct Raw<'a> {
     site: Option<&'a str>,
     day: Option<&'a str>,
@@ -157,8 +160,16 @@ pub fn parse_json(body: &[u8], is_site: &dyn Fn(&str) -> bool) -> Result<Vec<Spe
     let mut rows = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let place = format!("row {}", i + 1);
-        if !item.is_object() {
+        let Some(fields) = item.as_object() else {
             return Err(err(&place, "spend", "expected an object"));
+        };
+        // A misspelt field would be dropped in silence (a campaign stored as `(all)`).
+        if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(err(
+                &place,
+                unknown,
+                format!("unknown field; expected {}", FIELDS.join(", ")),
+            ));
         }
         let s = |k: &str| -> Result<Option<&str>, SpendError> {
             match item.get(k) {
@@ -261,9 +272,16 @@ pub fn parse_csv(text: &str, is_site: &dyn Fn(&str) -> bool) -> Result<Vec<Spend
         ));
     };
     let names: Vec<String> = header.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    if let Some(unknown) = names.iter().find(|n| !FIELDS.contains(&n.as_str())) {
+        return Err(err(
+            "line 1",
+            "header",
+            format!("unknown column {unknown:?}; expected site,day,channel,campaign,amount,currency"),
+        ));
+    }
     let idx = |name: &str| names.iter().position(|n| n == name);
     let mut cols = HashMap::new();
-    for name in ["site", "day", "channel", "campaign", "amount", "currency"] {
+    for name in FIELDS {
         match idx(name) {
             Some(i) => {
                 cols.insert(name, i);
@@ -455,5 +473,16 @@ mod tests {
         let e = parse_json(br#"{"spend":[{"site":"shop","day":"2026-11-27","channel":"paid_search","amount":1,"currency":"USD","campaign":7}]}"#, &site)
             .unwrap_err();
         assert_eq!((e.place.as_str(), e.field.as_str()), ("row 1", "campaign"));
+        // A misspelt field or column is refused, not dropped (the row would count as campaign "").
+        let e = parse_json(br#"{"spend":[{"site":"shop","day":"2026-11-27","channel":"paid_search","campain":"brand","amount":1,"currency":"USD"}]}"#, &site)
+            .unwrap_err();
+        assert_eq!((e.place.as_str(), e.field.as_str()), ("row 1", "campain"));
+        let e = parse_csv(
+            "site,day,channel,campain,amount,currency\nshop,2026-11-27,paid_search,brand,1,USD\n",
+            &site,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown column \"campain\""), "{e}");
     }
 }

@@ -13,6 +13,7 @@ pub mod simulate;
 pub mod twiml;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -33,7 +34,7 @@ use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
 /// Webhook bodies are small forms; anything larger is not from a provider.
 const MAX_BODY: usize = 64 * 1024;
 /// How long a webhook's body may take to arrive.
-pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the business line rings before the call ends (seconds).
 const DIAL_TIMEOUT_S: u32 = 20;
 
@@ -397,18 +398,30 @@ impl Calls {
 
     /// Who held `number`, a number no pool lists any more (a reload took it out), from the
     /// stored leases that can still explain a call: the session pool it was last in, with its
-    /// settings. [`Held::Unknown`] when none can.
+    /// settings, or, for a pool taken out whole, with the rules' defaults. [`Held::Unknown`]
+    /// when none can.
     async fn retired_number(&self, site: &Arc<Site>, number: &PhoneNumber, now: Millis) -> Held {
         let store = self.store.clone();
         let (site, number) = (site.clone(), number.clone());
         let found = tokio::task::spawn_blocking(move || {
-            site.pools.iter().filter(|p| p.mode == PoolMode::Session).find_map(|p| {
+            let in_pool = site.pools.iter().filter(|p| p.mode == PoolMode::Session).find_map(|p| {
                 let rows: Vec<_> = stored_leases(&*store, &site.name, p, &number, now)
                     .ok()?
                     .into_iter()
                     .filter(|(r, _)| r.pool == p.name)
                     .collect();
                 (!rows.is_empty()).then(|| (p.name.clone(), rows))
+            });
+            // A pool taken out whole: its leases, under the default settings.
+            in_pool.or_else(|| {
+                let rows: Vec<_> = stored_leases_within(&*store, &site.name, RETIRED_POOL, &number, now)
+                    .ok()?
+                    .into_iter()
+                    .filter(|(r, _)| !site.pools.iter().any(|p| p.name == r.pool))
+                    .collect();
+                let pool = rows.last()?.0.pool.clone();
+                let rows = rows.into_iter().filter(|(r, _)| r.pool == pool).collect();
+                Some((pool, rows))
             })
         })
         .await
@@ -525,7 +538,10 @@ impl Calls {
     }
 }
 
-/// A stored lease row as the pool's record, released at `released`.
+/// The settings a pool taken out of the rules is read with: the rules' defaults
+/// (`match_window` 2 h, `idle_timeout` 30 min).
+const RETIRED_POOL: (Duration, Duration) = (Duration::from_secs(2 * 3600), Duration::from_secs(30 * 60));
+
 /// The stored leases of `number` that can still explain a call at `now` under `pool`'s
 /// settings: held then, or ended within its match window; each with when it ended (`None`:
 /// held). A row without a release may only lack it because the release was still queued, or
@@ -537,8 +553,19 @@ pub(crate) fn stored_leases(
     number: &PhoneNumber,
     now: Millis,
 ) -> Result<Vec<(LeaseRow, Option<i64>)>, crate::store::StoreError> {
-    let window = pool.match_window.as_millis() as i64;
-    let idle = pool.idle_timeout.as_millis() as i64;
+    stored_leases_within(store, site, (pool.match_window, pool.idle_timeout), number, now)
+}
+
+/// [`stored_leases`] under explicit (`match_window`, `idle_timeout`) settings.
+fn stored_leases_within(
+    store: &dyn Store,
+    site: &str,
+    (match_window, idle_timeout): (Duration, Duration),
+    number: &PhoneNumber,
+    now: Millis,
+) -> Result<Vec<(LeaseRow, Option<i64>)>, crate::store::StoreError> {
+    let window = match_window.as_millis() as i64;
+    let idle = idle_timeout.as_millis() as i64;
     let now = now as i64;
     let rows = store.leases_of_number(site, &number.e164(), now - window - idle, now)?;
     Ok(rows
