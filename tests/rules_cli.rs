@@ -136,6 +136,12 @@ numbers = ["+1 555-010-2000"]
 [[pool]]
 name = "ads"
 numbers = ["+1 555-010-0000"]
+
+[[pool]]
+name = "email"
+numbers = ["+1 555-010-2002"]
+exhausted = "overflow"
+overflow = "+1 555-010-1001"
 "#;
     write(dir.path(), "a.toml", a);
     write(dir.path(), "b.toml", b);
@@ -149,6 +155,11 @@ numbers = ["+1 555-010-0000"]
         (&a_file, 11, "pool name \"ads\" is used twice"),
         (&a_file, 13, "longer than the most allowed, 365d"),
         (&b_file, 7, "number +15550100000 of pool \"ads\" is a site's own number"),
+        (
+            &b_file,
+            13,
+            "number +15550101001 of the overflow of pool \"email\" is already listed in pool \"ads\"",
+        ),
     ];
     for (file, line, needle) in expected {
         let prefix = format!("{}:{line}: ", file.display());

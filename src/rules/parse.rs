@@ -761,6 +761,14 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
     }
     w.problems.extend(dups);
     tracking_lines.dedup_by(|a, b| a.0 == b.0);
+    // Overflow numbers too, for the checks across files: another site's number (or overflow)
+    // as this site's overflow would take that site's calls. (Within this file they were
+    // checked above.)
+    tracking_lines.extend(
+        overflow_lines
+            .into_iter()
+            .map(|(n, line, owner)| (n, line, format!("the overflow of {owner}"))),
+    );
 
     let mut webhooks: Vec<Webhook> = Vec::new();
     for (t, at) in w.tables(&doc, "webhook") {
