@@ -752,7 +752,12 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
     assert_eq!(send("DELETE", &outcome_path, None, "").await.0, 401);
     assert_eq!(send("PUT", &outcome_path, Some(&bearer), "").await.0, 405);
     // A site filter names a site: a typo is no site without calls (an empty ad upload).
-    for path in ["/api/calls", "/api/reports/overview", "/api/export/google-ads.csv"] {
+    for path in [
+        "/api/calls",
+        "/api/reports/overview",
+        "/api/export/google-ads.csv",
+        "/api/pools",
+    ] {
         let (s, body) = send("GET", &format!("{path}?site=stie"), Some(&bearer), "").await;
         assert_eq!(s, 400, "{path}: {body}");
         assert!(body.contains("no site \\\"stie\\\"; sites: site"), "{path}: {body}");
@@ -762,6 +767,7 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
             "{path}"
         );
     }
+    assert_eq!(send("GET", "/api/pools?pool=ads", Some(&bearer), "").await.0, 400);
     assert_eq!(send("GET", "/api/calls?from=yesterday", Some(&bearer), "").await.0, 400);
     assert_eq!(send("GET", "/api/calls?offset=5", Some(&bearer), "").await.0, 400);
     assert_eq!(send("GET", "/api/calls?after=nonsense", Some(&bearer), "").await.0, 400);

@@ -199,7 +199,7 @@ impl Admin {
                 Ok(()) => self.one_call(id).await,
                 Err(e) => Err(e),
             },
-            (Method::GET, ["api", "pools"]) => Ok(self.pools_json().await),
+            (Method::GET, ["api", "pools"]) => self.pools_json(&query).await,
             (Method::GET, ["api", "reports"]) => Ok(self.report_list()),
             (Method::GET, ["api", "reports", name]) => self.report(name, &req).await,
             (Method::GET, ["api", "export", file]) => self.export(file, &req).await,
@@ -365,6 +365,7 @@ impl Admin {
     /// Occupancy over the page's range; the recommended size always reads the last 7 days.
     async fn page_pools(&self, query: &str) -> Handled {
         let range = self.range(query)?;
+        self.known_site(range.site.as_deref()).await?;
         let views: Vec<_> = self
             .pool_views(Some((range.from_ms as Millis, range.to_ms as Millis)))
             .await
@@ -621,11 +622,22 @@ impl Admin {
         }
     }
 
-    async fn pools_json(&self) -> Resp {
+    /// `GET /api/pools[?site=]`.
+    async fn pools_json(&self, query: &str) -> Result<Resp, (StatusCode, String)> {
+        let mut site = None;
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "site" if !v.is_empty() => site = Some(v.into_owned()),
+                "site" => {}
+                other => return Err((StatusCode::BAD_REQUEST, format!("unknown parameter {other:?}"))),
+            }
+        }
+        self.known_site(site.as_deref()).await?;
         let pools: Vec<Value> = self
             .pool_views(None)
             .await
             .into_iter()
+            .filter(|p| site.as_ref().is_none_or(|s| *s == p.site))
             .map(|p| {
                 json!({
                     "site": p.site,
@@ -652,7 +664,7 @@ impl Admin {
                 })
             })
             .collect();
-        json_resp(StatusCode::OK, json!({"pools": pools}))
+        Ok(json_resp(StatusCode::OK, json!({"pools": pools})))
     }
 
     fn metrics(&self) -> Resp {
