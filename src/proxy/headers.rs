@@ -18,16 +18,26 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+/// The items of a comma-separated list field, across all its lines (one list, RFC 9110
+/// §5.3), trimmed, in order; a line that is not text is skipped.
+fn list_items<'a>(
+    headers: &'a HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> impl DoubleEndedIterator<Item = &'a str> + 'a {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// Removes hop-by-hop headers, including every header the `Connection` header names
 /// (RFC 9110 §7.6.1). With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive so a
 /// WebSocket handshake can be relayed (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = list_items(headers, header::CONNECTION)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         if keep_upgrade && name == header::UPGRADE {
@@ -135,28 +145,14 @@ impl TrustedProxies {
             return v;
         }
         v.proxied = true;
-        let hops: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(','))
-            .map(str::trim)
-            .collect();
-        for hop in hops.iter().rev() {
+        for hop in list_items(headers, "x-forwarded-for").rev() {
             let Some(ip) = forwarded_ip(hop) else { break };
             v.ip = ip;
             if !self.trusts(ip) {
                 break;
             }
         }
-        let proto = headers
-            .get_all("x-forwarded-proto")
-            .iter()
-            .filter_map(|h| h.to_str().ok())
-            .flat_map(|h| h.split(','))
-            .map(str::trim)
-            .next_back();
-        match proto {
+        match list_items(headers, "x-forwarded-proto").next_back() {
             Some(p) if p.eq_ignore_ascii_case("https") => v.https = true,
             Some(p) if p.eq_ignore_ascii_case("http") => v.https = false,
             _ => {}
@@ -360,13 +356,9 @@ pub fn make_private(headers: &mut HeaderMap) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
         return;
     }
-    let existing: Vec<String> = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_string())
+    let existing: Vec<String> = list_items(headers, header::CACHE_CONTROL)
         .filter(|d| !d.is_empty())
+        .map(str::to_string)
         .collect();
     let mut kept: Vec<String> = existing
         .into_iter()
@@ -504,15 +496,10 @@ pub fn asks_for_html(headers: &HeaderMap) -> Option<bool> {
 
 /// Whether `Accept` names HTML (`text/html` or `application/xhtml+xml`).
 pub fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.split(';').next().unwrap_or("").trim();
-            t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
-        })
+    list_items(headers, header::ACCEPT).any(|t| {
+        let t = t.split(';').next().unwrap_or("").trim();
+        t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
+    })
 }
 
 /// `text/html; charset=windows-1252` → (is HTML, charset label).
