@@ -74,6 +74,18 @@ name = "email"
 numbers = ["+1 555-010-4001"]
 exhausted = "overflow"
 overflow = "+1 555-010-1001"
+
+[[pool]]
+name = "social"
+numbers = ["+1 555-010-4002"]
+exhausted = "overflow"
+overflow = "+1 555-010-4999"
+
+[[pool]]
+name = "display"
+numbers = ["+1 555-010-4003"]
+exhausted = "overflow"
+overflow = "+1 555-010-4999"
 "#;
     write(dir.path(), "bad.toml", bad);
     write(dir.path(), "other.toml", GOOD);
@@ -98,6 +110,10 @@ overflow = "+1 555-010-1001"
         (
             23,
             "overflow number +15550101001 of pool \"email\" is already a number of pool \"ads\" at line 11",
+        ),
+        (
+            35,
+            "overflow number +15550104999 of pool \"display\" is also the overflow of pool \"social\" at line 29",
         ),
     ];
     for (line, needle) in expected {

@@ -759,6 +759,20 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
             });
         }
     }
+    // One overflow number shared by two pools: its calls could be either pool's visitors', and
+    // would all be credited to the first pool's channel. Each pool needs its own.
+    for (i, (n, line, owner)) in overflow_lines.iter().enumerate() {
+        if let Some((_, oline, oowner)) = overflow_lines[..i].iter().find(|(o, _, _)| o == n) {
+            dups.push(Problem {
+                file: file.to_path_buf(),
+                line: *line,
+                message: format!(
+                    "overflow number {} of {owner} is also the overflow of {oowner} at line {oline}: its calls could not be told apart; give each pool its own",
+                    n.e164()
+                ),
+            });
+        }
+    }
     w.problems.extend(dups);
     tracking_lines.dedup_by(|a, b| a.0 == b.0);
     // Overflow numbers too, for the checks across files: another site's number (or overflow)
