@@ -508,6 +508,85 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     app.stop().await;
 }
 
+/// An outcome recorded while the call's `call.completed` waits for the Dial's result goes out
+/// after it, to a CRM that hears of both; a destination that takes only outcomes gets it at once.
+#[tokio::test]
+async fn an_outcome_set_while_call_completed_waits_goes_out_after_it() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    let order = |sid: &str| -> Vec<(String, String)> {
+        receiver
+            .accepted()
+            .into_iter()
+            .filter(|s| s.body["call"]["call_sid"] == sid)
+            .map(|s| (s.path, s.event))
+            .collect()
+    };
+    let crm = |sid: &str| -> Vec<String> {
+        order(sid)
+            .into_iter()
+            .filter(|(p, _)| p == "/hooks/crm")
+            .map(|(_, e)| e)
+            .collect()
+    };
+    for (sid, dial_comes) in [("CAheld", true), ("CAnodial", false)] {
+        let voice = [
+            ("CallSid", sid),
+            ("From", "+14155550123"),
+            ("To", "+15550102001"),
+            ("CallStatus", "ringing"),
+        ];
+        assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
+        let caller_leg = [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "24")];
+        assert_eq!(hook(&app, "/_telswap/status", &caller_leg).await, 200);
+        let calls = admin(&app, "GET", "/api/calls", "").await.1;
+        let id = calls["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["call_sid"] == sid)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, _, body) = admin(
+            &app,
+            "POST",
+            &format!("/api/calls/{id}/outcome"),
+            r#"{"kind":"sale","value":80.0,"currency":"USD"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        pass(&app).await;
+        assert_eq!(
+            order(sid),
+            [("/hooks/outcomes-only".to_string(), "call.outcome".to_string())],
+            "{sid}: the CRM's outcome waits behind its call.completed"
+        );
+        if dial_comes {
+            let dial = [
+                ("CallSid", sid),
+                ("CallStatus", "in-progress"),
+                ("DialCallStatus", "completed"),
+                ("DialCallDuration", "12"),
+            ];
+            assert_eq!(hook(&app, "/_telswap/status", &dial).await, 200);
+            // Both come forward with the Dial's result, without waiting out the grace.
+            until(|| crm(sid).len() == 2, "both sent once the Dial's result is in").await;
+        } else {
+            clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
+            pass(&app).await;
+        }
+        assert_eq!(crm(sid), ["call.completed", "call.outcome"], "{sid}");
+        clock.advance(Duration::from_secs(3600));
+        pass(&app).await;
+        assert_eq!(order(sid).len(), 3, "{sid}: {:?}", order(sid));
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_outcome_sends_call_outcome_to_every_subscribed_webhook() {
     let data = tempfile::tempdir().unwrap();

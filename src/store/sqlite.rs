@@ -1002,7 +1002,20 @@ impl SqliteStore {
             Some(call) => {
                 let rows = on_change(call);
                 let now = rows.first().map_or(0, |r| r.created_at);
-                insert_deliveries(&tx, &rows, now)?
+                let mut added = 0;
+                for d in &rows {
+                    // Behind the call's own events still queued for this destination (a
+                    // `call.completed` waiting for the Dial's result): a CRM hears of the call
+                    // before its outcome.
+                    let due = tx
+                        .prepare_cached(
+                            "SELECT MAX(next_attempt_at) FROM outbox WHERE url = ?1                              AND delivered_at IS NULL AND dead_at IS NULL AND json_extract(payload, '$.call.id') = ?2",
+                        )?
+                        .query_row(params![d.url, call.id], |r| r.get::<_, Option<i64>>(0))?
+                        .map_or(now, |queued| queued.max(now));
+                    added += insert_deliveries(&tx, std::slice::from_ref(d), due)?;
+                }
+                added
             }
             None => 0,
         };
@@ -1085,6 +1098,18 @@ fn correct_deliveries(
             ])?;
         if queued == 0 && changed {
             added += insert_deliveries(conn, std::slice::from_ref(d), now)?;
+        }
+        if queued > 0 {
+            // The call's later events (an outcome) queued behind the one brought forward
+            // come forward with it, still after it.
+            conn.prepare_cached(
+                "UPDATE outbox SET next_attempt_at = MAX(?3, COALESCE((SELECT MAX(o.next_attempt_at) FROM outbox o \
+                 WHERE o.url = outbox.url AND o.event = ?2 AND o.delivered_at IS NULL AND o.dead_at IS NULL \
+                 AND json_extract(o.payload, '$.call.id') = ?4), ?3)) \
+                 WHERE url = ?1 AND event <> ?2 AND attempts = 0 AND delivered_at IS NULL AND dead_at IS NULL \
+                 AND next_attempt_at > ?3 + ?5 AND json_extract(payload, '$.call.id') = ?4",
+            )?
+            .execute(params![d.url, d.event, now, call_id, NOT_TAKEN_MS])?;
         }
         updated += queued;
     }
