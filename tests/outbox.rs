@@ -763,6 +763,56 @@ async fn a_slow_receiver_does_not_hold_up_another_receivers_events() {
     app.stop().await;
 }
 
+/// A receiver that is behind (still answering an earlier event) when a call's `call.completed`
+/// falls due, and the Dial's result comes before its turn: it gets that event once, saying
+/// what the Dial said, not the stale event and then a correction.
+#[tokio::test]
+async fn a_receiver_that_is_behind_gets_the_dials_word_in_one_event() {
+    let data = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now_ms());
+    let receiver = Receiver::start(clock.clone()).await;
+    let app = start(&receiver, data.path(), &clock, true).await;
+    receiver.stall("/hooks/crm");
+    completed_call(&app, "CAahead").await;
+    until(|| receiver.stalled() > 0, "the first event reaches /hooks/crm").await;
+    let voice = [
+        ("CallSid", "CAbehind"),
+        ("From", "+14155550123"),
+        ("To", "+15550102001"),
+        ("CallStatus", "ringing"),
+    ];
+    assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
+    let caller_leg = [
+        ("CallSid", "CAbehind"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "24"),
+    ];
+    assert_eq!(hook(&app, "/_telswap/status", &caller_leg).await, 200);
+    // Long past the grace: the event is due, and waits its turn behind the stalled one.
+    clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64 + 60_000));
+    app.outbox.wake();
+    let dial = [
+        ("CallSid", "CAbehind"),
+        ("CallStatus", "in-progress"),
+        ("DialCallStatus", "no-answer"),
+        ("DialCallDuration", "0"),
+    ];
+    assert_eq!(hook(&app, "/_telswap/status", &dial).await, 200);
+    receiver.release();
+    pass(&app).await;
+    clock.advance(Duration::from_secs(3600));
+    pass(&app).await;
+    let behind: Vec<Seen> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|s| s.event == "call.completed" && s.body["call"]["call_sid"] == "CAbehind")
+        .collect();
+    assert_eq!(behind.len(), 1, "{behind:?}");
+    assert_eq!(behind[0].body["call"]["status"], "no-answer");
+    assert_eq!(behind[0].body["call"]["duration_s"], 0);
+    app.stop().await;
+}
+
 /// Stopping waits for the event a slow receiver is answering, not for the rest of its queue:
 /// those stay in the outbox and go out after the restart, in order, once each.
 #[tokio::test]

@@ -303,8 +303,8 @@ impl Worker {
         }
     }
 
-    /// One destination's rows, in order; stops at the first failure. `Some(until)`: the
-    /// destination's secret is missing, hold it until then.
+    /// One destination's rows, in order; stops at the first failure. `Some(until)`: hold the
+    /// destination until then (its secret is missing, or the store failed).
     async fn deliver_group(&self, rows: Vec<Delivery>) -> Option<Millis> {
         let rules = (self.rules)();
         for row in rows {
@@ -330,6 +330,23 @@ impl Worker {
                 error!(site = %row.site, url = %row.url, env = %hook.secret_env,
                     "webhook secret is not set: deliveries held");
                 return Some(self.clock.now_ms() + SECRET_RECHECK.as_millis() as Millis);
+            };
+            // Taken as it stands now: a correction may have rewritten it since it was read,
+            // and none may once it is taken.
+            let store = self.store.clone();
+            let (id, now) = (row.id, self.clock.now_ms() as i64);
+            let taken = match tokio::task::spawn_blocking(move || store.outbox_take(id, now)).await {
+                Ok(Ok(Some(row))) => Ok(row),
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let row = match taken {
+                Ok(row) => row,
+                Err(e) => {
+                    error!(error = %e, "taking a webhook delivery from the outbox");
+                    return Some(self.clock.now_ms() + STORE_RETRY.as_millis() as Millis);
+                }
             };
             match self.post(&row, &secret).await {
                 Ok(()) => {

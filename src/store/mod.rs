@@ -372,9 +372,10 @@ pub trait Store: Send + Sync {
     /// The event waits for the Dial: when the caller's leg is the first final status, its rows
     /// are due [`DIAL_GRACE_MS`] later. When the Dial's final status follows, a queued row of
     /// that event is brought forward, and carries the Dial's word if it changed the status or
-    /// duration (a new event id; a retry keeps its backoff). Where the event went out already,
-    /// or is going out, a change is sent as a second `on_final` event: a CRM that keeps the
-    /// latest per call holds the Dial's word.
+    /// duration (a new event id; a retry keeps its backoff), however late it is due, until the
+    /// worker takes it ([`Store::outbox_take`]). Where the event went out already, or is going
+    /// out, a change is sent as a second `on_final` event: a CRM that keeps the latest per call
+    /// holds the Dial's word.
     fn update_call_with_events(
         &self,
         call_sid: &str,
@@ -396,6 +397,11 @@ pub trait Store: Send + Sync {
     fn outbox_due(&self, now: i64, limit: usize, skip_urls: &[String]) -> Result<Vec<Delivery>, StoreError>;
     /// The earliest `next_attempt_at` of a pending delivery outside `skip_urls`.
     fn outbox_next_due(&self, skip_urls: &[String]) -> Result<Option<i64>, StoreError>;
+    /// The worker takes delivery `id` to send it now: marks it taken and returns it as it
+    /// stands (a correction may have rewritten it since it was read), or `None` when it is no
+    /// longer pending. A taken row is not rewritten; [`Store::outbox_failed`] gives it back,
+    /// and a restart gives every taken row back.
+    fn outbox_take(&self, id: i64, at: i64) -> Result<Option<Delivery>, StoreError>;
     /// The receiver accepted delivery `id` (durable before it returns).
     fn outbox_delivered(&self, id: i64, at: i64) -> Result<(), StoreError>;
     /// A failed attempt of delivery `id`: retried at `retry_at`, or given up (dead) on `None`.

@@ -188,6 +188,11 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE calls ADD COLUMN dial_final INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 5: when the delivery worker took a row to send it (NULL: not in its hands), so that a
+    // correction rewrites a row not yet sent however late it is due.
+    r#"
+    ALTER TABLE outbox ADD COLUMN taken_at INTEGER;
+    "#,
 ];
 
 /// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
@@ -310,6 +315,8 @@ impl SqliteStore {
             warn!(path = %path.display(), mode, "SQLite refused WAL mode; writes will block reads");
         }
         let version = migrate(&mut calls, MIGRATIONS)?;
+        // Rows a stopped (or killed) server had taken are in nobody's hands now.
+        calls.execute("UPDATE outbox SET taken_at = NULL WHERE taken_at IS NOT NULL", [])?;
         let pending: i64 = calls.query_row(
             "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
             [],
@@ -907,6 +914,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn outbox_take(&self, id: i64, at: i64) -> Result<Option<Delivery>, StoreError> {
+        self.check_open()?;
+        let conn = lock(&self.calls);
+        Ok(conn
+            .prepare_cached(
+                "UPDATE outbox SET taken_at = ?2 WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL \
+                 RETURNING id, event_id, event, site, url, payload, attempts, created_at, next_attempt_at",
+            )?
+            .query_row(params![id, at], delivery_from_row)
+            .optional()?)
+    }
+
     fn outbox_delivered(&self, id: i64, at: i64) -> Result<(), StoreError> {
         self.check_open()?;
         let conn = lock(&self.calls);
@@ -927,7 +946,7 @@ impl Store for SqliteStore {
         let conn = lock(&self.calls);
         let n = conn
             .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, \
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, taken_at = NULL, \
                  next_attempt_at = COALESCE(?4, next_attempt_at), dead_at = CASE WHEN ?4 IS NULL THEN ?2 END \
                  WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL",
             )?
@@ -1055,15 +1074,10 @@ fn insert_deliveries(conn: &Connection, rows: &[NewDelivery], due: i64) -> Resul
     Ok(added)
 }
 
-/// How far past `now` a queued row must be due to be surely not in the worker's hands: the
-/// worker takes rows once due by its own reading of the clock, which may be a little ahead of
-/// the `now` a callback read before it waited for the store.
-const NOT_TAKEN_MS: i64 = 5_000;
-
 /// The Dial's result reached a call whose caller's leg had already brought it to a final
 /// status, with the event `rows` (one per destination, due now) about the call as it now stands.
-/// For each destination: a row of the earlier event that is surely not being sent
-/// ([`NOT_TAKEN_MS`]) is brought forward if it was waiting for the Dial (no attempt yet), and
+/// For each destination: a row of the earlier event that the worker has not taken to send
+/// (`taken_at`) is brought forward if it was waiting for the Dial (no attempt yet), and
 /// when the Dial `changed` status or duration it says so instead (the new event's id and
 /// body; a retry keeps its backoff). A destination that got the earlier event, or is being
 /// sent it, gets the new one as a second event, if it `changed` anything. Returns the rows
@@ -1084,18 +1098,9 @@ fn correct_deliveries(
                  event_id = CASE WHEN ?6 THEN ?3 ELSE event_id END, \
                  payload = CASE WHEN ?6 THEN ?4 ELSE payload END \
                  WHERE event = ?1 AND url = ?2 AND delivered_at IS NULL AND dead_at IS NULL \
-                 AND next_attempt_at > ?5 + ?8 AND json_extract(payload, '$.call.id') = ?7",
+                 AND taken_at IS NULL AND json_extract(payload, '$.call.id') = ?7",
             )?
-            .execute(params![
-                d.event,
-                d.url,
-                d.event_id,
-                d.payload,
-                now,
-                changed,
-                call_id,
-                NOT_TAKEN_MS
-            ])?;
+            .execute(params![d.event, d.url, d.event_id, d.payload, now, changed, call_id])?;
         if queued == 0 && changed {
             added += insert_deliveries(conn, std::slice::from_ref(d), now)?;
         }
@@ -1107,9 +1112,9 @@ fn correct_deliveries(
                  WHERE o.url = outbox.url AND o.event = ?2 AND o.delivered_at IS NULL AND o.dead_at IS NULL \
                  AND json_extract(o.payload, '$.call.id') = ?4), ?3)) \
                  WHERE url = ?1 AND event <> ?2 AND attempts = 0 AND delivered_at IS NULL AND dead_at IS NULL \
-                 AND next_attempt_at > ?3 + ?5 AND json_extract(payload, '$.call.id') = ?4",
+                 AND taken_at IS NULL AND next_attempt_at > ?3 AND json_extract(payload, '$.call.id') = ?4",
             )?
-            .execute(params![d.url, d.event, now, call_id, NOT_TAKEN_MS])?;
+            .execute(params![d.url, d.event, now, call_id])?;
         }
         updated += queued;
     }
@@ -2439,6 +2444,100 @@ mod tests {
         assert!(store.set_outcome_with_events("c_0002", &lead, &bad).is_err());
         assert_eq!(store.call("c_0002").unwrap().unwrap().outcome, Some(sale));
         assert_eq!(count(&store, "outbox"), 1);
+    }
+
+    /// The Dial's late result rewrites the queued `call.completed` however late it is due, as
+    /// long as the worker has not taken it; once taken it is left as it is and a second event
+    /// says what changed. A failed attempt, or a restart, gives the row back.
+    #[test]
+    fn a_correction_rewrites_a_row_until_the_worker_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let at = Mutex::new(1_000);
+        let rows = |c: &CallRecord| {
+            let event_id = format!("evt_{}_{}", c.id, c.status);
+            vec![NewDelivery {
+                payload: json!({"id": event_id, "call": {"id": c.id, "status": c.status}}).to_string(),
+                ..delivery(&event_id, "http://a/", *lock(&at))
+            }]
+        };
+        let mine = |store: &SqliteStore, n: u32| -> Vec<(String, u32)> {
+            let id = call(n).id;
+            store
+                .outbox_due(i64::MAX, 100, &[])
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.payload.contains(&id))
+                .map(|d| (d.event_id, d.attempts))
+                .collect()
+        };
+        // `before` runs between the caller's leg (the event due after the grace) and the Dial's
+        // result, which comes when the event is long due.
+        // It answers whether to restart the store before the Dial's result.
+        type Before<'a> = &'a dyn Fn(&SqliteStore, i64) -> bool;
+        type Case<'a> = (u32, &'a str, Before<'a>, Vec<(&'a str, u32)>);
+        let cases: [Case; 4] = [
+            (4, "never taken", &|_, _| false, vec![("no-answer", 0)]),
+            (
+                5,
+                "taken and being sent",
+                &|s, id| {
+                    s.outbox_take(id, 2_000).unwrap().unwrap();
+                    false
+                },
+                vec![("completed", 0), ("no-answer", 0)],
+            ),
+            (
+                6,
+                "taken, then failed",
+                &|s, id| {
+                    s.outbox_take(id, 2_000).unwrap().unwrap();
+                    s.outbox_failed(id, 2_001, "HTTP 500", Some(99_000)).unwrap();
+                    false
+                },
+                vec![("no-answer", 1)],
+            ),
+            (
+                7,
+                "taken when the server was killed",
+                &|s, id| {
+                    s.outbox_take(id, 2_000).unwrap().unwrap();
+                    true
+                },
+                vec![("no-answer", 0)],
+            ),
+        ];
+        for (n, case, before, want) in cases {
+            store.insert_call(&call(n)).unwrap();
+            *lock(&at) = 1_000;
+            store
+                .update_call_with_events(&call(n).call_sid, Leg::Call, "completed", Some(30), None, &rows)
+                .unwrap();
+            let id = store
+                .outbox_due(i64::MAX, 100, &[])
+                .unwrap()
+                .iter()
+                .map(|d| d.id)
+                .max()
+                .unwrap();
+            if before(&store, id) {
+                drop(store);
+                store = SqliteStore::open(dir.path()).unwrap();
+            }
+            *lock(&at) = 1_000 + DIAL_GRACE_MS + 60_000;
+            store
+                .update_call_with_events(&call(n).call_sid, Leg::Dial, "no-answer", None, None, &rows)
+                .unwrap();
+            let want: Vec<(String, u32)> = want
+                .iter()
+                .map(|(status, attempts)| (format!("evt_{}_{status}", call(n).id), *attempts))
+                .collect();
+            assert_eq!(mine(&store, n), want, "{case}");
+        }
+        // A delivered row is no longer there to take.
+        let id = store.outbox_due(i64::MAX, 100, &[]).unwrap()[0].id;
+        store.outbox_delivered(id, 5).unwrap();
+        assert!(store.outbox_take(id, 6).unwrap().is_none());
     }
 
     #[test]
