@@ -5,7 +5,9 @@
 //! Without a charset in `Content-Type` the page's first bytes decide, as a browser's prescan
 //! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it,
 //! or the origin pauses for 500 ms short of that (`proxy::body::PRESCAN_WAIT`).
-//! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself.
+//! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself; a page
+//! that declares nothing goes to lol_html (when it must) as UTF-8 only if its first bytes show
+//! UTF-8, else as windows-1252, so that bytes of another charset come back as they were.
 //!
 //! lol_html's handlers,
 //! in the order lol_html runs them for one piece of input (registration order, and
@@ -381,7 +383,8 @@ enum Inner {
         head: Vec<u8>,
         rules: PageRules,
         to: Arc<Replacement>,
-        exclude: Arc<Exclude>,
+        /// `None`: lol_html takes the page whatever its charset.
+        exclude: Option<Arc<Exclude>>,
         page: Option<Box<str>>,
     },
     /// Only while [`PageRewriter::settle`] moves from `Sniff` to an engine.
@@ -399,8 +402,10 @@ pub struct PageRewriter {
 }
 
 impl PageRewriter {
-    /// `encoding`: the charset from `Content-Type`, if any; without one, `<meta charset>` is
-    /// honoured and UTF-8 assumed until then. Returns `None` for encodings lol_html cannot
+    /// `encoding`: the charset from `Content-Type`, if any; without one, the first bytes are
+    /// prescanned for a `<meta>` charset ([`sniff`]). An undeclared page is read as UTF-8 by the
+    /// byte-level engine (which passes any byte through), and by lol_html only if its first
+    /// bytes show UTF-8, else as windows-1252 (which also gives every byte back). Returns `None` for encodings lol_html cannot
     /// parse (UTF-16 and friends): such pages pass through untouched.
     pub fn new(
         rules: &PageRules,
@@ -453,7 +458,7 @@ impl PageRewriter {
             (Some(enc), Some(exclude)) if enc == encoding_rs::UTF_8 => {
                 Inner::Fast(fast_engine(rules, to, exclude, stats.clone(), page))
             }
-            (None, Some(exclude)) => Inner::Sniff {
+            (None, exclude) => Inner::Sniff {
                 head: Vec::new(),
                 rules: rules.clone(),
                 to,
@@ -481,8 +486,8 @@ impl PageRewriter {
             Inner::Fast(rw) => rw.write(chunk),
             Inner::Sniff { head, .. } => {
                 head.extend_from_slice(chunk);
-                if let Some(utf8) = sniff(head, false) {
-                    self.settle(utf8);
+                if let Some(charset) = sniff(head, false) {
+                    self.settle(charset);
                 }
             }
             Inner::Settling => {}
@@ -512,8 +517,8 @@ impl PageRewriter {
     /// Ends the charset prescan, if it is running, with the bytes that have arrived.
     fn end_prescan(&mut self) {
         if let Inner::Sniff { head, .. } = &self.inner {
-            let utf8 = sniff(head, true).unwrap_or(true);
-            self.settle(utf8);
+            let charset = sniff(head, true).unwrap_or(Prescan::Undeclared);
+            self.settle(charset);
         }
     }
 
@@ -536,7 +541,7 @@ impl PageRewriter {
     }
 
     /// Ends the sniff: the held bytes go to the engine the charset calls for.
-    fn settle(&mut self, utf8: bool) {
+    fn settle(&mut self, charset: Prescan) {
         let Inner::Sniff {
             head,
             rules,
@@ -547,16 +552,30 @@ impl PageRewriter {
         else {
             return;
         };
-        self.inner = if utf8 {
-            let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page);
-            rw.write(&head);
-            Inner::Fast(rw)
-        } else {
-            // Without a charset given, lol_html reads the `<meta>` itself.
-            let mut rw =
-                LolRewriter::new(&rules, to, None, self.stats.clone()).expect("no charset is always supported");
-            rw.write(&head);
-            Inner::Lol(Box::new(rw))
+        self.inner = match (charset, exclude) {
+            // The byte-level engine reads bytes: any ASCII-compatible page passes whole.
+            (Prescan::Utf8 | Prescan::Undeclared, Some(exclude)) => {
+                let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page);
+                rw.write(&head);
+                Inner::Fast(rw)
+            }
+            (charset, _) => {
+                let encoding = match charset {
+                    Prescan::Utf8 => Some(encoding_rs::UTF_8),
+                    // lol_html reads the `<meta>` itself.
+                    Prescan::Other => None,
+                    // lol_html decodes text to rewrite it and encodes it back: bytes that are
+                    // not UTF-8 would come back as U+FFFD. windows-1252 (what browsers assume
+                    // for an undeclared page) decodes every byte and encodes it back the same,
+                    // so it is taken unless the page has shown itself UTF-8.
+                    Prescan::Undeclared if looks_utf8(&head) => Some(encoding_rs::UTF_8),
+                    Prescan::Undeclared => Some(encoding_rs::WINDOWS_1252),
+                };
+                let mut rw = LolRewriter::new(&rules, to, encoding, self.stats.clone())
+                    .expect("UTF-8 and windows-1252 are supported");
+                rw.write(&head);
+                Inner::Lol(Box::new(rw))
+            }
         };
     }
 
@@ -596,9 +615,28 @@ fn fast_engine(
     }
 }
 
-/// The prescan of a page without a charset in `Content-Type`: `Some(true)` for UTF-8 (declared,
-/// or nothing declared in time), `Some(false)` for another charset, `None` while undecided.
-fn sniff(head: &[u8], done: bool) -> Option<bool> {
+/// What the prescan of a page without a charset in `Content-Type` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prescan {
+    /// A `<meta>` declares UTF-8.
+    Utf8,
+    /// A `<meta>` declares another charset.
+    Other,
+    /// Nothing declared in time.
+    Undeclared,
+}
+
+/// Whether an undeclared page's first bytes show it UTF-8: some multi-byte UTF-8 and nothing
+/// else (a sequence cut by the end of `head` is allowed). Pure ASCII shows nothing.
+fn looks_utf8(head: &[u8]) -> bool {
+    match std::str::from_utf8(head) {
+        Ok(text) => !text.is_ascii(),
+        Err(e) => e.error_len().is_none() && !head[..e.valid_up_to()].is_ascii(),
+    }
+}
+
+/// The prescan of a page without a charset in `Content-Type`: `None` while undecided.
+fn sniff(head: &[u8], done: bool) -> Option<Prescan> {
     let window = &head[..head.len().min(PRESCAN)];
     let mut i = 0;
     while let Some(k) = memchr::memchr(b'<', &window[i..]) {
@@ -606,29 +644,28 @@ fn sniff(head: &[u8], done: bool) -> Option<bool> {
         let rest = &window[lt..];
         let starts = |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
         if starts(b"<body") || starts(b"</head") {
-            return Some(true);
+            return Some(Prescan::Undeclared);
         }
         if starts(b"<meta") {
             let Some(gt) = memchr::memchr(b'>', rest) else {
                 // The tag goes on past what has arrived.
                 return if done || head.len() >= PRESCAN {
-                    Some(true)
+                    Some(Prescan::Undeclared)
                 } else {
                     None
                 };
             };
-            if let Some(label) = meta_charset(&rest[..gt]) {
-                let enc = encoding_rs::Encoding::for_label(label);
+            // A label naming no charset is no declaration: the prescan goes on, as a browser's.
+            if let Some(e) = meta_charset(&rest[..gt]).and_then(encoding_rs::Encoding::for_label) {
                 // A `<meta>` claiming UTF-16 means UTF-8 (the bytes are ASCII-compatible).
-                return Some(enc.is_none_or(|e| {
-                    e == encoding_rs::UTF_8 || e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE
-                }));
+                let utf8 = e == encoding_rs::UTF_8 || e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE;
+                return Some(if utf8 { Prescan::Utf8 } else { Prescan::Other });
             }
         }
         i = lt + 1;
     }
     if done || head.len() >= PRESCAN {
-        Some(true)
+        Some(Prescan::Undeclared)
     } else {
         None
     }
@@ -716,6 +753,38 @@ mod tests {
             assert_eq!(PageRewriter::can_rewrite(encoding), built, "{encoding:?}");
         }
         assert!(!PageRewriter::can_rewrite(Some(UTF_16LE)));
+    }
+
+    /// lol_html (here for a selector the byte-level engine cannot match) on a page that declares
+    /// no charset: bytes of a legacy charset come back as they were, in the text it rewrites
+    /// too, and a page that shows UTF-8 in its first bytes is read as UTF-8.
+    #[test]
+    fn an_undeclared_page_keeps_its_bytes_on_lol_html() {
+        let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
+        let complex = PageRules::new(
+            Arc::new(NumberMatcher::new(&[site])),
+            vec!["footer p".into()],
+            DEFAULT_MEMORY_LIMIT,
+        );
+        let latin1_late =
+            &b"<html><head><title>Plumber</title></head><body><p>T\xE9l\xE9phone 555-010-0000 \xB7 caf\xE9</p>"[..];
+        let latin1_head = &b"<html><head><title>Caf\xE9</title></head><body><p>T\xE9l 555-010-0000</p>"[..];
+        let utf8 = "<html><head><title>Café</title></head><body><p>Tél 555\u{a0}010\u{a0}0000</p>".as_bytes();
+        let swap = |page: &[u8], from: &str, to: &str| -> Vec<u8> {
+            let at = memchr::memmem::find(page, from.as_bytes()).expect("the number is in the page");
+            [&page[..at], to.as_bytes(), &page[at + from.len()..]].concat()
+        };
+        let nbsp = ("555\u{a0}010\u{a0}0000", "555\u{a0}010\u{a0}1001");
+        for (page, want) in [
+            (latin1_late, swap(latin1_late, "555-010-0000", "555-010-1001")),
+            (latin1_head, swap(latin1_head, "555-010-0000", "555-010-1001")),
+            (utf8, swap(utf8, nbsp.0, nbsp.1)),
+        ] {
+            for chunk in [1, 7, page.len()] {
+                let out = rewrite_document(&complex, to("+1 555-010-1001"), page, chunk);
+                assert_eq!(out, want, "chunk {chunk}: {}", String::from_utf8_lossy(&out));
+            }
+        }
     }
 
     const PAGE: &str = r#"<p>Call (555) 010-0000</p><a href="tel:+15550100000">+1 555 010 0000</a><p>5550100000</p>"#;
