@@ -101,6 +101,10 @@ const EDGE: &[(&str, &str)] = &[
         r#"<script type="application/ld+json">{"telephone":"+1-555-010-0000"}</script><script type="text/json">{"t":"555-010-0000"}</script>"#,
     ),
     (
+        "json data island",
+        r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"555-010-0000","tel":"tel:+15550100000","esc":"\u002B1 555-010-0000"}}</script><script type="APPLICATION/JSON">["(555) 010-0000"]</script>"#,
+    ),
+    (
         "json-ld type in another case",
         r#"<script type="Application/LD+JSON">{"telephone":"+1-555-010-0000"}</script>"#,
     ),

@@ -245,6 +245,16 @@ fn attributes_links_and_json_ld() {
             r#"<script type="application/LD+json">{"telephone":"+1-555-010-0000"}</script>"#,
             r#"<script type="application/LD+json">{"telephone":"+1-555-010-1001"}</script>"#,
         ),
+        (
+            r#"<script type="application/ld+json">{"telephone":"\u002B1-555-010-0000"}</script>"#,
+            r#"<script type="application/ld+json">{"telephone":"\u002B1-555-010-1001"}</script>"#,
+        ),
+        // A JSON data island (Next.js's props): the framework would otherwise render the
+        // site's number back over the swapped one.
+        (
+            r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"(555) 010-0000","href":"tel:+15550100000"}}</script>"#,
+            r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"(555) 010-1001","href":"tel:+15550101001"}}</script>"#,
+        ),
         // Chat and FaceTime buttons: a pool's numbers take calls only.
         (
             r#"<a href="whatsapp://send?phone=15550100000">x</a><a href="facetime:5550100000">y</a>"#,

@@ -6,13 +6,13 @@
 //! fast tag scanner to full lexing of every tag and decoding of every text chunk: 5–7× the cost
 //! of its bare parse on a page full of markup (`benches/RESULTS.md`). Phone numbers are rare; a
 //! rewriter only needs to know, at each byte, whether it is page text, an attribute value (and
-//! which), a JSON-LD script, or something never rewritten (other scripts, styles, comments,
+//! which), a JSON script (JSON-LD or a data island), or something never rewritten (other scripts, styles, comments,
 //! excluded elements). That state is small:
 //!
 //! - text vs markup, with quote-aware tag ends (`<a title="a>b">`), comments, CDATA, doctype and
 //!   bogus comments;
 //! - raw-text elements, as lol_html's tree-builder simulator switches them: `textarea` and `title`
-//!   (rewritten), `script` (rewritten only as JSON-LD), `style`, `iframe`, `xmp`, `noembed`,
+//!   (rewritten), `script` (rewritten only as JSON), `style`, `iframe`, `xmp`, `noembed`,
 //!   `noframes`, `noscript` (never), `plaintext` (never, to the end);
 //! - foreign content (`svg`, `math`), where those switches do not happen and `<![CDATA[` opens a
 //!   CDATA section, left and re-entered as lol_html's namespace stack does (the HTML breakout
@@ -34,7 +34,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::html::{NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
+use super::html::{JSON_SCRIPT_TYPES, NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
 use super::matcher::{Before, NumberMatcher, Replacement, TextStream};
 
 /// Elements with no end tag, never pushed on the stack (`low`: the lowercase name). A `match`
@@ -1181,9 +1181,11 @@ impl FastRewriter {
         let is_json_ld = info.is_script()
             && self.attrs.iter().any(|a| {
                 attr_is(a, b"type")
-                    && a.value
-                        .clone()
-                        .is_some_and(|v| buf[v].eq_ignore_ascii_case(b"application/ld+json"))
+                    && a.value.clone().is_some_and(|v| {
+                        JSON_SCRIPT_TYPES
+                            .iter()
+                            .any(|t| buf[v.clone()].eq_ignore_ascii_case(t.as_bytes()))
+                    })
             });
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.

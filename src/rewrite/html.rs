@@ -15,7 +15,8 @@
 //! 1. for each `exclude` selector `S`, element and text handlers on `S` and `S *` that flag "this
 //!    element / this text is excluded" (selector matching, unlike end-tag handlers, also follows
 //!    implicitly closed elements);
-//! 2. a text handler on JSON-LD scripts that flags "this script text may be rewritten";
+//! 2. text handlers on JSON scripts ([`JSON_SCRIPT_TYPES`]) that flag "this script text may be
+//!    rewritten";
 //! 3. one element handler on `*` that rewrites the listed attributes (a selector cannot name
 //!    `data-*` attributes, so it has to see every element) unless flagged;
 //! 4. one document text handler that rewrites text nodes through a [`TextStream`].
@@ -35,6 +36,12 @@ use super::replay::{self, EngineArgs, Key, Run};
 
 /// Attributes whose values may carry a phone number, besides `data-*` and `tel:`-like `href`s.
 pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
+
+/// `script` types whose text is rewritten: JSON-LD, and JSON data islands (the props a
+/// framework hydrates the page from, Next.js's `__NEXT_DATA__` among them: left with the
+/// site's number, they would put it back on the page once its script runs). Other scripts are
+/// code, never touched.
+pub(crate) const JSON_SCRIPT_TYPES: &[&str] = &["application/ld+json", "application/json"];
 
 /// URL schemes whose `href` is a phone number.
 ///
@@ -210,15 +217,17 @@ impl LolRewriter {
             }
         }
 
-        let fj = flags.clone();
-        let json_ld: Selector = r#"script[type="application/ld+json"]"#.parse().expect("static selector");
-        settings = settings.append_element_content_handler((
-            std::borrow::Cow::Owned(json_ld),
-            ElementContentHandlers::default().text(Box::new(move |_: &mut TextChunk<'_>| {
-                fj.json_ld.store(true, Ordering::Relaxed);
-                Ok(())
-            }) as lol_html::send::TextHandler<'static>),
-        ));
+        for kind in JSON_SCRIPT_TYPES {
+            let fj = flags.clone();
+            let json: Selector = format!(r#"script[type="{kind}"]"#).parse().expect("static selector");
+            settings = settings.append_element_content_handler((
+                std::borrow::Cow::Owned(json),
+                ElementContentHandlers::default().text(Box::new(move |_: &mut TextChunk<'_>| {
+                    fj.json_ld.store(true, Ordering::Relaxed);
+                    Ok(())
+                }) as lol_html::send::TextHandler<'static>),
+            ));
+        }
 
         let (fa, sa, ta, ma) = (flags.clone(), stats.clone(), to.clone(), rules.matcher.clone());
         // The attributes to set on the element at hand; the buffer is kept from one to the next.

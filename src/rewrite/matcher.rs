@@ -1,7 +1,8 @@
 //! Finding a site's numbers in raw HTML text and writing a tracking number in the same shape.
 //!
 //! Text is matched *raw*, as lol_html hands it over: entities are not decoded, so a separator may
-//! be `&nbsp;` or `&#8209;` and a plus sign `%2B` (in `tel:` URLs) or `&#43;`. Matching works on
+//! be `&nbsp;` or `&#8209;` and a plus sign `%2B` (in `tel:` URLs), `&#43;` or `\u002B` (in
+//! JSON, which JSON-LD writers escape it as). Matching works on
 //! digits: a candidate is a run of digits joined by separators, and it matches when its digits
 //! equal one of a configured number's [`Form`](super::phone::Form)s. Replacing substitutes digits
 //! in place and copies every other byte, so the page keeps its own separators, grouping,
@@ -16,7 +17,8 @@ use super::phone::{Form, FormKind, PhoneNumber};
 const MAX_SEPARATOR_RUN: usize = 3;
 
 /// Bytes that can start a token the scanner cares about: digits, and the first byte of a plus
-/// sign written literally (`+`), as an entity (`&#43;`, `&plus;`) or percent-encoded (`%2B`).
+/// sign written literally (`+`), as an entity (`&#43;`, `&plus;`), percent-encoded (`%2B`) or
+/// as a JSON escape (`\u002B`).
 static INTERESTING: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = b'0';
@@ -27,6 +29,7 @@ static INTERESTING: [bool; 256] = {
     t[b'+' as usize] = true;
     t[b'&' as usize] = true;
     t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
     t
 };
 
@@ -68,12 +71,12 @@ fn token_at(text: &[u8], i: usize) -> Token {
         b' ' => sep(1, true),
         b'-' | b'.' | b'/' | b'(' | b')' => sep(1, false),
         b'+' => Token::Plus(1),
-        0xC2 | 0xE2 | b'&' | b'%' => token_at_escaped(text, i, b),
+        0xC2 | 0xE2 | b'&' | b'%' | b'\\' => token_at_escaped(text, i, b),
         _ => Token::Other(b),
     }
 }
 
-/// The multi-byte tokens: UTF-8 separators, entities and percent escapes.
+/// The multi-byte tokens: UTF-8 separators, entities, percent and JSON escapes.
 #[inline(never)]
 fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
     match b {
@@ -93,7 +96,19 @@ fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
             _ => Token::Other(b),
         },
         b'&' => entity_at(text, i),
+        b'\\' => json_escape_at(text, i),
         _ => percent_at(text, i),
+    }
+}
+
+/// A JSON (and JavaScript) `\uXXXX` escape: `\u002B`, `\u00A0`, `\u2011` ...
+fn json_escape_at(text: &[u8], i: usize) -> Token {
+    let rest = &text[i + 1..text.len().min(i + 6)];
+    let well_begun = rest.first().is_none_or(|&c| c == b'u') && rest.iter().skip(1).all(u8::is_ascii_hexdigit);
+    match (well_begun, rest.len()) {
+        (false, _) => Token::Other(b'\\'),
+        (true, 5) => parse_u32(&rest[1..], 16).map_or(Token::Other(b'\\'), |cp| classify_code_point(cp, 6)),
+        (true, _) => Token::Incomplete,
     }
 }
 
@@ -583,10 +598,11 @@ impl Replacement {
             FormKind::National => &self.digits[5],
         };
         let new = new.as_bytes();
-        // Only digit tokens are digits of the number: the `8209` of `&#8209;` is not (other
+        // Only digit tokens are digits of the number: the `8209` of `&#8209;` is not, nor the
+        // `002` of `\u002B` (other
         // multi-byte tokens hold no ASCII digit and may be stepped through byte by byte).
         let step = |i: usize| match original[i] {
-            b'&' | b'%' => match token_at(original, i) {
+            b'&' | b'%' | b'\\' => match token_at(original, i) {
                 Token::Sep { len, .. } | Token::Plus(len) => len,
                 _ => 1,
             },
@@ -853,6 +869,13 @@ mod tests {
             "+1&nbsp;555&#8209;010&#8209;1001"
         );
         assert_eq!(rw("tel:%2B1%20555%20010%200000"), "tel:%2B1%20555%20010%201001");
+        // JSON escapes, as JSON-LD writers put a plus sign or a no-break space; the escape's own
+        // hex digits are not the number's.
+        assert_eq!(rw(r"\u002B1-555-010-0000"), r"\u002B1-555-010-1001");
+        assert_eq!(rw(r"tel:\u002b15550100000"), r"tel:\u002b15550101001");
+        assert_eq!(rw(r"555\u00a0010\u00A00000"), r"555\u00a0010\u00A01001");
+        // Not escapes of a plus or separator: left alone.
+        assert_eq!(rw(r"\u00411-555-010-0000"), r"\u00411-555-010-0000");
     }
 
     #[test]
