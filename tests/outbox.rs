@@ -788,6 +788,19 @@ async fn a_receiver_that_is_behind_gets_the_dials_word_in_one_event() {
         ("CallDuration", "24"),
     ];
     assert_eq!(hook(&app, "/_telswap/status", &caller_leg).await, 200);
+    // An outcome within the grace: it goes out after call.completed, whatever moves.
+    let calls = admin(&app, "GET", "/api/calls", "").await.1;
+    let id = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["call_sid"] == "CAbehind")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = admin(&app, "POST", &format!("/api/calls/{id}/outcome"), r#"{"kind":"lead"}"#).await;
+    assert_eq!(status, 200, "{body}");
     // Long past the grace: the event is due, and waits its turn behind the stalled one.
     clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64 + 60_000));
     app.outbox.wake();
@@ -810,6 +823,13 @@ async fn a_receiver_that_is_behind_gets_the_dials_word_in_one_event() {
     assert_eq!(behind.len(), 1, "{behind:?}");
     assert_eq!(behind[0].body["call"]["status"], "no-answer");
     assert_eq!(behind[0].body["call"]["duration_s"], 0);
+    let crm: Vec<String> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|s| s.path == "/hooks/crm" && s.body["call"]["call_sid"] == "CAbehind")
+        .map(|s| s.event)
+        .collect();
+    assert_eq!(crm, ["call.completed", "call.outcome"]);
     app.stop().await;
 }
 

@@ -46,6 +46,30 @@ fn check_accepts_the_shipped_rules_and_a_valid_directory() {
     );
     let (code, out) = check(dir.path());
     assert_eq!((code, out.trim()), (0, "2 sites ok"));
+    // Pools each with an overflow of their own, and one with none, are fine.
+    let overflows = r#"
+[[pool]]
+name = "social"
+when.channel = ["paid_social"]
+numbers = ["+1 555-010-1003"]
+exhausted = "overflow"
+overflow = "+1 555-010-1998"
+
+[[pool]]
+name = "display"
+when.channel = ["display"]
+numbers = ["+1 555-010-1004"]
+exhausted = "overflow"
+overflow = "+1 555-010-1999"
+
+[[pool]]
+name = "email"
+when.channel = ["email"]
+numbers = ["+1 555-010-1005"]
+"#;
+    write(dir.path(), "a.toml", &format!("{GOOD}{overflows}"));
+    let (code, out) = check(dir.path());
+    assert_eq!((code, out.trim()), (0, "2 sites ok"));
 }
 
 #[test]

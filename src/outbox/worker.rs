@@ -358,14 +358,13 @@ impl Worker {
                     let failures = row.attempts + 1;
                     let now = self.clock.now_ms() as i64;
                     let next = backoff::next_attempt(failures, row.created_at, now, backoff::seed(row.id, failures));
-                    let (id, url) = (row.id, row.url.clone());
+                    let id = row.id;
                     let why2 = why.clone();
                     self.record(move |s| s.outbox_failed(id, now, &why2, next)).await;
                     match next {
                         Some(at) => {
                             warn!(event = %row.event_id, url = %row.url, attempt = failures, error = %why,
                                 retry_in_s = (at - now) / 1000, "webhook delivery failed; will retry");
-                            self.record(move |s| s.outbox_defer(&url, at)).await;
                             return None;
                         }
                         None => {

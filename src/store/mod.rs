@@ -400,15 +400,17 @@ pub trait Store: Send + Sync {
     /// The worker takes delivery `id` to send it now: marks it taken and returns it as it
     /// stands (a correction may have rewritten it since it was read), or `None` when it is no
     /// longer pending. A taken row is not rewritten; [`Store::outbox_failed`] gives it back,
-    /// and a restart gives every taken row back.
+    /// and a restart gives every taken row back. (One whose attempt could not be recorded, the
+    /// store failing, stays taken until then: it is still sent again, and a correction of it goes
+    /// out as a second event, as for a row that may have been delivered.)
     fn outbox_take(&self, id: i64, at: i64) -> Result<Option<Delivery>, StoreError>;
     /// The receiver accepted delivery `id` (durable before it returns).
     fn outbox_delivered(&self, id: i64, at: i64) -> Result<(), StoreError>;
     /// A failed attempt of delivery `id`: retried at `retry_at`, or given up (dead) on `None`.
+    /// A retry holds every other pending delivery to the same URL due before `retry_at` back to
+    /// it, in the same transaction, without counting an attempt: a receiver that just failed is
+    /// not sent the rest of its queue, and nothing of its queue overtakes the row that failed.
     fn outbox_failed(&self, id: i64, at: i64, error: &str, retry_at: Option<i64>) -> Result<(), StoreError>;
-    /// Holds every pending delivery to `url` due before `until` back to `until`, without
-    /// counting an attempt: a receiver that just failed is not sent the rest of its queue.
-    fn outbox_defer(&self, url: &str, until: i64) -> Result<(), StoreError>;
     /// Notified whenever outbox rows are committed, so the delivery worker wakes at once.
     fn outbox_wake(&self) -> Arc<tokio::sync::Notify>;
     fn outbox_stats(&self) -> OutboxStats;

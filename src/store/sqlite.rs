@@ -943,14 +943,25 @@ impl Store for SqliteStore {
 
     fn outbox_failed(&self, id: i64, at: i64, error: &str, retry_at: Option<i64>) -> Result<(), StoreError> {
         self.check_open()?;
-        let conn = lock(&self.calls);
-        let n = conn
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx
             .prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?3, taken_at = NULL, \
                  next_attempt_at = COALESCE(?4, next_attempt_at), dead_at = CASE WHEN ?4 IS NULL THEN ?2 END \
                  WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL",
             )?
             .execute(params![id, at, error, retry_at])?;
+        if let (1.., Some(until)) = (n, retry_at) {
+            // In the same transaction: the rest of the queue is never due before the row that
+            // failed (a call's outcome stays behind its call.completed).
+            tx.prepare_cached(
+                "UPDATE outbox SET next_attempt_at = ?2 WHERE url = (SELECT url FROM outbox WHERE id = ?1) \
+                 AND id <> ?1 AND next_attempt_at < ?2 AND delivered_at IS NULL AND dead_at IS NULL",
+            )?
+            .execute(params![id, until])?;
+        }
+        tx.commit()?;
         if n > 0 {
             if retry_at.is_some() {
                 self.counters.outbox_failed.fetch_add(1, Ordering::Relaxed);
@@ -959,17 +970,6 @@ impl Store for SqliteStore {
                 self.outbox_settled();
             }
         }
-        Ok(())
-    }
-
-    fn outbox_defer(&self, url: &str, until: i64) -> Result<(), StoreError> {
-        self.check_open()?;
-        let conn = lock(&self.calls);
-        conn.prepare_cached(
-            "UPDATE outbox SET next_attempt_at = ?2 \
-             WHERE url = ?1 AND next_attempt_at < ?2 AND delivered_at IS NULL AND dead_at IS NULL",
-        )?
-        .execute(params![url, until])?;
         Ok(())
     }
 
@@ -1094,7 +1094,7 @@ fn correct_deliveries(
         let queued = conn
             .prepare_cached(
                 "UPDATE outbox SET \
-                 next_attempt_at = CASE WHEN attempts = 0 THEN ?5 ELSE next_attempt_at END, \
+                 next_attempt_at = CASE WHEN attempts = 0 THEN MIN(next_attempt_at, ?5) ELSE next_attempt_at END, \
                  event_id = CASE WHEN ?6 THEN ?3 ELSE event_id END, \
                  payload = CASE WHEN ?6 THEN ?4 ELSE payload END \
                  WHERE event = ?1 AND url = ?2 AND delivered_at IS NULL AND dead_at IS NULL \
@@ -2570,8 +2570,8 @@ mod tests {
 
         store.outbox_delivered(due[1].id, 101).unwrap();
         store.outbox_delivered(due[1].id, 102).unwrap(); // once only
+        // The rest of the destination's queue is held back with it.
         store.outbox_failed(due[0].id, 101, "HTTP 500", Some(5_000)).unwrap();
-        store.outbox_defer("http://a/", 5_000).unwrap();
         assert!(store.outbox_due(4_999, 10, &[]).unwrap().is_empty());
         assert_eq!(store.outbox_next_due(&[]).unwrap(), Some(5_000));
         assert_eq!(store.outbox_next_due(&["http://a/".into()]).unwrap(), None);
