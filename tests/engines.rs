@@ -101,6 +101,10 @@ const EDGE: &[(&str, &str)] = &[
         r#"<script type="application/ld+json">{"telephone":"+1-555-010-0000"}</script><script type="text/json">{"t":"555-010-0000"}</script>"#,
     ),
     (
+        "no charset declared, UTF-8 after an ASCII head",
+        "<html><head><title>Plumber</title></head><body><p>Tél 555\u{a0}010\u{a0}0000 · 555\u{2011}010\u{2011}0000</p>",
+    ),
+    (
         "json data island",
         r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"555-010-0000","tel":"tel:+15550100000","esc":"\u002B1 555-010-0000"}}</script><script type="APPLICATION/JSON">["(555) 010-0000"]</script>"#,
     ),

@@ -6,8 +6,11 @@
 //! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it,
 //! or the origin pauses for 500 ms short of that (`proxy::body::PRESCAN_WAIT`).
 //! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself; a page
-//! that declares nothing goes to lol_html (when it must) as UTF-8 only if its first bytes show
-//! UTF-8, else as windows-1252, so that bytes of another charset come back as they were.
+//! that declares nothing goes to lol_html (when it must) as UTF-8 unless its first bytes are not
+//! UTF-8, then as windows-1252, which decodes every byte and encodes it back the same. (lol_html
+//! writes every text chunk back from its decoding, changed or not, so bytes that do not decode
+//! come out as U+FFFD: what a browser shows for them on a page read as UTF-8, but not on a
+//! legacy page that only shows it is one after the first 1024 bytes.)
 //!
 //! lol_html's handlers,
 //! in the order lol_html runs them for one piece of input (registration order, and
@@ -413,8 +416,8 @@ pub struct PageRewriter {
 impl PageRewriter {
     /// `encoding`: the charset from `Content-Type`, if any; without one, the first bytes are
     /// prescanned for a `<meta>` charset ([`sniff`]). An undeclared page is read as UTF-8 by the
-    /// byte-level engine (which passes any byte through), and by lol_html only if its first
-    /// bytes show UTF-8, else as windows-1252 (which also gives every byte back). Returns `None` for encodings lol_html cannot
+    /// byte-level engine (which passes any byte through), and by lol_html as UTF-8 too unless its
+    /// first bytes are not UTF-8, then as windows-1252 (which gives every byte back). Returns `None` for encodings lol_html cannot
     /// parse (UTF-16 and friends): such pages pass through untouched.
     pub fn new(
         rules: &PageRules,
@@ -526,7 +529,7 @@ impl PageRewriter {
     /// Ends the charset prescan, if it is running, with the bytes that have arrived.
     fn end_prescan(&mut self) {
         if let Inner::Sniff { head, .. } = &self.inner {
-            let charset = sniff(head, true).unwrap_or(Prescan::Undeclared);
+            let charset = sniff(head, true).unwrap_or(Prescan::Undeclared(head.len().min(PRESCAN)));
             self.settle(charset);
         }
     }
@@ -563,7 +566,7 @@ impl PageRewriter {
         };
         self.inner = match (charset, exclude) {
             // The byte-level engine reads bytes: any ASCII-compatible page passes whole.
-            (Prescan::Utf8 | Prescan::Undeclared, Some(exclude)) => {
+            (Prescan::Utf8 | Prescan::Undeclared(_), Some(exclude)) => {
                 let mut rw = fast_engine(&rules, to, exclude, self.stats.clone(), page);
                 rw.write(&head);
                 Inner::Fast(rw)
@@ -573,12 +576,15 @@ impl PageRewriter {
                     Prescan::Utf8 => Some(encoding_rs::UTF_8),
                     // lol_html reads the `<meta>` itself.
                     Prescan::Other => None,
-                    // lol_html decodes text to rewrite it and encodes it back: bytes that are
-                    // not UTF-8 would come back as U+FFFD. windows-1252 (what browsers assume
-                    // for an undeclared page) decodes every byte and encodes it back the same,
-                    // so it is taken unless the page has shown itself UTF-8.
-                    Prescan::Undeclared if looks_utf8(&head) => Some(encoding_rs::UTF_8),
-                    Prescan::Undeclared => Some(encoding_rs::WINDOWS_1252),
+                    // lol_html writes text back from its decoding. A page whose first bytes are
+                    // not UTF-8 is read as windows-1252 (what browsers assume for an undeclared
+                    // page), which decodes every byte and encodes it back the same. Judging
+                    // only the prescanned bytes keeps the choice, and so both engines' output
+                    // for a UTF-8 page, the same however the network cut the page.
+                    Prescan::Undeclared(read) if not_utf8(&head[..read.min(head.len())]) => {
+                        Some(encoding_rs::WINDOWS_1252)
+                    }
+                    Prescan::Undeclared(_) => Some(encoding_rs::UTF_8),
                 };
                 let mut rw = LolRewriter::new(&rules, to, encoding, self.stats.clone())
                     .expect("UTF-8 and windows-1252 are supported");
@@ -631,17 +637,15 @@ enum Prescan {
     Utf8,
     /// A `<meta>` declares another charset.
     Other,
-    /// Nothing declared in time.
-    Undeclared,
+    /// Nothing declared in the first this many bytes (up to `<body>` or `</head>`, or the
+    /// window): what the choice of charset may look at, so that it does not depend on how the
+    /// network cut the page.
+    Undeclared(usize),
 }
 
-/// Whether an undeclared page's first bytes show it UTF-8: some multi-byte UTF-8 and nothing
-/// else (a sequence cut by the end of `head` is allowed). Pure ASCII shows nothing.
-fn looks_utf8(head: &[u8]) -> bool {
-    match std::str::from_utf8(head) {
-        Ok(text) => !text.is_ascii(),
-        Err(e) => e.error_len().is_none() && !head[..e.valid_up_to()].is_ascii(),
-    }
+/// Whether an undeclared page's first bytes are not UTF-8 (a sequence cut by their end is).
+fn not_utf8(first: &[u8]) -> bool {
+    std::str::from_utf8(first).is_err_and(|e| e.error_len().is_some())
 }
 
 /// The prescan of a page without a charset in `Content-Type`: `None` while undecided.
@@ -653,13 +657,13 @@ fn sniff(head: &[u8], done: bool) -> Option<Prescan> {
         let rest = &window[lt..];
         let starts = |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
         if starts(b"<body") || starts(b"</head") {
-            return Some(Prescan::Undeclared);
+            return Some(Prescan::Undeclared(lt));
         }
         if starts(b"<meta") {
             let Some(gt) = memchr::memchr(b'>', rest) else {
                 // The tag goes on past what has arrived.
                 return if done || head.len() >= PRESCAN {
-                    Some(Prescan::Undeclared)
+                    Some(Prescan::Undeclared(window.len()))
                 } else {
                     None
                 };
@@ -674,7 +678,7 @@ fn sniff(head: &[u8], done: bool) -> Option<Prescan> {
         i = lt + 1;
     }
     if done || head.len() >= PRESCAN {
-        Some(Prescan::Undeclared)
+        Some(Prescan::Undeclared(window.len()))
     } else {
         None
     }
@@ -765,8 +769,9 @@ mod tests {
     }
 
     /// lol_html (here for a selector the byte-level engine cannot match) on a page that declares
-    /// no charset: bytes of a legacy charset come back as they were, in the text it rewrites
-    /// too, and a page that shows UTF-8 in its first bytes is read as UTF-8.
+    /// no charset, however the page is cut: a legacy page that shows it in its first bytes keeps
+    /// every byte, in the text it rewrites too; a UTF-8 page with an ASCII head is read as UTF-8
+    /// (its no-break spaces are separators, as for the byte-level engine).
     #[test]
     fn an_undeclared_page_keeps_its_bytes_on_lol_html() {
         let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
@@ -775,23 +780,24 @@ mod tests {
             vec!["footer p".into()],
             DEFAULT_MEMORY_LIMIT,
         );
-        let latin1_late =
-            &b"<html><head><title>Plumber</title></head><body><p>T\xE9l\xE9phone 555-010-0000 \xB7 caf\xE9</p>"[..];
-        let latin1_head = &b"<html><head><title>Caf\xE9</title></head><body><p>T\xE9l 555-010-0000</p>"[..];
-        let utf8 = "<html><head><title>Café</title></head><body><p>Tél 555\u{a0}010\u{a0}0000</p>".as_bytes();
         let swap = |page: &[u8], from: &str, to: &str| -> Vec<u8> {
             let at = memchr::memmem::find(page, from.as_bytes()).expect("the number is in the page");
             [&page[..at], to.as_bytes(), &page[at + from.len()..]].concat()
         };
-        let nbsp = ("555\u{a0}010\u{a0}0000", "555\u{a0}010\u{a0}1001");
-        for (page, want) in [
-            (latin1_late, swap(latin1_late, "555-010-0000", "555-010-1001")),
-            (latin1_head, swap(latin1_head, "555-010-0000", "555-010-1001")),
-            (utf8, swap(utf8, nbsp.0, nbsp.1)),
+        let latin1 =
+            &b"<html><head><title>Caf\xE9</title></head><body><p>T\xE9l\xE9phone 555-010-0000 \xB7 caf\xE9</p>"[..];
+        let utf8 = "<html><head><title>Plumber</title></head><body><p>Tél 555\u{a0}010\u{a0}0000</p>".as_bytes();
+        for (name, page, want) in [
+            ("latin-1", latin1, swap(latin1, "555-010-0000", "555-010-1001")),
+            (
+                "UTF-8 after an ASCII head",
+                utf8,
+                swap(utf8, "555\u{a0}010\u{a0}0000", "555\u{a0}010\u{a0}1001"),
+            ),
         ] {
-            for chunk in [1, 7, page.len()] {
+            for chunk in [1, 7, 64, page.len()] {
                 let out = rewrite_document(&complex, to("+1 555-010-1001"), page, chunk);
-                assert_eq!(out, want, "chunk {chunk}: {}", String::from_utf8_lossy(&out));
+                assert_eq!(out, want, "{name}, chunk {chunk}: {}", String::from_utf8_lossy(&out));
             }
         }
     }

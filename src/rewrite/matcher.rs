@@ -599,8 +599,8 @@ impl Replacement {
         };
         let new = new.as_bytes();
         // Only digit tokens are digits of the number: the `8209` of `&#8209;` is not, nor the
-        // `002` of `\u002B` (other
-        // multi-byte tokens hold no ASCII digit and may be stepped through byte by byte).
+        // `002` of `\u002B` (other multi-byte tokens hold no ASCII digit and may be stepped
+        // through byte by byte).
         let step = |i: usize| match original[i] {
             b'&' | b'%' | b'\\' => match token_at(original, i) {
                 Token::Sep { len, .. } | Token::Plus(len) => len,
