@@ -68,7 +68,6 @@ fn rules() -> PageRules {
 fn replacement() -> Arc<Replacement> {
     Arc::new(Replacement::new(
         PhoneNumber::parse("+1 555-010-1001", "US").expect("tracking number"),
-        "1",
     ))
 }
 

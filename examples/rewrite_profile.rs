@@ -23,7 +23,7 @@ fn main() {
         vec!["[data-telswap-ignore]".into(), "[data-calltrk-noswap]".into()],
         DEFAULT_MEMORY_LIMIT,
     );
-    let to = Arc::new(Replacement::new(number("+1 555-010-1001"), "1"));
+    let to = Arc::new(Replacement::new(number("+1 555-010-1001")));
     let mut bytes = 0;
     for _ in 0..times {
         let out = rewrite_document_with(&rules, to.clone(), &page, 16 * 1024, Engine::Auto);

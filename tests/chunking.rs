@@ -13,10 +13,7 @@ fn engine() -> (PageRules, Arc<Replacement>) {
         vec!["[data-telswap-ignore]".into()],
         DEFAULT_MEMORY_LIMIT,
     );
-    let to = Arc::new(Replacement::new(
-        PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
-        "1",
-    ));
+    let to = Arc::new(Replacement::new(PhoneNumber::parse("+1 555-010-1001", "US").unwrap()));
     (rules, to)
 }
 
@@ -88,19 +85,19 @@ fn cuts_inside_utf8_separators_and_after_numbers_of_other_lengths_change_nothing
     // (`<body>` first: without it the charset prescan would hold this short page whole.)
     let page = "<body><p>Call 020\u{a0}7946\u{a0}0000 or 020\u{2013}7946\u{2013}0000, 020\u{2009}7946\u{2009}0000 \
                 and 1\u{a0}555\u{a0}010\u{a0}0000 now.</p><p>020 7946 000 0,020 7946 0000 x 555\u{2013}010\u{2013}0000</p>";
-    // (site number, its country, tracking number, the site's calling code)
+    // (site number, its country, tracking number)
     let setups = [
-        ("+44 20 7946 0000", "GB", "+44 1632 96000", "44"),
-        ("+1 555-010-0000", "US", "+44 20 7946 0111", "1"),
-        ("+1 555-010-0000", "US", "+1 555-010-1001", "1"),
+        ("+44 20 7946 0000", "GB", "+44 1632 96000"),
+        ("+1 555-010-0000", "US", "+44 20 7946 0111"),
+        ("+1 555-010-0000", "US", "+1 555-010-1001"),
     ];
-    for (site, country, number, cc) in setups {
+    for (site, country, number) in setups {
         let rules = PageRules::new(
             Arc::new(NumberMatcher::new(&[PhoneNumber::parse(site, country).unwrap()])),
             vec![],
             DEFAULT_MEMORY_LIMIT,
         );
-        let to = Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), cc));
+        let to = Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap()));
         assert_same_at_every_size(&format!("{site} -> {number}"), &rules, &to, page, 1..=page.len());
     }
 }

@@ -19,10 +19,7 @@ fn rules(exclude: &[&str]) -> PageRules {
 }
 
 fn to() -> Arc<Replacement> {
-    Arc::new(Replacement::new(
-        PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
-        "1",
-    ))
+    Arc::new(Replacement::new(PhoneNumber::parse("+1 555-010-1001", "US").unwrap()))
 }
 
 /// Runs both engines over `page` in chunks of `size`; asserts the auto engine really was the

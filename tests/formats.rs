@@ -9,13 +9,12 @@ use telswap::rewrite::{NumberMatcher, PageRules, PhoneNumber, Replacement, rewri
 
 fn engine(site: &str, tracking: &str, country: &str) -> (PageRules, Arc<Replacement>) {
     let site = PhoneNumber::parse(site, country).unwrap();
-    let cc = site.cc.clone();
     let rules = PageRules::new(
         Arc::new(NumberMatcher::new(&[site])),
         vec!["[data-telswap-ignore]".into()],
         DEFAULT_MEMORY_LIMIT,
     );
-    let to = Arc::new(Replacement::new(PhoneNumber::parse(tracking, country).unwrap(), &cc));
+    let to = Arc::new(Replacement::new(PhoneNumber::parse(tracking, country).unwrap()));
     (rules, to)
 }
 
@@ -34,6 +33,78 @@ fn check_table(site: &str, tracking: &str, country: &str, cases: &[(&str, &str)]
         }
     }
     assert!(failures.is_empty(), "{country} cases failed:\n{}", failures.join("\n"));
+}
+
+/// A site that lists numbers of two countries: a number of the tracking number's country keeps
+/// its shape; one of the other country, whose digits and grouping mean nothing for the tracking
+/// number, becomes its international form, keeping the page's plus sign, prefix and spacing.
+#[test]
+fn a_number_of_another_country_becomes_the_international_form() {
+    let numbers = [
+        PhoneNumber::parse("+1 555-010-0000", "US").unwrap(),
+        PhoneNumber::parse("+44 20 7946 0000", "GB").unwrap(),
+    ];
+    let rules = PageRules::new(Arc::new(NumberMatcher::new(&numbers)), vec![], DEFAULT_MEMORY_LIMIT);
+    // (tracking number, its country, (page text, what it becomes))
+    type Table<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &str, Table); 2] = [
+        (
+            "+1 555-010-1001",
+            "US",
+            &[
+                ("(555) 010-0000", "(555) 010-1001"),
+                ("+1 555.010.0000", "+1 555.010.1001"),
+                ("020 7946 0000", "+1 5550101001"),
+                ("(020) 7946 0000", "(+1) 5550101001"),
+                ("+44 20 7946 0000", "+1 5550101001"),
+                ("+44 (0)20 7946 0000", "+1 5550101001"),
+                ("&#43;44&nbsp;20&nbsp;7946&nbsp;0000", "&#43;1&nbsp;5550101001"),
+                ("0044 20 7946 0000", "00 1 5550101001"),
+                ("020-7946-0000", "+1-5550101001"),
+                (
+                    r#"<a href="tel:+442079460000">x</a>"#,
+                    r#"<a href="tel:+15550101001">x</a>"#,
+                ),
+                (
+                    r#"<a href="tel:02079460000">x</a>"#,
+                    r#"<a href="tel:+15550101001">x</a>"#,
+                ),
+                (
+                    r#"<a href="tel:%2B44%2020%207946%200000">x</a>"#,
+                    r#"<a href="tel:%2B1%205550101001">x</a>"#,
+                ),
+            ],
+        ),
+        (
+            "+44 20 7946 1001",
+            "GB",
+            &[
+                ("(555) 010-0000", "(+44) 2079461001"),
+                ("+1 555.010.0000", "+44 2079461001"),
+                ("555.010.0000", "+44.2079461001"),
+                ("1-555-010-0000", "+44-2079461001"),
+                ("011 1 555 010 0000", "011 44 2079461001"),
+                ("020 7946 0000", "020 7946 1001"),
+                ("+44 (0)20 7946 0000", "+44 (0)20 7946 1001"),
+                (
+                    r#"<a href="tel:+15550100000">x</a>"#,
+                    r#"<a href="tel:+442079461001">x</a>"#,
+                ),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (tracking, country, table) in cases {
+        let to = Arc::new(Replacement::new(PhoneNumber::parse(tracking, country).unwrap()));
+        for (input, want) in table {
+            let got = rewrite(&rules, &to, &format!("<p>{input}</p>"));
+            let want = format!("<p>{want}</p>");
+            if got != want {
+                failures.push(format!("  {tracking}: {input:?}\n    want {want:?}\n    got  {got:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "cases failed:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -308,10 +379,7 @@ fn several_site_numbers_all_become_the_tracking_number() {
     let a = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
     let b = PhoneNumber::parse("+1 800-555-0199", "US").unwrap();
     let rules = PageRules::new(Arc::new(NumberMatcher::new(&[a, b])), vec![], DEFAULT_MEMORY_LIMIT);
-    let to = Arc::new(Replacement::new(
-        PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
-        "1",
-    ));
+    let to = Arc::new(Replacement::new(PhoneNumber::parse("+1 555-010-1001", "US").unwrap()));
     assert_eq!(
         rewrite(&rules, &to, "<p>555-010-0000 / 1-800-555-0199</p>"),
         "<p>555-010-1001 / 1-555-010-1001</p>"

@@ -546,10 +546,7 @@ mod tests {
             vec!["[data-telswap-ignore]".into()],
             DEFAULT_MEMORY_LIMIT,
         );
-        let to = Arc::new(Replacement::new(
-            PhoneNumber::parse("+1 555-010-1001", "US").unwrap(),
-            "1",
-        ));
+        let to = Arc::new(Replacement::new(PhoneNumber::parse("+1 555-010-1001", "US").unwrap()));
         // No charset given: the prescan decides.
         PageRewriter::new(&rules, to, None).unwrap()
     }

@@ -745,7 +745,7 @@ mod tests {
     }
 
     fn to(number: &str) -> Arc<Replacement> {
-        Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap(), "1"))
+        Arc::new(Replacement::new(PhoneNumber::parse(number, "US").unwrap()))
     }
 
     /// `can_rewrite` (the headers of a `HEAD`) agrees with `for_page` (the body of a `GET`).

@@ -193,15 +193,19 @@ struct Target {
     digits: Vec<u8>,
     /// Forms that make sense after a `+`: those that start with the country code.
     after_plus: bool,
+    /// The number's country calling code.
+    cc: u16,
 }
 
 /// A match of a configured number in text: bytes `start..end` (digits and the separators between
-/// them, plus a leading `+`), and which form it was written in.
+/// them, plus a leading `+`), which form it was written in, and the matched number's country
+/// calling code (a site may list numbers of several countries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match {
     pub start: usize,
     pub end: usize,
     pub kind: FormKind,
+    pub cc: u16,
 }
 
 /// What the scanner found from a given offset on.
@@ -216,11 +220,13 @@ pub enum Scan {
 /// The configured numbers of one site, compiled for finding them in text.
 ///
 /// Every form of `numbers`, each digit string once (the first number's form wins), in order.
-fn distinct_forms(numbers: &[PhoneNumber]) -> Vec<Form> {
-    let mut out: Vec<Form> = Vec::new();
-    for f in numbers.iter().flat_map(|n| n.forms()) {
-        if !out.iter().any(|o| o.digits == f.digits) {
-            out.push(f);
+fn distinct_forms(numbers: &[PhoneNumber]) -> Vec<(Form, u16)> {
+    let mut out: Vec<(Form, u16)> = Vec::new();
+    for n in numbers {
+        for f in n.forms() {
+            if !out.iter().any(|(o, _)| o.digits == f.digits) {
+                out.push((f, n.calling_code()));
+            }
         }
     }
     out
@@ -260,10 +266,11 @@ impl NumberMatcher {
     pub fn new(numbers: &[PhoneNumber]) -> NumberMatcher {
         let mut targets: Vec<Target> = distinct_forms(numbers)
             .into_iter()
-            .map(|f| Target {
+            .map(|(f, cc)| Target {
                 after_plus: matches!(f.kind, FormKind::Intl | FormKind::IntlTrunk),
                 kind: f.kind,
                 digits: f.digits.into_bytes(),
+                cc,
             })
             .collect();
         targets.sort_by_key(|t| std::cmp::Reverse(t.digits.len()));
@@ -439,6 +446,7 @@ impl NumberMatcher {
                 start,
                 end,
                 kind: self.targets[k].kind,
+                cc: self.targets[k].cc,
             }),
             None => Attempt::Fail,
         }
@@ -537,17 +545,15 @@ fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
 #[derive(Debug, Clone)]
 pub struct Replacement {
     number: PhoneNumber,
-    /// What replaces a domestic form (`(555) 010-0000`) when the tracking number is in another
-    /// country than the site's own numbers (`site_cc`): its international form, `+44 2079460000`.
-    foreign: Option<String>,
+    /// Its country calling code, to tell a match of a number of another country.
+    cc: u16,
     /// The digits to write for each form, computed once: `Idd("011")`, `Idd("00")`, `IntlTrunk`,
     /// `Trunk`, `Intl`, `National`.
     digits: [String; 6],
 }
 
 impl Replacement {
-    pub fn new(number: PhoneNumber, site_cc: &str) -> Replacement {
-        let foreign = (number.cc != site_cc).then(|| format!("+{} {}", number.cc, number.nsn));
+    pub fn new(number: PhoneNumber) -> Replacement {
         let digits = [
             FormKind::Idd("011"),
             FormKind::Idd("00"),
@@ -558,8 +564,8 @@ impl Replacement {
         ]
         .map(|kind| number.digits_for(kind));
         Replacement {
+            cc: number.calling_code(),
             number,
-            foreign,
             digits,
         }
     }
@@ -568,20 +574,19 @@ impl Replacement {
         &self.number
     }
 
-    /// Writes the tracking number in the shape of `original` (the matched bytes, written in
-    /// form `kind`): digits are substituted in order and every other byte is kept.
-    pub fn write(&self, original: &str, kind: FormKind, out: &mut String) {
+    /// Writes the tracking number in the shape of `original` (the matched bytes of a number of
+    /// country `cc`, written in form `kind`): digits are substituted in order and every other
+    /// byte is kept. A number of another country is written whole in international form.
+    pub fn write(&self, original: &str, kind: FormKind, cc: u16, out: &mut String) {
         let mut bytes = Vec::with_capacity(original.len() + 8);
-        self.write_bytes(original.as_bytes(), kind, &mut bytes);
+        self.write_bytes(original.as_bytes(), kind, cc, &mut bytes);
         out.push_str(&into_string(bytes));
     }
 
     /// [`write`](Self::write) on bytes: `original` is whole UTF-8 text (a match).
-    fn write_bytes(&self, original: &[u8], kind: FormKind, out: &mut Vec<u8>) {
-        if kind.is_domestic()
-            && let Some(foreign) = &self.foreign
-        {
-            out.extend_from_slice(foreign.as_bytes());
+    fn write_bytes(&self, original: &[u8], kind: FormKind, cc: u16, out: &mut Vec<u8>) {
+        if cc != self.cc {
+            self.write_international(original, kind, out);
             return;
         }
         let other;
@@ -650,6 +655,55 @@ impl Replacement {
         {
             out.splice(at..at, new[k..].iter().copied());
         }
+    }
+
+    /// The tracking number in place of a number of another country, whose digits and grouping
+    /// mean nothing for it: a reader needs its international form, `+44 2079461001`. The
+    /// original's plus sign (`+`, `&#43;`, `%2B`, `\u002B`) or international prefix (`00`,
+    /// `011`) is kept, and its first spacing separator (else `-` or `.`) goes after the country
+    /// code; a number written without separators (a `tel:` link) gets none. A match that closes
+    /// a parenthesis opened before it (`(555) 010-0000`, `(020) 7946 0000`) closes it after the
+    /// country code: `(+44) 2079461001`.
+    fn write_international(&self, original: &[u8], kind: FormKind, out: &mut Vec<u8>) {
+        let (mut spacing, mut other, mut i) = (None, None, 0);
+        while i < original.len() {
+            match token_at(original, i) {
+                Token::Sep { len, spacing: true } => {
+                    spacing = spacing.or(Some(i..i + len));
+                    i += len;
+                }
+                Token::Sep { len, spacing: false } => {
+                    if !matches!(original[i], b'(' | b')') {
+                        other = other.or(Some(i..i + len));
+                    }
+                    i += len;
+                }
+                Token::Plus(len) => i += len,
+                _ => i += 1,
+            }
+        }
+        let sep = spacing.or(other).map_or(&[][..], |r| &original[r]);
+        match kind {
+            FormKind::Idd(idd) => {
+                out.extend_from_slice(idd.as_bytes());
+                out.extend_from_slice(sep);
+            }
+            FormKind::Intl | FormKind::IntlTrunk => match token_at(original, 0) {
+                Token::Plus(len) => out.extend_from_slice(&original[..len]),
+                _ => out.push(b'+'),
+            },
+            FormKind::Trunk | FormKind::National => out.push(b'+'),
+        }
+        out.extend_from_slice(self.number.cc.as_bytes());
+        let count = |b: u8| original.iter().filter(|&&c| c == b).count();
+        if count(b')') > count(b'(') {
+            out.push(b')');
+            // `(+44)` is followed by a space even where the original's first group was not.
+            out.extend_from_slice(if sep.is_empty() { b" " } else { sep });
+        } else {
+            out.extend_from_slice(sep);
+        }
+        out.extend_from_slice(self.number.nsn.as_bytes());
     }
 }
 
@@ -824,7 +878,7 @@ fn rewrite_segment(
         match matcher.scan(bytes, from, before, last) {
             Scan::Found(m) => {
                 out.extend_from_slice(&bytes[copied..m.start]);
-                to.write_bytes(&bytes[m.start..m.end], m.kind, out);
+                to.write_bytes(&bytes[m.start..m.end], m.kind, m.cc, out);
                 *count += 1;
                 changed = true;
                 copied = m.end;
@@ -852,7 +906,7 @@ mod tests {
     fn us() -> (NumberMatcher, Replacement) {
         let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
         let to = PhoneNumber::parse("+1 555-010-1001", "US").unwrap();
-        (NumberMatcher::new(&[site]), Replacement::new(to, "1"))
+        (NumberMatcher::new(&[site]), Replacement::new(to))
     }
 
     fn rw(text: &str) -> String {

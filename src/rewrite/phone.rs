@@ -223,6 +223,11 @@ impl PhoneNumber {
         forms
     }
 
+    /// The country calling code as a number (`1`, `44`, `353`).
+    pub fn calling_code(&self) -> u16 {
+        self.cc.parse().unwrap_or(0)
+    }
+
     /// The digits to write for `kind` when this number replaces another in that form. A form the
     /// number lacks (a trunk prefix in a country without one) falls back to the closest one.
     pub fn digits_for(&self, kind: FormKind) -> String {

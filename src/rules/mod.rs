@@ -231,11 +231,6 @@ pub struct Site {
 }
 
 impl Site {
-    /// The country calling code of the site's own numbers.
-    pub fn cc(&self) -> &str {
-        self.numbers.first().map(|n| n.cc.as_str()).unwrap_or("1")
-    }
-
     /// What a page rewritten to show `number` writes in place of the site's own numbers.
     ///
     /// Prepared once per number when the rules load: building one computes every form's digits
@@ -243,7 +238,7 @@ impl Site {
     pub fn replacement(&self, number: &PhoneNumber) -> Arc<Replacement> {
         match self.replacements.get(number) {
             Some(r) => r.clone(),
-            None => Arc::new(Replacement::new(number.clone(), self.cc())),
+            None => Arc::new(Replacement::new(number.clone())),
         }
     }
 
@@ -253,7 +248,7 @@ impl Site {
             .iter()
             .flat_map(|p| p.numbers.iter().chain(p.overflow.iter()));
         let prepared = numbers
-            .map(|n| (n.clone(), Arc::new(Replacement::new(n.clone(), self.cc()))))
+            .map(|n| (n.clone(), Arc::new(Replacement::new(n.clone()))))
             .collect();
         self.replacements = prepared;
     }
