@@ -201,6 +201,54 @@ fn engines_agree_on_edge_cases_at_every_chunk_size() {
     }
 }
 
+/// An excluded element closed only by a later start tag (`<li>…<li>`, `<p>…<p>`, a cell by
+/// the next) ends there, as a browser reads it: what follows is swapped, by both engines, and
+/// by lol_html also for a selector only it can match. A nested list keeps it open.
+#[test]
+fn an_exclusion_ends_where_a_start_tag_closes_its_element() {
+    let cases = [
+        (
+            "<ul><li data-telswap-ignore>555-010-0000<li>555-010-0000</ul><p>555-010-0000</p>",
+            "<ul><li data-telswap-ignore>555-010-0000<li>555-010-1001</ul><p>555-010-1001</p>",
+        ),
+        (
+            "<p data-telswap-ignore>Old: 555-010-0000<p>Call <a href=\"tel:5550100000\">555-010-0000</a>",
+            "<p data-telswap-ignore>Old: 555-010-0000<p>Call <a href=\"tel:5550101001\">555-010-1001</a>",
+        ),
+        (
+            "<p data-telswap-ignore>555-010-0000<div>555-010-0000</div>",
+            "<p data-telswap-ignore>555-010-0000<div>555-010-1001</div>",
+        ),
+        (
+            "<table><tr><td data-telswap-ignore>555-010-0000<td>555-010-0000</table>",
+            "<table><tr><td data-telswap-ignore>555-010-0000<td>555-010-1001</table>",
+        ),
+        (
+            "<dl><dt data-telswap-ignore>555-010-0000<dd>555-010-0000</dl>",
+            "<dl><dt data-telswap-ignore>555-010-0000<dd>555-010-1001</dl>",
+        ),
+        (
+            "<ul><li data-telswap-ignore>a<ul><li>555-010-0000</ul>555-010-0000</ul>555-010-0000",
+            "<ul><li data-telswap-ignore>a<ul><li>555-010-0000</ul>555-010-0000</ul>555-010-1001",
+        ),
+        (
+            "<div data-telswap-ignore><p>555-010-0000<p>555-010-0000</div>555-010-0000",
+            "<div data-telswap-ignore><p>555-010-0000<p>555-010-0000</div>555-010-1001",
+        ),
+    ];
+    let simple = rules(&["[data-telswap-ignore]"]);
+    let complex = rules(&["body [data-telswap-ignore]"]);
+    for (page, want) in cases {
+        let page = format!("<body>{page}");
+        let want = format!("<body>{want}");
+        assert_same(&page, &simple, page.as_bytes(), &[1, 3, 4096]);
+        let got = rewrite_document_with(&simple, to(), page.as_bytes(), 4096, Engine::Auto);
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        let got = rewrite_document_with(&complex, to(), page.as_bytes(), 5, Engine::Auto);
+        assert_eq!(String::from_utf8_lossy(&got), want, "a selector only lol_html matches");
+    }
+}
+
 #[test]
 fn engines_agree_on_real_pages() {
     let rules = rules(&["[data-telswap-ignore]", "[data-calltrk-noswap]"]);
@@ -395,6 +443,23 @@ fn engines_agree_on_random_pages() {
         "<svg/>",
         "<font color=red>",
         "<annotation-xml encoding=\"text/html\">",
+        // Start tags that close open elements without an end tag, inside exclusions too.
+        "<li data-telswap-ignore>",
+        "<dd>",
+        "<dt data-calltrk-noswap>",
+        "<ol>",
+        "<h2 data-telswap-ignore>",
+        "<h3>",
+        "<section>",
+        "<button>",
+        "<table>",
+        "<tr>",
+        "<td data-telswap-ignore>",
+        "<th>",
+        "<tbody>",
+        "<option data-telswap-ignore>",
+        "<optgroup>",
+        "<P data-telswap-ignore>",
     ];
     const CLOSE: &[&str] = &[
         "</p>",
@@ -418,6 +483,14 @@ fn engines_agree_on_random_pages() {
         "</P >",
         "</font>",
         "</annotation-xml>",
+        "</dd>",
+        "</ol>",
+        "</h2>",
+        "</table>",
+        "</tr>",
+        "</td>",
+        "</option>",
+        "</button>",
     ];
     let rules = rules(&["[data-telswap-ignore]", "[data-calltrk-noswap]"]);
     for round in 0..env("TELSWAP_FUZZ_ROUNDS", 400) {

@@ -19,8 +19,8 @@
 //!   tags, `foreignObject`/`desc`/`title` and MathML text integration points);
 //! - the stack of open elements, only to know when an element matching `exclude` closes. End tags
 //!   close back to the nearest open element of the same name, like lol_html's selector matching;
-//!   an element closed only implicitly (`<li>` without `</li>`) keeps its exclusion until an
-//!   ancestor closes, the conservative direction.
+//!   inside an exclusion, a start tag that closes open elements without an end tag
+//!   (`<li>…<li>`) closes them for the exclusion ([`super::implied`]).
 //!
 //! Text goes through the same [`TextStream`] and attribute values through the same
 //! [`NumberMatcher::rewrite_bytes`] as with lol_html, so both engines find the same numbers; the
@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::html::{JSON_SCRIPT_TYPES, NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
+use super::implied::implied_close;
 use super::matcher::{Before, NumberMatcher, Replacement, TextStream};
 
 /// Elements with no end tag, never pushed on the stack (`low`: the lowercase name). A `match`
@@ -610,6 +611,10 @@ struct Open {
     /// The element's name, as [`key_of`] keys it.
     name: u64,
     excluded: bool,
+    /// Closed by a later start tag ([`super::implied`]) while lol_html's selector matching still
+    /// has it open: it counts no more as excluded, and waits for the end tag lol_html pairs
+    /// with it.
+    closed: bool,
     /// A `script[type="application/ld+json"]`: lol_html treats every script text inside it as
     /// JSON-LD (possible only when it was opened in foreign content).
     json_ld: bool,
@@ -1099,6 +1104,33 @@ impl FastRewriter {
         self.ns.last().copied().unwrap_or(Ns::Html)
     }
 
+    /// The HTML start tag `name`, inside an exclusion: closes the elements open inside it that
+    /// the tag ends ([`implied_close`]), the excluded ones among them included.
+    fn close_implied(&mut self, name: &[u8]) {
+        let mut low = [0u8; 10];
+        let Some(low) = low.get_mut(..name.len()) else { return };
+        for (l, b) in low.iter_mut().zip(name) {
+            *l = b.to_ascii_lowercase();
+        }
+        // The open elements inside the outermost exclusion still open, the current one first.
+        let Some(floor) = self.stack.iter().position(|o| o.excluded && !o.closed) else {
+            return;
+        };
+        let open: Vec<usize> = (floor..self.stack.len())
+            .rev()
+            .filter(|&k| !self.stack[k].closed)
+            .collect();
+        let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| key_of(n) == self.stack[k].name);
+        let Some(at) = implied_close(low, &open, is) else {
+            return;
+        };
+        for &k in &open[..=at] {
+            let o = &mut self.stack[k];
+            o.closed = true;
+            self.excluded -= usize::from(o.excluded);
+        }
+    }
+
     fn leave_ns(&mut self) {
         if self.ns.len() > 1 {
             self.ns.pop();
@@ -1114,7 +1146,7 @@ impl FastRewriter {
         let key = key_of(name);
         if let Some(at) = self.stack.iter().rposition(|o| o.name == key) {
             for open in self.stack.drain(at..) {
-                self.excluded -= usize::from(open.excluded);
+                self.excluded -= usize::from(open.excluded && !open.closed);
                 self.json_ld -= usize::from(open.json_ld);
             }
         }
@@ -1143,14 +1175,13 @@ impl FastRewriter {
         let name = &buf[tag.name.clone()];
         let info = TagName::of(name);
         let excluded_here = !self.exclude.any_of.is_empty() && self.exclude.matches(buf, &tag.name, &self.attrs);
-        if !excluded_here && self.excluded == 0 {
-            self.rewrite_attributes(buf);
-        }
         // Namespaces first, as lol_html's tree-builder simulator: `svg` and `math` enter theirs
         // (even written `<svg/>`), foreign content is left on the breakout tags and entered
         // back into HTML at integration points; only HTML start tags switch text modes.
         let ns_before = self.ns();
         let attr_is = |a: &AttrSpan, n: &[u8]| buf[a.name.clone()].eq_ignore_ascii_case(n);
+        // Whether the element itself is an HTML one (an integration point is not).
+        let mut html = ns_before == Ns::Html && info.foreign.is_none();
         if let Some(ns) = info.foreign {
             self.ns.push(ns);
         } else if ns_before != Ns::Html {
@@ -1162,6 +1193,7 @@ impl FastRewriter {
                         .any(|a| attr_is(a, b"color") || attr_is(a, b"size") || attr_is(a, b"face")))
             {
                 self.leave_ns();
+                html = self.ns() == Ns::Html;
             } else if !tag.self_closing
                 && ((ns_before == Ns::Svg && one_of(name, SVG_HTML_POINTS))
                     || (ns_before == Ns::MathMl && one_of(name, MATHML_TEXT_POINTS))
@@ -1177,6 +1209,12 @@ impl FastRewriter {
             {
                 self.ns.push(Ns::Html);
             }
+        }
+        if html && self.excluded > 0 {
+            self.close_implied(name);
+        }
+        if !excluded_here && self.excluded == 0 {
+            self.rewrite_attributes(buf);
         }
         let is_json_ld = info.is_script()
             && self.attrs.iter().any(|a| {
@@ -1204,6 +1242,7 @@ impl FastRewriter {
             self.stack.push(Open {
                 name: info.key,
                 excluded: excluded_here,
+                closed: false,
                 json_ld: is_json_ld,
             });
             self.excluded += usize::from(excluded_here);

@@ -16,8 +16,9 @@
 //! in the order lol_html runs them for one piece of input (registration order, and
 //! element-content handlers before document handlers):
 //! 1. for each `exclude` selector `S`, element and text handlers on `S` and `S *` that flag "this
-//!    element / this text is excluded" (selector matching, unlike end-tag handlers, also follows
-//!    implicitly closed elements);
+//!    element matches / this element or text is inside one" (selector matching, unlike end-tag
+//!    handlers, also follows elements closed by an ancestor's end tag); what a start tag closes
+//!    without an end tag ([`super::implied`]) is tracked beside it ([`Region`]);
 //! 2. text handlers on JSON scripts ([`JSON_SCRIPT_TYPES`]) that flag "this script text may be
 //!    rewritten";
 //! 3. one element handler on `*` that rewrites the listed attributes (a selector cannot name
@@ -36,6 +37,8 @@ use lol_html::{AsciiCompatibleEncoding, DocumentContentHandlers, MemorySettings,
 use super::fast::Exclude;
 use super::matcher::{NumberMatcher, Replacement, TextStream};
 use super::replay::{self, EngineArgs, Key, Run};
+
+const HTML_NS: &str = "http://www.w3.org/1999/xhtml";
 
 /// Attributes whose values may carry a phone number, besides `data-*` and `tel:`-like `href`s.
 pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
@@ -119,9 +122,76 @@ pub struct PageStats {
 
 #[derive(Default)]
 struct Flags {
+    /// The element at hand matches an `exclude` selector.
     element_excluded: AtomicBool,
+    /// The element at hand is inside one, as lol_html's selector matching sees it.
+    element_inside: AtomicBool,
+    /// The text at hand is inside one, as lol_html's selector matching sees it.
     text_excluded: AtomicBool,
     json_ld: AtomicBool,
+    /// The elements open inside exclusions, for the ones a later start tag closes.
+    region: std::sync::Mutex<Region>,
+    /// `region` is not empty (read without its lock on every element and text).
+    in_region: AtomicBool,
+}
+
+/// The elements open inside exclusions ([`super::implied`]): lol_html's selector matching keeps
+/// an element open until an end tag pairs with it, and the exclusion ends earlier where a start
+/// tag closes the excluded element, as the byte-level engine's stack does. Each element pushed
+/// is popped by its end tag's handler, with everything opened after it. When lol_html's matching
+/// says the text or element at hand is not inside any exclusion, whatever is left is dropped: an
+/// ancestor's end tag closed it (lol_html runs no handler for the elements that closes).
+#[derive(Default)]
+struct Region {
+    open: Vec<RegionEntry>,
+    next_id: u64,
+}
+
+struct RegionEntry {
+    /// The lowercase tag name.
+    name: String,
+    id: u64,
+    excluded: bool,
+    closed: bool,
+}
+
+impl Region {
+    /// An excluded element is open and not closed by a later start tag.
+    fn active(&self) -> bool {
+        self.open.iter().any(|e| e.excluded && !e.closed)
+    }
+
+    /// The HTML start tag `name`: closes what it ends inside the outermost exclusion still open.
+    fn close_implied(&mut self, name: &str) {
+        let Some(floor) = self.open.iter().position(|e| e.excluded && !e.closed) else {
+            return;
+        };
+        let open: Vec<usize> = (floor..self.open.len())
+            .rev()
+            .filter(|&k| !self.open[k].closed)
+            .collect();
+        let is = |k: usize, names: &[&[u8]]| names.contains(&self.open[k].name.as_bytes());
+        if let Some(at) = super::implied::implied_close(name.as_bytes(), &open, is) {
+            for &k in &open[..=at] {
+                self.open[k].closed = true;
+            }
+        }
+    }
+}
+
+impl Flags {
+    fn region(&self) -> std::sync::MutexGuard<'_, Region> {
+        self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// lol_html's matching says the element or text at hand is in no exclusion: drop what an
+    /// ancestor's end tag closed.
+    fn outside(&self) {
+        if self.in_region.load(Ordering::Relaxed) {
+            self.region().open.clear();
+            self.in_region.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 thread_local! {
@@ -204,12 +274,17 @@ impl LolRewriter {
         }
 
         for selector in rules.exclude.iter() {
-            for sel in [selector.clone(), format!("{selector} *")] {
+            for (sel, descendant) in [(selector.clone(), false), (format!("{selector} *"), true)] {
                 let Ok(parsed) = sel.parse::<Selector>() else { continue };
                 let (fe, ft) = (flags.clone(), flags.clone());
                 let handlers = ElementContentHandlers::default()
                     .element(Box::new(move |_: &mut lol_html::send::Element<'_, '_>| {
-                        fe.element_excluded.store(true, Ordering::Relaxed);
+                        let flag = if descendant {
+                            &fe.element_inside
+                        } else {
+                            &fe.element_excluded
+                        };
+                        flag.store(true, Ordering::Relaxed);
                         Ok(())
                     }) as lol_html::send::ElementHandler<'static>)
                     .text(Box::new(move |_: &mut TextChunk<'_>| {
@@ -239,8 +314,42 @@ impl LolRewriter {
         settings = settings.append_element_content_handler((
             std::borrow::Cow::Owned(any),
             ElementContentHandlers::default().element(Box::new(move |el: &mut lol_html::send::Element<'_, '_>| {
-                if take(&fa.element_excluded) {
-                    return Ok(());
+                let matched = take(&fa.element_excluded);
+                if !take(&fa.element_inside) {
+                    fa.outside();
+                }
+                if matched || fa.in_region.load(Ordering::Relaxed) {
+                    let mut region = fa.region();
+                    let name = el.tag_name();
+                    if region.active() && el.namespace_uri() == HTML_NS {
+                        region.close_implied(&name);
+                    }
+                    if !(matched || region.active()) {
+                        // Every exclusion around it was closed by a start tag: rewritten.
+                        drop(region);
+                    } else {
+                        if let Some(handlers) = el.end_tag_handlers() {
+                            let id = region.next_id;
+                            region.next_id += 1;
+                            region.open.push(RegionEntry {
+                                name,
+                                id,
+                                excluded: matched,
+                                closed: false,
+                            });
+                            fa.in_region.store(true, Ordering::Relaxed);
+                            let fr = fa.clone();
+                            handlers.push(Box::new(move |_: &mut lol_html::html_content::EndTag<'_>| {
+                                let mut region = fr.region();
+                                if let Some(at) = region.open.iter().position(|e| e.id == id) {
+                                    region.open.truncate(at);
+                                }
+                                fr.in_region.store(!region.open.is_empty(), Ordering::Relaxed);
+                                Ok(())
+                            }));
+                        }
+                        return Ok(());
+                    }
                 }
                 let mut n = 0;
                 for attr in el.attributes() {
@@ -290,7 +399,12 @@ impl LolRewriter {
         let mut stream = TextStream::default();
         settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(Box::new(
             move |t: &mut TextChunk<'_>| {
-                let excluded = take(&ft.text_excluded);
+                let excluded = if take(&ft.text_excluded) {
+                    ft.region().active()
+                } else {
+                    ft.outside();
+                    false
+                };
                 let json_ld = take(&ft.json_ld);
                 let eligible = match t.text_type() {
                     TextType::Data | TextType::RCData => true,
