@@ -106,6 +106,14 @@ const EDGE: &[(&str, &str)] = &[
         r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"555-010-0000","tel":"tel:+15550100000","esc":"\u002B1 555-010-0000"}}</script><script type="APPLICATION/JSON">["(555) 010-0000"]</script>"#,
     ),
     (
+        "json escapes around numbers",
+        r#"<script type="application/json">{"a":"Call:\n555-010-0000","b":"https:\/\/x.test\/5550100000.jpg","c":[5550100000],"d":"\u00a0555-010-0000\u0041"}</script><p data-x="{&quot;t&quot;:&quot;\t555-010-0000&quot;}">x</p>"#,
+    ),
+    (
+        "script with two types",
+        r#"<script type="module" type="application/json">var a="555-010-0000"</script><script type="application/ld+json" type="module">{"t":"555-010-0000"}</script>"#,
+    ),
+    (
         "json-ld type in another case",
         r#"<script type="Application/LD+JSON">{"telephone":"+1-555-010-0000"}</script>"#,
     ),

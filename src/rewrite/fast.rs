@@ -1216,14 +1216,14 @@ impl FastRewriter {
         if !excluded_here && self.excluded == 0 {
             self.rewrite_attributes(buf);
         }
+        // The first `type` counts, as for lol_html (and browsers): a later one is ignored.
         let is_json_ld = info.is_script()
-            && self.attrs.iter().any(|a| {
-                attr_is(a, b"type")
-                    && a.value.clone().is_some_and(|v| {
-                        JSON_SCRIPT_TYPES
-                            .iter()
-                            .any(|t| buf[v.clone()].eq_ignore_ascii_case(t.as_bytes()))
-                    })
+            && self.attrs.iter().find(|a| attr_is(a, b"type")).is_some_and(|a| {
+                a.value.clone().is_some_and(|v| {
+                    JSON_SCRIPT_TYPES
+                        .iter()
+                        .any(|t| buf[v.clone()].eq_ignore_ascii_case(t.as_bytes()))
+                })
             });
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.

@@ -59,6 +59,8 @@ fn classify_code_point(cp: u32, len: usize) -> Token {
         0x20 | 0xA0 | 0x2009 | 0x202F => sep(len, true),
         0x2D | 0x2E | 0x2F | 0x28 | 0x29 | 0x2010 | 0x2011 | 0x2013 => sep(len, false),
         0x2B => Token::Plus(len),
+        // A letter or digit written as an entity or escape still glues to a number.
+        0x30..=0x39 | 0x41..=0x5A | 0x61..=0x7A => Token::Other(cp as u8),
         _ => Token::Other(b'&'),
     }
 }
@@ -504,15 +506,49 @@ fn byte_before(text: &[u8], i: usize, before: Before, k: usize) -> u8 {
     }
 }
 
+/// Whether what comes right before `start` makes it a JSON value: `[`, `,` or `":`, with at most
+/// one space between (three bytes at most, all the look-back a chunk edge keeps).
+fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
+    let at = |k| byte_before(text, start, before, k);
+    let k = if at(1) == b' ' { 2 } else { 1 };
+    match at(k) {
+        b'[' | b',' => true,
+        b':' => at(k + 1) == b'"',
+        _ => false,
+    }
+}
+
+/// The code point a separator token of `token`'s bytes stands for: the byte itself, or what an
+/// entity (`&#40;`, `&lpar;`), percent escape (`%28`) or JSON escape (`\u0028`) encodes.
+fn code_point(token: &[u8]) -> Option<u32> {
+    match token {
+        [b] => Some(u32::from(*b)),
+        [b'&', b'#', b'x' | b'X', hex @ .., b';'] => parse_u32(hex, 16),
+        [b'&', b'#', dec @ .., b';'] => parse_u32(dec, 10),
+        b"&lpar;" => Some(0x28),
+        b"&rpar;" => Some(0x29),
+        [b'%', hex @ ..] if hex.len() == 2 => parse_u32(hex, 16),
+        [b'\\', b'u', hex @ ..] => parse_u32(hex, 16),
+        _ => None,
+    }
+}
+
 /// What may not come right before a number: a letter or digit (an id such as `ORD5550100000`),
 /// a currency sign (a price), `#` or `@`, a `+` that did not start this match (`650+253+1234`),
 /// or a gluing separator after a letter or digit (`12-555-010-0000`, `ORD-5550100000` are ids).
+///
+/// In JSON, `\n`, `\t`, `\r`, `\b` and `\f` read as the spaces they stand for, and `\/` as
+/// the slash it is (the byte before its backslash counts).
 fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     let b1 = byte_before(text, start, before, 1);
-    if b1.is_ascii_alphanumeric() || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+') {
+    let mut b2 = byte_before(text, start, before, 2);
+    let escaped_space = b2 == b'\\' && matches!(b1, b'n' | b't' | b'r' | b'b' | b'f');
+    if !escaped_space && (b1.is_ascii_alphanumeric() || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+')) {
         return false;
     }
-    let b2 = byte_before(text, start, before, 2);
+    if b1 == b'/' && b2 == b'\\' {
+        b2 = byte_before(text, start, before, 3);
+    }
     if matches!(b1, b'-' | b'.' | b'/' | b',' | b'#') && (b2.is_ascii_alphanumeric() || b2 == b'_') {
         return false;
     }
@@ -579,14 +615,15 @@ impl Replacement {
     /// byte is kept. A number of another country is written whole in international form.
     pub fn write(&self, original: &str, kind: FormKind, cc: u16, out: &mut String) {
         let mut bytes = Vec::with_capacity(original.len() + 8);
-        self.write_bytes(original.as_bytes(), kind, cc, &mut bytes);
+        self.write_bytes(original.as_bytes(), kind, cc, false, &mut bytes);
         out.push_str(&into_string(bytes));
     }
 
     /// [`write`](Self::write) on bytes: `original` is whole UTF-8 text (a match).
-    fn write_bytes(&self, original: &[u8], kind: FormKind, cc: u16, out: &mut Vec<u8>) {
+    /// `json_number`: the match is a JSON number (bare digits after `[`, `,` or `":`).
+    fn write_bytes(&self, original: &[u8], kind: FormKind, cc: u16, json_number: bool, out: &mut Vec<u8>) {
         if cc != self.cc {
-            self.write_international(original, kind, out);
+            self.write_international(original, kind, json_number, out);
             return;
         }
         let other;
@@ -660,12 +697,18 @@ impl Replacement {
     /// The tracking number in place of a number of another country, whose digits and grouping
     /// mean nothing for it: a reader needs its international form, `+44 2079461001`. The
     /// original's plus sign (`+`, `&#43;`, `%2B`, `\u002B`) or international prefix (`00`,
-    /// `011`) is kept, and its first spacing separator (else `-` or `.`) goes after the country
-    /// code; a number written without separators (a `tel:` link) gets none. A match that closes
-    /// a parenthesis opened before it (`(555) 010-0000`, `(020) 7946 0000`) closes it after the
-    /// country code: `(+44) 2079461001`.
-    fn write_international(&self, original: &[u8], kind: FormKind, out: &mut Vec<u8>) {
-        let (mut spacing, mut other, mut i) = (None, None, 0);
+    /// `011`, unless it is the tracking number's own country's) is kept, and its first spacing
+    /// separator (else `-` or `.`) goes after the country code; a number written without
+    /// separators (a `tel:` link) gets none. A match that closes a parenthesis opened before it
+    /// (`(555) 010-0000`, `(020) 7946 0000`) closes it after the country code: `(+44) 2079461001`.
+    /// A JSON number (`json_number`) stays one: digits only.
+    fn write_international(&self, original: &[u8], kind: FormKind, json_number: bool, out: &mut Vec<u8>) {
+        if json_number {
+            out.extend_from_slice(self.number.cc.as_bytes());
+            out.extend_from_slice(self.number.nsn.as_bytes());
+            return;
+        }
+        let (mut spacing, mut other, mut close, mut depth, mut i) = (None, None, None, 0i32, 0);
         while i < original.len() {
             match token_at(original, i) {
                 Token::Sep { len, spacing: true } => {
@@ -673,8 +716,13 @@ impl Replacement {
                     i += len;
                 }
                 Token::Sep { len, spacing: false } => {
-                    if !matches!(original[i], b'(' | b')') {
-                        other = other.or(Some(i..i + len));
+                    match code_point(&original[i..i + len]) {
+                        Some(0x28) => depth += 1,
+                        Some(0x29) => {
+                            depth -= 1;
+                            close = close.or(Some(i..i + len));
+                        }
+                        _ => other = other.or(Some(i..i + len)),
                     }
                     i += len;
                 }
@@ -682,8 +730,10 @@ impl Replacement {
                 _ => i += 1,
             }
         }
-        let sep = spacing.or(other).map_or(&[][..], |r| &original[r]);
+        let sep = spacing.clone().or(other).map_or(&[][..], |r| &original[r]);
         match kind {
+            // A reader in the tracking number's own country does not dial out to reach it.
+            FormKind::Idd("011") if self.cc == 1 => out.push(b'+'),
             FormKind::Idd(idd) => {
                 out.extend_from_slice(idd.as_bytes());
                 out.extend_from_slice(sep);
@@ -695,13 +745,13 @@ impl Replacement {
             FormKind::Trunk | FormKind::National => out.push(b'+'),
         }
         out.extend_from_slice(self.number.cc.as_bytes());
-        let count = |b: u8| original.iter().filter(|&&c| c == b).count();
-        if count(b')') > count(b'(') {
-            out.push(b')');
-            // `(+44)` is followed by a space even where the original's first group was not.
-            out.extend_from_slice(if sep.is_empty() { b" " } else { sep });
-        } else {
-            out.extend_from_slice(sep);
+        match close {
+            Some(close) if depth < 0 => {
+                out.extend_from_slice(&original[close]);
+                // `(+44)` is followed by a space, the page's own if it has one.
+                out.extend_from_slice(spacing.map_or(&b" "[..], |r| &original[r]));
+            }
+            _ => out.extend_from_slice(sep),
         }
         out.extend_from_slice(self.number.nsn.as_bytes());
     }
@@ -878,7 +928,9 @@ fn rewrite_segment(
         match matcher.scan(bytes, from, before, last) {
             Scan::Found(m) => {
                 out.extend_from_slice(&bytes[copied..m.start]);
-                to.write_bytes(&bytes[m.start..m.end], m.kind, m.cc, out);
+                let json_number =
+                    bytes[m.start..m.end].iter().all(u8::is_ascii_digit) && json_value_before(bytes, m.start, before);
+                to.write_bytes(&bytes[m.start..m.end], m.kind, m.cc, json_number, out);
                 *count += 1;
                 changed = true;
                 copied = m.end;
@@ -930,6 +982,17 @@ mod tests {
         assert_eq!(rw(r"555\u00a0010\u00A00000"), r"555\u00a0010\u00A01001");
         // Not escapes of a plus or separator: left alone.
         assert_eq!(rw(r"\u00411-555-010-0000"), r"\u00411-555-010-0000");
+        // A letter or digit escaped still glues to the number; a JSON newline or tab does not.
+        assert_eq!(rw(r"5550100000\u0041"), r"5550100000\u0041");
+        assert_eq!(rw("5550100000&#65;"), "5550100000&#65;");
+        assert_eq!(rw(r"Call:\n555-010-0000"), r"Call:\n555-010-1001");
+        assert_eq!(rw(r"\t(555) 010-0000"), r"\t(555) 010-1001");
+        // An escaped slash is a slash: a URL's path stays an id.
+        assert_eq!(
+            rw(r"https:\/\/cdn.test\/5550100000.jpg"),
+            r"https:\/\/cdn.test\/5550100000.jpg"
+        );
+        assert_eq!(rw(r"\/p\/555-010-0000"), r"\/p\/555-010-0000");
     }
 
     #[test]
