@@ -98,8 +98,8 @@ const EDGE: &[(&str, &str)] = &[
         r#"<script type="application/ld+json">{"telephone":"+1-555-010-0000"}</script><script type="text/json">{"t":"555-010-0000"}</script>"#,
     ),
     (
-        "no charset declared, UTF-8 after an ASCII head",
-        "<html><head><title>Plumber</title></head><body><p>Tél 555\u{a0}010\u{a0}0000 · 555\u{2011}010\u{2011}0000</p>",
+        "no charset declared, UTF-8 from the head on",
+        "<html><head><title>Café</title></head><body><p>Tél 555\u{a0}010\u{a0}0000 · 555\u{2011}010\u{2011}0000</p>",
     ),
     (
         "json data island",
@@ -255,6 +255,23 @@ fn an_exclusion_ends_where_a_start_tag_closes_its_element() {
         let got = rewrite_document_with(&complex, to(), page.as_bytes(), 5, Engine::Auto);
         assert_eq!(String::from_utf8_lossy(&got), want, "a selector only lol_html matches");
     }
+}
+
+/// A legacy page that declares no charset, read as bytes by one engine and as windows-1252 by
+/// lol_html: both give every byte back and both read its no-break space (0xA0) and en dash
+/// (0x96) as separators.
+#[test]
+fn engines_agree_on_an_undeclared_legacy_page() {
+    let page =
+        b"<html><head><title>Plumber</title></head><body><p>T\xE9l (555)\xA0010\x960000 \xB7 555 010 0000 caf\xE9</p>";
+    let simple = rules(&["[data-telswap-ignore]"]);
+    assert_same("legacy", &simple, page, &[1, 2, 7, page.len()]);
+    let got = rewrite_document_with(&simple, to(), page, 4096, Engine::Auto);
+    assert_eq!(
+        got,
+        &b"<html><head><title>Plumber</title></head><body><p>T\xE9l (555)\xA0010\x961001 \xB7 555 010 1001 caf\xE9</p>"
+            [..]
+    );
 }
 
 #[test]

@@ -6,11 +6,10 @@
 //! does: up to 1024 bytes are held until a `<meta>` charset, `</head>` or `<body>` settles it,
 //! or the origin pauses for 500 ms short of that (`proxy::body::PRESCAN_WAIT`).
 //! A non-UTF-8 charset sends the page to lol_html, which honours the `<meta>` itself; a page
-//! that declares nothing goes to lol_html (when it must) as UTF-8 unless its first bytes are not
-//! UTF-8, then as windows-1252, which decodes every byte and encodes it back the same. (lol_html
-//! writes every text chunk back from its decoding, changed or not, so bytes that do not decode
-//! come out as U+FFFD: what a browser shows for them on a page read as UTF-8, but not on a
-//! legacy page that only shows it is one after the first 1024 bytes.)
+//! that declares nothing goes to lol_html (when it must) as UTF-8 if its first bytes show UTF-8,
+//! else as windows-1252, which decodes every byte and encodes it back the same. (lol_html writes
+//! every text chunk back from its decoding, changed or not, so bytes that do not decode would
+//! come out as U+FFFD.)
 //!
 //! lol_html's handlers,
 //! in the order lol_html runs them for one piece of input (registration order, and
@@ -530,8 +529,8 @@ pub struct PageRewriter {
 impl PageRewriter {
     /// `encoding`: the charset from `Content-Type`, if any; without one, the first bytes are
     /// prescanned for a `<meta>` charset ([`sniff`]). An undeclared page is read as UTF-8 by the
-    /// byte-level engine (which passes any byte through), and by lol_html as UTF-8 too unless its
-    /// first bytes are not UTF-8, then as windows-1252 (which gives every byte back). Returns `None` for encodings lol_html cannot
+    /// byte-level engine (which passes any byte through), and by lol_html as UTF-8 if its first
+    /// bytes show UTF-8, else as windows-1252 (which gives every byte back). Returns `None` for encodings lol_html cannot
     /// parse (UTF-16 and friends): such pages pass through untouched.
     pub fn new(
         rules: &PageRules,
@@ -690,15 +689,15 @@ impl PageRewriter {
                     Prescan::Utf8 => Some(encoding_rs::UTF_8),
                     // lol_html reads the `<meta>` itself.
                     Prescan::Other => None,
-                    // lol_html writes text back from its decoding. A page whose first bytes are
-                    // not UTF-8 is read as windows-1252 (what browsers assume for an undeclared
-                    // page), which decodes every byte and encodes it back the same. Judging
-                    // only the prescanned bytes keeps the choice, and so both engines' output
-                    // for a UTF-8 page, the same however the network cut the page.
-                    Prescan::Undeclared(read) if not_utf8(&head[..read.min(head.len())]) => {
-                        Some(encoding_rs::WINDOWS_1252)
-                    }
-                    Prescan::Undeclared(_) => Some(encoding_rs::UTF_8),
+                    // lol_html writes text back from its decoding: bytes it cannot decode come
+                    // back as U+FFFD. So a page is read as UTF-8 only when its first bytes show
+                    // UTF-8 (a multi-byte sequence, nothing invalid); otherwise as windows-1252
+                    // (what browsers assume for an undeclared page), which decodes every byte
+                    // and encodes it back the same, whatever the page's real charset (a legacy
+                    // page's accents, or a `<meta>` the prescan did not reach). Judging only the
+                    // prescanned bytes keeps the choice the same however the network cut them.
+                    Prescan::Undeclared(read) if shows_utf8(&head[..read.min(head.len())]) => Some(encoding_rs::UTF_8),
+                    Prescan::Undeclared(_) => Some(encoding_rs::WINDOWS_1252),
                 };
                 let mut rw = LolRewriter::new(&rules, to, encoding, self.stats.clone())
                     .expect("UTF-8 and windows-1252 are supported");
@@ -757,9 +756,13 @@ enum Prescan {
     Undeclared(usize),
 }
 
-/// Whether an undeclared page's first bytes are not UTF-8 (a sequence cut by their end is).
-fn not_utf8(first: &[u8]) -> bool {
-    std::str::from_utf8(first).is_err_and(|e| e.error_len().is_some())
+/// Whether an undeclared page's first bytes show UTF-8: some multi-byte UTF-8 and nothing that
+/// is not (a sequence cut by their end is allowed). Pure ASCII shows nothing.
+fn shows_utf8(first: &[u8]) -> bool {
+    match std::str::from_utf8(first) {
+        Ok(text) => !text.is_ascii(),
+        Err(e) => e.error_len().is_none() && !first[..e.valid_up_to()].is_ascii(),
+    }
 }
 
 /// The prescan of a page without a charset in `Content-Type`: `None` while undecided.
@@ -883,9 +886,9 @@ mod tests {
     }
 
     /// lol_html (here for a selector the byte-level engine cannot match) on a page that declares
-    /// no charset, however the page is cut: a legacy page that shows it in its first bytes keeps
-    /// every byte, in the text it rewrites too; a UTF-8 page with an ASCII head is read as UTF-8
-    /// (its no-break spaces are separators, as for the byte-level engine).
+    /// no charset: no byte is lost, in the text it rewrites too, however the page is cut. A
+    /// page whose first bytes show UTF-8 is read as UTF-8 (its no-break spaces are separators);
+    /// any other as windows-1252, which gives every byte back.
     #[test]
     fn an_undeclared_page_keeps_its_bytes_on_lol_html() {
         let site = PhoneNumber::parse("+1 555-010-0000", "US").unwrap();
@@ -894,19 +897,40 @@ mod tests {
             vec!["footer p".into()],
             DEFAULT_MEMORY_LIMIT,
         );
-        let swap = |page: &[u8], from: &str, to: &str| -> Vec<u8> {
-            let at = memchr::memmem::find(page, from.as_bytes()).expect("the number is in the page");
-            [&page[..at], to.as_bytes(), &page[at + from.len()..]].concat()
+        let swap = |page: &[u8], from: &[u8], to: &[u8]| -> Vec<u8> {
+            let at = memchr::memmem::find(page, from).expect("the number is in the page");
+            [&page[..at], to, &page[at + from.len()..]].concat()
         };
-        let latin1 =
+        let latin1_head =
             &b"<html><head><title>Caf\xE9</title></head><body><p>T\xE9l\xE9phone 555-010-0000 \xB7 caf\xE9</p>"[..];
-        let utf8 = "<html><head><title>Plumber</title></head><body><p>Tél 555\u{a0}010\u{a0}0000</p>".as_bytes();
+        let latin1_late =
+            &b"<html><head><title>Plumber</title></head><body><p>T\xE9l (555)\xA0010\x960000 caf\xE9</p>"[..];
+        let utf8 = "<html><head><title>Café</title></head><body><p>Tél 555\u{a0}010\u{a0}0000</p>".as_bytes();
+        let utf8_late = "<html><head><title>Plumber</title></head><body><p>Tél 555-010-0000 ·</p>".as_bytes();
         for (name, page, want) in [
-            ("latin-1", latin1, swap(latin1, "555-010-0000", "555-010-1001")),
+            (
+                "latin-1 in the head",
+                latin1_head,
+                swap(latin1_head, b"555-010-0000", b"555-010-1001"),
+            ),
+            (
+                "latin-1 after an ASCII head",
+                latin1_late,
+                swap(latin1_late, b"(555)\xA0010\x960000", b"(555)\xA0010\x961001"),
+            ),
+            (
+                "UTF-8 in the head",
+                utf8,
+                swap(
+                    utf8,
+                    "555\u{a0}010\u{a0}0000".as_bytes(),
+                    "555\u{a0}010\u{a0}1001".as_bytes(),
+                ),
+            ),
             (
                 "UTF-8 after an ASCII head",
-                utf8,
-                swap(utf8, "555\u{a0}010\u{a0}0000", "555\u{a0}010\u{a0}1001"),
+                utf8_late,
+                swap(utf8_late, b"555-010-0000", b"555-010-1001"),
             ),
         ] {
             for chunk in [1, 7, 64, page.len()] {

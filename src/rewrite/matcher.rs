@@ -73,6 +73,11 @@ fn token_at(text: &[u8], i: usize) -> Token {
         b' ' => sep(1, true),
         b'-' | b'.' | b'/' | b'(' | b')' => sep(1, false),
         b'+' => Token::Plus(1),
+        // windows-1252's no-break space and en dash, on a legacy page read as bytes: never a
+        // token of their own in UTF-8 (they continue a character), and lol_html reading the
+        // page as windows-1252 sees them as these separators too.
+        0xA0 => sep(1, true),
+        0x96 => sep(1, false),
         0xC2 | 0xE2 | b'&' | b'%' | b'\\' => token_at_escaped(text, i, b),
         _ => Token::Other(b),
     }
@@ -630,7 +635,7 @@ impl Replacement {
         let new = match kind {
             FormKind::Idd("011") => &self.digits[0],
             FormKind::Idd("00") => &self.digits[1],
-            FormKind::Idd(_) => {
+            FormKind::Idd(_) | FormKind::IddTrunk(_) => {
                 other = self.number.digits_for(kind);
                 &other
             }
@@ -733,10 +738,18 @@ impl Replacement {
         let sep = spacing.clone().or(other).map_or(&[][..], |r| &original[r]);
         match kind {
             // A reader in the tracking number's own country does not dial out to reach it.
-            FormKind::Idd("011") if self.cc == 1 => out.push(b'+'),
-            FormKind::Idd(idd) => {
+            FormKind::Idd("011") | FormKind::IddTrunk("011") if self.cc == 1 => out.push(b'+'),
+            FormKind::Idd(idd) | FormKind::IddTrunk(idd) => {
                 out.extend_from_slice(idd.as_bytes());
-                out.extend_from_slice(sep);
+                // The page's separator between the prefix and the country code, if it has one.
+                let (mut at, mut digits) = (0, 0);
+                while digits < idd.len() && at < original.len() {
+                    digits += usize::from(original[at].is_ascii_digit());
+                    at += 1;
+                }
+                if let Token::Sep { len, .. } = token_at(original, at) {
+                    out.extend_from_slice(&original[at..at + len]);
+                }
             }
             FormKind::Intl | FormKind::IntlTrunk => match token_at(original, 0) {
                 Token::Plus(len) => out.extend_from_slice(&original[..len]),

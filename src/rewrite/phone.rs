@@ -209,8 +209,12 @@ impl PhoneNumber {
         if let Some(t) = &self.trunk
             && t == "0"
         {
-            // `+44 (0)20 7946 0000` and the common mistake `+44 020 7946 0000`.
+            // `+44 (0)20 7946 0000` and the common mistake `+44 020 7946 0000`; the same after
+            // an international prefix, `0044 (0)20 7946 0000`.
             push(FormKind::IntlTrunk, format!("{}{t}{}", self.cc, self.nsn));
+            for idd in ["011", "00"] {
+                push(FormKind::IddTrunk(idd), format!("{idd}{}{t}{}", self.cc, self.nsn));
+            }
         }
         // Before Trunk: in the NANP trunk "1" equals the country code, and the one form
         // `15550100000` must stay usable after a `+`.
@@ -233,6 +237,10 @@ impl PhoneNumber {
     pub fn digits_for(&self, kind: FormKind) -> String {
         match kind {
             FormKind::Idd(idd) => format!("{idd}{}{}", self.cc, self.nsn),
+            FormKind::IddTrunk(idd) => match &self.trunk {
+                Some(t) if t == "0" => format!("{idd}{}{t}{}", self.cc, self.nsn),
+                _ => format!("{idd}{}{}", self.cc, self.nsn),
+            },
             FormKind::IntlTrunk => match &self.trunk {
                 Some(t) if t == "0" => format!("{}{t}{}", self.cc, self.nsn),
                 _ => format!("{}{}", self.cc, self.nsn),
@@ -258,6 +266,9 @@ impl fmt::Display for PhoneNumber {
 pub enum FormKind {
     /// International dialling prefix, country code, national number: `001 555 010 0000`.
     Idd(&'static str),
+    /// International dialling prefix, country code, trunk prefix, national number:
+    /// `0044 (0)20 7946 0000`.
+    IddTrunk(&'static str),
     /// Country code, trunk prefix, national number: `+44 (0)20 7946 0000`.
     IntlTrunk,
     /// Trunk prefix and national number: `020 7946 0000`, `1-555-010-0000`.
