@@ -243,6 +243,19 @@ fn an_exclusion_ends_where_a_start_tag_closes_its_element() {
             "<div data-telswap-ignore><p>555-010-0000<p>555-010-0000</div>555-010-0000",
             "<div data-telswap-ignore><p>555-010-0000<p>555-010-0000</div>555-010-1001",
         ),
+        // An ancestor closed by a start tag closes the exclusion inside it.
+        (
+            "<table><tr><td><span data-telswap-ignore>Fax 555-010-0000<td>A 555-010-0000<tr><td>B 555-010-0000</table>",
+            "<table><tr><td><span data-telswap-ignore>Fax 555-010-0000<td>A 555-010-1001<tr><td>B 555-010-1001</table>",
+        ),
+        (
+            "<ul><li><b data-telswap-ignore>x 555-010-0000<li>555-010-0000</ul>",
+            "<ul><li><b data-telswap-ignore>x 555-010-0000<li>555-010-1001</ul>",
+        ),
+        (
+            "<p><span data-telswap-ignore>555-010-0000<div>555-010-0000</div>",
+            "<p><span data-telswap-ignore>555-010-0000<div>555-010-1001</div>",
+        ),
     ];
     let simple = rules(&["[data-telswap-ignore]"]);
     let complex = rules(&["body [data-telswap-ignore]"]);
@@ -485,6 +498,8 @@ fn engines_agree_on_random_pages() {
         "<option data-telswap-ignore>",
         "<optgroup>",
         "<P data-telswap-ignore>",
+        "<span data-telswap-ignore>",
+        "<td>",
     ];
     const CLOSE: &[&str] = &[
         "</p>",

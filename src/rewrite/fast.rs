@@ -449,7 +449,7 @@ fn read_tag(buf: &[u8], at: usize, attrs: &mut Vec<AttrSpan>) -> Option<TagEnd> 
 /// Longer names are FNV-1a hashed, with the top bit set so that they never take a short name's
 /// key (the top byte of a packed key is at most 7).
 #[inline]
-fn key_of(name: &[u8]) -> u64 {
+pub(crate) fn key_of(name: &[u8]) -> u64 {
     if name.len() <= PACKED {
         return ascii_lower_word(short_word(name)) | (name.len() as u64) << 56;
     }
@@ -1112,14 +1112,9 @@ impl FastRewriter {
         for (l, b) in low.iter_mut().zip(name) {
             *l = b.to_ascii_lowercase();
         }
-        // The open elements inside the outermost exclusion still open, the current one first.
-        let Some(floor) = self.stack.iter().position(|o| o.excluded && !o.closed) else {
-            return;
-        };
-        let open: Vec<usize> = (floor..self.stack.len())
-            .rev()
-            .filter(|&k| !self.stack[k].closed)
-            .collect();
+        // The open elements not closed yet, the current one first: an ancestor of the
+        // exclusion (a table cell, a list item) may close with it.
+        let open: Vec<usize> = (0..self.stack.len()).rev().filter(|&k| !self.stack[k].closed).collect();
         let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| key_of(n) == self.stack[k].name);
         let Some(at) = implied_close(low, &open, is) else {
             return;

@@ -14,10 +14,10 @@
 //! lol_html's handlers,
 //! in the order lol_html runs them for one piece of input (registration order, and
 //! element-content handlers before document handlers):
-//! 1. for each `exclude` selector `S`, element and text handlers on `S` and `S *` that flag "this
-//!    element matches / this element or text is inside one" (selector matching, unlike end-tag
-//!    handlers, also follows elements closed by an ancestor's end tag); what a start tag closes
-//!    without an end tag ([`super::implied`]) is tracked beside it ([`Region`]);
+//! 1. for each `exclude` selector `S`, an element handler on `S` that flags "this element is
+//!    excluded"; whether text and elements are inside one follows from lol_html's open elements,
+//!    mirrored by the handler on `*` and end-tag handlers ([`OpenElements`]), with what a start
+//!    tag closes without an end tag ([`super::implied`]);
 //! 2. text handlers on JSON scripts ([`JSON_SCRIPT_TYPES`]) that flag "this script text may be
 //!    rewritten";
 //! 3. one element handler on `*` that rewrites the listed attributes (a selector cannot name
@@ -123,53 +123,43 @@ pub struct PageStats {
 struct Flags {
     /// The element at hand matches an `exclude` selector.
     element_excluded: AtomicBool,
-    /// The element at hand is inside one, as lol_html's selector matching sees it.
-    element_inside: AtomicBool,
-    /// The text at hand is inside one, as lol_html's selector matching sees it.
-    text_excluded: AtomicBool,
     json_ld: AtomicBool,
-    /// The elements open inside exclusions, for the ones a later start tag closes.
-    region: std::sync::Mutex<Region>,
-    /// `region` is not empty (read without its lock on every element and text).
-    in_region: AtomicBool,
+    /// lol_html's open elements, for exclusions.
+    open: std::sync::Mutex<OpenElements>,
+    /// How many excluded elements are open (read without the lock by every text chunk).
+    excluded: AtomicUsize,
 }
 
-/// The elements open inside exclusions ([`super::implied`]): lol_html's selector matching keeps
-/// an element open until an end tag pairs with it, and the exclusion ends earlier where a start
-/// tag closes the excluded element, as the byte-level engine's stack does. Each element pushed
-/// is popped by its end tag's handler, with everything opened after it. When lol_html's matching
-/// says the text or element at hand is not inside any exclusion, whatever is left is dropped: an
-/// ancestor's end tag closed it (lol_html runs no handler for the elements that closes).
+/// lol_html's open elements as its selector matching keeps them, mirrored for exclusions: a
+/// start tag inside an exclusion may close elements without an end tag ([`super::implied`]),
+/// the excluded one or an ancestor of it (a table cell closed by the next), which lol_html's
+/// matching would keep open. Each element is pushed by the `*` handler and popped by its end
+/// tag's handler with everything opened after it (lol_html runs no handler for those), as the
+/// byte-level engine's stack does.
 #[derive(Default)]
-struct Region {
-    open: Vec<RegionEntry>,
+struct OpenElements {
+    open: Vec<OpenElement>,
     next_id: u64,
 }
 
-struct RegionEntry {
-    /// The lowercase tag name.
-    name: String,
+struct OpenElement {
+    /// The name's key, as the byte-level engine keys it.
+    key: u64,
     id: u64,
     excluded: bool,
     closed: bool,
 }
 
-impl Region {
-    /// An excluded element is open and not closed by a later start tag.
-    fn active(&self) -> bool {
-        self.open.iter().any(|e| e.excluded && !e.closed)
+impl OpenElements {
+    /// Excluded elements open and not closed by a later start tag.
+    fn excluded(&self) -> usize {
+        self.open.iter().filter(|e| e.excluded && !e.closed).count()
     }
 
-    /// The HTML start tag `name`: closes what it ends inside the outermost exclusion still open.
+    /// The HTML start tag `name` (lowercase) inside an exclusion: closes what it ends.
     fn close_implied(&mut self, name: &str) {
-        let Some(floor) = self.open.iter().position(|e| e.excluded && !e.closed) else {
-            return;
-        };
-        let open: Vec<usize> = (floor..self.open.len())
-            .rev()
-            .filter(|&k| !self.open[k].closed)
-            .collect();
-        let is = |k: usize, names: &[&[u8]]| names.contains(&self.open[k].name.as_bytes());
+        let open: Vec<usize> = (0..self.open.len()).rev().filter(|&k| !self.open[k].closed).collect();
+        let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| super::fast::key_of(n) == self.open[k].key);
         if let Some(at) = super::implied::implied_close(name.as_bytes(), &open, is) {
             for &k in &open[..=at] {
                 self.open[k].closed = true;
@@ -179,17 +169,8 @@ impl Region {
 }
 
 impl Flags {
-    fn region(&self) -> std::sync::MutexGuard<'_, Region> {
-        self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// lol_html's matching says the element or text at hand is in no exclusion: drop what an
-    /// ancestor's end tag closed.
-    fn outside(&self) {
-        if self.in_region.load(Ordering::Relaxed) {
-            self.region().open.clear();
-            self.in_region.store(false, Ordering::Relaxed);
-        }
+    fn open(&self) -> std::sync::MutexGuard<'_, OpenElements> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -273,25 +254,17 @@ impl LolRewriter {
         }
 
         for selector in rules.exclude.iter() {
-            for (sel, descendant) in [(selector.clone(), false), (format!("{selector} *"), true)] {
-                let Ok(parsed) = sel.parse::<Selector>() else { continue };
-                let (fe, ft) = (flags.clone(), flags.clone());
-                let handlers = ElementContentHandlers::default()
-                    .element(Box::new(move |_: &mut lol_html::send::Element<'_, '_>| {
-                        let flag = if descendant {
-                            &fe.element_inside
-                        } else {
-                            &fe.element_excluded
-                        };
-                        flag.store(true, Ordering::Relaxed);
-                        Ok(())
-                    }) as lol_html::send::ElementHandler<'static>)
-                    .text(Box::new(move |_: &mut TextChunk<'_>| {
-                        ft.text_excluded.store(true, Ordering::Relaxed);
-                        Ok(())
-                    }) as lol_html::send::TextHandler<'static>);
-                settings = settings.append_element_content_handler((std::borrow::Cow::Owned(parsed), handlers));
-            }
+            let Ok(parsed) = selector.parse::<Selector>() else {
+                continue;
+            };
+            let fe = flags.clone();
+            let handlers =
+                ElementContentHandlers::default().element(Box::new(move |_: &mut lol_html::send::Element<'_, '_>| {
+                    fe.element_excluded.store(true, Ordering::Relaxed);
+                    Ok(())
+                })
+                    as lol_html::send::ElementHandler<'static>);
+            settings = settings.append_element_content_handler((std::borrow::Cow::Owned(parsed), handlers));
         }
 
         for kind in JSON_SCRIPT_TYPES {
@@ -314,41 +287,36 @@ impl LolRewriter {
             std::borrow::Cow::Owned(any),
             ElementContentHandlers::default().element(Box::new(move |el: &mut lol_html::send::Element<'_, '_>| {
                 let matched = take(&fa.element_excluded);
-                if !take(&fa.element_inside) {
-                    fa.outside();
-                }
-                if matched || fa.in_region.load(Ordering::Relaxed) {
-                    let mut region = fa.region();
+                let excluded = {
+                    let mut open = fa.open();
                     let name = el.tag_name();
-                    if region.active() && el.namespace_uri() == HTML_NS {
-                        region.close_implied(&name);
+                    if fa.excluded.load(Ordering::Relaxed) > 0 && el.namespace_uri() == HTML_NS {
+                        open.close_implied(&name);
                     }
-                    if !(matched || region.active()) {
-                        // Every exclusion around it was closed by a start tag: rewritten.
-                        drop(region);
-                    } else {
-                        if let Some(handlers) = el.end_tag_handlers() {
-                            let id = region.next_id;
-                            region.next_id += 1;
-                            region.open.push(RegionEntry {
-                                name,
-                                id,
-                                excluded: matched,
-                                closed: false,
-                            });
-                            fa.in_region.store(true, Ordering::Relaxed);
-                            let fr = fa.clone();
-                            handlers.push(Box::new(move |_: &mut lol_html::html_content::EndTag<'_>| {
-                                let mut region = fr.region();
-                                if let Some(at) = region.open.iter().position(|e| e.id == id) {
-                                    region.open.truncate(at);
-                                }
-                                fr.in_region.store(!region.open.is_empty(), Ordering::Relaxed);
-                                Ok(())
-                            }));
-                        }
-                        return Ok(());
+                    if let Some(handlers) = el.end_tag_handlers() {
+                        let id = open.next_id;
+                        open.next_id += 1;
+                        open.open.push(OpenElement {
+                            key: super::fast::key_of(name.as_bytes()),
+                            id,
+                            excluded: matched,
+                            closed: false,
+                        });
+                        let fr = fa.clone();
+                        handlers.push(Box::new(move |_: &mut lol_html::html_content::EndTag<'_>| {
+                            let mut open = fr.open();
+                            if let Some(at) = open.open.iter().position(|e| e.id == id) {
+                                open.open.truncate(at);
+                            }
+                            fr.excluded.store(open.excluded(), Ordering::Relaxed);
+                            Ok(())
+                        }));
                     }
+                    fa.excluded.store(open.excluded(), Ordering::Relaxed);
+                    matched || fa.excluded.load(Ordering::Relaxed) > 0
+                };
+                if excluded {
+                    return Ok(());
                 }
                 let mut n = 0;
                 for attr in el.attributes() {
@@ -398,12 +366,7 @@ impl LolRewriter {
         let mut stream = TextStream::default();
         settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(Box::new(
             move |t: &mut TextChunk<'_>| {
-                let excluded = if take(&ft.text_excluded) {
-                    ft.region().active()
-                } else {
-                    ft.outside();
-                    false
-                };
+                let excluded = ft.excluded.load(Ordering::Relaxed) > 0;
                 let json_ld = take(&ft.json_ld);
                 let eligible = match t.text_type() {
                     TextType::Data | TextType::RCData => true,

@@ -4,17 +4,18 @@
 //! lol_html does no tree construction: its selector matching keeps an element open until an end
 //! tag of its name, or of an ancestor's, arrives, so on its own an excluded element closed only
 //! implicitly would keep the rest of its parent unswapped. Both engines ([`super::fast`] and
-//! [`super::html`]'s handlers) ask [`implied_close`] at every HTML start tag inside an excluded
-//! element, over the elements open inside it, and mark what it closes as closed; the end tags
-//! that lol_html pairs with them later change nothing more.
+//! [`super::html`]'s handlers) keep lol_html's open elements, ask [`implied_close`] at every
+//! HTML start tag while an excluded element is open, and mark what it closes as closed (the
+//! excluded element, or an ancestor of it such as its table cell); the end tags that lol_html
+//! pairs with them later change nothing more.
 //!
 //! The rules are the HTML parser's "in body" start tags that close open elements, in the part
 //! that concerns elements inside an exclusion: a new `li` closes the open `li` (`dd`/`dt` the
 //! open `dd`/`dt`) unless a list or other special element stands between; a block start closes
 //! an open `p` in button scope; a heading closes an open heading right above it; `option`
 //! closes an open `option`; table cells, rows and sections close the open ones of their kind
-//! within their table. Nothing outside the exclusion is looked at (an ancestor closed
-//! implicitly keeps the exclusion open until an end tag: the conservative direction).
+//! within their table. Elements closed while no exclusion is open are not marked (nothing
+//! depends on them then), so a later search may still find one: the conservative direction.
 
 /// Special elements (other than `address`, `div` and `p`) that stop the search for an open
 /// `li`, `dd` or `dt`; with `svg` and `math`, whose content is not HTML.
@@ -202,8 +203,8 @@ const CELL_STOP: &[&[u8]] = &[
     b"math",
 ];
 
-/// For an HTML start tag `new` (its lowercase name): which of the open elements `open` (the
-/// ones inside the exclusion still open, the current node first) it closes, as an index into
+/// For an HTML start tag `new` (its lowercase name): which of the open elements `open` (those
+/// not closed yet, the current node first) it closes, as an index into
 /// `open`: that element and every one before it close. `is(element, names)` says whether an
 /// element is one of `names` (lowercase).
 pub(crate) fn implied_close<N: Copy>(new: &[u8], open: &[N], is: impl Fn(N, &[&[u8]]) -> bool) -> Option<usize> {

@@ -526,7 +526,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
         w.err(
             *at,
             format!(
-                "too many numbers: their {forms} formats are more than the {} one site can match (a US number has 4, a UK one 6)",
+                "too many numbers: their {forms} formats are more than the {} one site can match (a US number has 4, a UK one 8)",
                 crate::rewrite::matcher::MAX_FORMS
             ),
         );
