@@ -337,6 +337,11 @@ fn attributes_links_and_json_ld() {
             r#"<script type="application/ld+json">{"telephone":"\u002B1-555-010-0000"}</script>"#,
             r#"<script type="application/ld+json">{"telephone":"\u002B1-555-010-1001"}</script>"#,
         ),
+        // What a visitor without JavaScript sees.
+        (
+            r#"<noscript><p>Call 555-010-0000</p><a href="tel:+15550100000">call</a></noscript>"#,
+            r#"<noscript><p>Call 555-010-1001</p><a href="tel:+15550101001">call</a></noscript>"#,
+        ),
         // A JSON data island (Next.js's props): the framework would otherwise render the
         // site's number back over the swapped one.
         (

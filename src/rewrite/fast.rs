@@ -12,8 +12,9 @@
 //! - text vs markup, with quote-aware tag ends (`<a title="a>b">`), comments, CDATA, doctype and
 //!   bogus comments;
 //! - raw-text elements, as lol_html's tree-builder simulator switches them: `textarea` and `title`
-//!   (rewritten), `script` (rewritten only as JSON), `style`, `iframe`, `xmp`, `noembed`,
-//!   `noframes`, `noscript` (never), `plaintext` (never, to the end);
+//!   (rewritten), `script` (rewritten only as JSON), `noscript` (rewritten: what a visitor
+//!   without JavaScript sees), `style`, `iframe`, `xmp`, `noembed`, `noframes` (never),
+//!   `plaintext` (never, to the end);
 //! - foreign content (`svg`, `math`), where those switches do not happen and `<![CDATA[` opens a
 //!   CDATA section, left and re-entered as lol_html's namespace stack does (the HTML breakout
 //!   tags, `foreignObject`/`desc`/`title` and MathML text integration points);
@@ -133,7 +134,7 @@ fn raw_kind(low: &[u8]) -> Option<(&'static [u8], Option<RawKind>)> {
         b"style" => (b"style", Some(RawKind::RawText)),
         b"title" => (b"title", Some(RawKind::RcData)),
         b"textarea" => (b"textarea", Some(RawKind::RcData)),
-        b"noscript" => (b"noscript", Some(RawKind::RawText)),
+        b"noscript" => (b"noscript", Some(RawKind::NoScript)),
         b"iframe" => (b"iframe", Some(RawKind::RawText)),
         b"xmp" => (b"xmp", Some(RawKind::RawText)),
         b"noembed" => (b"noembed", Some(RawKind::RawText)),
@@ -604,6 +605,9 @@ enum RawKind {
     Script { json_ld: bool },
     /// `style` and friends: never rewritten.
     RawText,
+    /// `noscript`: raw text to lol_html, which reads pages as a browser with scripts on does,
+    /// but markup a visitor without JavaScript sees: rewritten like text.
+    NoScript,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -873,7 +877,7 @@ impl FastRewriter {
                 },
                 Mode::Raw { kind, end, escape } => {
                     let eligible = match kind {
-                        RawKind::RcData => true,
+                        RawKind::RcData | RawKind::NoScript => true,
                         RawKind::Script { json_ld } => json_ld || self.json_ld > 0,
                         RawKind::RawText => false,
                     } && self.excluded == 0;

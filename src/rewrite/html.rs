@@ -39,6 +39,8 @@ use super::replay::{self, EngineArgs, Key, Run};
 
 const HTML_NS: &str = "http://www.w3.org/1999/xhtml";
 
+static NOSCRIPT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| super::fast::key_of(b"noscript"));
+
 /// Attributes whose values may carry a phone number, besides `data-*` and `tel:`-like `href`s.
 pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label", "alt", "value", "placeholder"];
 
@@ -124,7 +126,7 @@ struct Flags {
     /// The element at hand matches an `exclude` selector.
     element_excluded: AtomicBool,
     json_ld: AtomicBool,
-    /// lol_html's open elements, for exclusions.
+    /// lol_html's open elements, for exclusions (and to tell a `noscript`'s raw text).
     open: std::sync::Mutex<OpenElements>,
     /// How many excluded elements are open (read without the lock by every text chunk).
     excluded: AtomicUsize,
@@ -371,6 +373,10 @@ impl LolRewriter {
                 let eligible = match t.text_type() {
                     TextType::Data | TextType::RCData => true,
                     TextType::ScriptData => json_ld,
+                    // A `noscript`'s content, raw text here (lol_html reads pages as a browser
+                    // with scripts on does), is the page a visitor without JavaScript sees. Raw
+                    // text holds no elements: the innermost open one is the one it belongs to.
+                    TextType::RawText => ft.open().open.last().is_some_and(|e| e.key == *NOSCRIPT),
                     _ => false,
                 };
                 if excluded || !eligible {
