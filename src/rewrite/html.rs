@@ -142,6 +142,8 @@ struct Flags {
 struct OpenElements {
     open: Vec<OpenElement>,
     next_id: u64,
+    /// Excluded elements open and not closed by a later start tag.
+    excluded: usize,
 }
 
 struct OpenElement {
@@ -153,9 +155,26 @@ struct OpenElement {
 }
 
 impl OpenElements {
-    /// Excluded elements open and not closed by a later start tag.
-    fn excluded(&self) -> usize {
-        self.open.iter().filter(|e| e.excluded && !e.closed).count()
+    fn push(&mut self, key: u64, excluded: bool) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.push(OpenElement {
+            key,
+            id,
+            excluded,
+            closed: false,
+        });
+        self.excluded += usize::from(excluded);
+        id
+    }
+
+    /// Element `id`'s end tag: it closes, with every element opened after it.
+    fn pop_to(&mut self, id: u64) {
+        if let Some(at) = self.open.iter().rposition(|e| e.id == id) {
+            for e in self.open.drain(at..) {
+                self.excluded -= usize::from(e.excluded && !e.closed);
+            }
+        }
     }
 
     /// The HTML start tag `name` (lowercase) inside an exclusion: closes what it ends.
@@ -164,7 +183,9 @@ impl OpenElements {
         let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| super::fast::key_of(n) == self.open[k].key);
         if let Some(at) = super::implied::implied_close(name.as_bytes(), &open, is) {
             for &k in &open[..=at] {
-                self.open[k].closed = true;
+                let e = &mut self.open[k];
+                e.closed = true;
+                self.excluded -= usize::from(e.excluded);
             }
         }
     }
@@ -296,25 +317,16 @@ impl LolRewriter {
                         open.close_implied(&name);
                     }
                     if let Some(handlers) = el.end_tag_handlers() {
-                        let id = open.next_id;
-                        open.next_id += 1;
-                        open.open.push(OpenElement {
-                            key: super::fast::key_of(name.as_bytes()),
-                            id,
-                            excluded: matched,
-                            closed: false,
-                        });
+                        let id = open.push(super::fast::key_of(name.as_bytes()), matched);
                         let fr = fa.clone();
                         handlers.push(Box::new(move |_: &mut lol_html::html_content::EndTag<'_>| {
                             let mut open = fr.open();
-                            if let Some(at) = open.open.iter().position(|e| e.id == id) {
-                                open.open.truncate(at);
-                            }
-                            fr.excluded.store(open.excluded(), Ordering::Relaxed);
+                            open.pop_to(id);
+                            fr.excluded.store(open.excluded, Ordering::Relaxed);
                             Ok(())
                         }));
                     }
-                    fa.excluded.store(open.excluded(), Ordering::Relaxed);
+                    fa.excluded.store(open.excluded, Ordering::Relaxed);
                     matched || fa.excluded.load(Ordering::Relaxed) > 0
                 };
                 if excluded {
