@@ -334,7 +334,9 @@ impl Accepts {
 
 /// Makes a cache policy private: shared caches must not keep a page personalised for one
 /// visitor (RFC 9111 §5.2.2.7). `public`, `s-maxage` and `proxy-revalidate` only concern shared
-/// caches and go; `max-age`, `no-store` and the rest stay.
+/// caches and go; `immutable` goes too (RFC 8246: not even a reload would ask again, and the
+/// number the page shows follows the visitor's source, which changes); `max-age`, `no-store`
+/// and the rest stay.
 ///
 /// The fields that speak to one kind of shared cache over `Cache-Control` go too: a CDN that
 /// honours `CDN-Cache-Control` (RFC 9213), `Surrogate-Control` or its own
@@ -362,7 +364,7 @@ pub fn make_private(headers: &mut HeaderMap) {
         .collect();
     let mut kept: Vec<String> = existing
         .into_iter()
-        .filter(|d| !is_directive(d, &["public", "s-maxage", "proxy-revalidate", "private"]))
+        .filter(|d| !is_directive(d, &["public", "s-maxage", "proxy-revalidate", "private", "immutable"]))
         .collect();
     kept.insert(0, "private".to_string());
     set(headers, header::CACHE_CONTROL, &kept.join(", "));
@@ -642,6 +644,9 @@ mod tests {
         let mut h = map(&[("cache-control", "public, max-age=600, s-maxage=3600")]);
         make_private(&mut h);
         assert_eq!(h["cache-control"], "private, max-age=600");
+        let mut h = map(&[("cache-control", "public, max-age=31536000, Immutable")]);
+        make_private(&mut h);
+        assert_eq!(h["cache-control"], "private, max-age=31536000");
         let mut h = HeaderMap::new();
         make_private(&mut h);
         assert_eq!(h["cache-control"], "private");
