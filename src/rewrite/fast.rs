@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::html::{JSON_SCRIPT_TYPES, NUMBER_ATTRIBUTES, PHONE_SCHEMES, PageStats};
-use super::implied::implied_close;
+use super::implied::{OpenElement, close_implied};
 use super::matcher::{Before, NumberMatcher, Replacement, TextStream};
 
 /// Elements with no end tag, never pushed on the stack (`low`: the lowercase name). A `match`
@@ -624,6 +624,21 @@ struct Open {
     json_ld: bool,
 }
 
+impl OpenElement for Open {
+    fn key(&self) -> u64 {
+        self.name
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn close(&mut self) -> bool {
+        self.closed = true;
+        self.excluded
+    }
+}
+
 /// All the engine carries from one byte to the next at a clean point ([`FastRewriter::is_clean`]:
 /// no tag cut by a chunk edge, no candidate number held back): the mode, the open elements, the
 /// namespaces and the text's look-back bytes. A replay ([`super::replay`]) keeps one at each clean
@@ -1108,26 +1123,15 @@ impl FastRewriter {
         self.ns.last().copied().unwrap_or(Ns::Html)
     }
 
-    /// The HTML start tag `name`, inside an exclusion: closes the elements open inside it that
-    /// the tag ends ([`implied_close`]), the excluded ones among them included.
+    /// The HTML start tag `name`, while an exclusion is open: closes what it ends
+    /// ([`close_implied`]), the excluded elements among them included.
     fn close_implied(&mut self, name: &[u8]) {
         let mut low = [0u8; 10];
         let Some(low) = low.get_mut(..name.len()) else { return };
         for (l, b) in low.iter_mut().zip(name) {
             *l = b.to_ascii_lowercase();
         }
-        // The open elements not closed yet, the current one first: an ancestor of the
-        // exclusion (a table cell, a list item) may close with it.
-        let open: Vec<usize> = (0..self.stack.len()).rev().filter(|&k| !self.stack[k].closed).collect();
-        let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| key_of(n) == self.stack[k].name);
-        let Some(at) = implied_close(low, &open, is) else {
-            return;
-        };
-        for &k in &open[..=at] {
-            let o = &mut self.stack[k];
-            o.closed = true;
-            self.excluded -= usize::from(o.excluded);
-        }
+        self.excluded -= close_implied(&mut self.stack, low);
     }
 
     fn leave_ns(&mut self) {

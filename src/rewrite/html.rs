@@ -177,17 +177,24 @@ impl OpenElements {
         }
     }
 
-    /// The HTML start tag `name` (lowercase) inside an exclusion: closes what it ends.
+    /// The HTML start tag `name` (lowercase), while an exclusion is open: closes what it ends.
     fn close_implied(&mut self, name: &str) {
-        let open: Vec<usize> = (0..self.open.len()).rev().filter(|&k| !self.open[k].closed).collect();
-        let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| super::fast::key_of(n) == self.open[k].key);
-        if let Some(at) = super::implied::implied_close(name.as_bytes(), &open, is) {
-            for &k in &open[..=at] {
-                let e = &mut self.open[k];
-                e.closed = true;
-                self.excluded -= usize::from(e.excluded);
-            }
-        }
+        self.excluded -= super::implied::close_implied(&mut self.open, name.as_bytes());
+    }
+}
+
+impl super::implied::OpenElement for OpenElement {
+    fn key(&self) -> u64 {
+        self.key
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn close(&mut self) -> bool {
+        self.closed = true;
+        self.excluded
     }
 }
 
@@ -313,7 +320,7 @@ impl LolRewriter {
                 let excluded = {
                     let mut open = fa.open();
                     let name = el.tag_name();
-                    if fa.excluded.load(Ordering::Relaxed) > 0 && el.namespace_uri() == HTML_NS {
+                    if open.excluded > 0 && el.namespace_uri() == HTML_NS {
                         open.close_implied(&name);
                     }
                     if let Some(handlers) = el.end_tag_handlers() {
@@ -327,7 +334,7 @@ impl LolRewriter {
                         }));
                     }
                     fa.excluded.store(open.excluded, Ordering::Relaxed);
-                    matched || fa.excluded.load(Ordering::Relaxed) > 0
+                    matched || open.excluded > 0
                 };
                 if excluded {
                     return Ok(());

@@ -244,6 +244,28 @@ pub(crate) fn implied_close<N: Copy>(new: &[u8], open: &[N], is: impl Fn(N, &[&[
     close
 }
 
+/// An element on an engine's stack of open elements, as [`close_implied`] reads and marks it.
+pub(crate) trait OpenElement {
+    /// Its name, keyed as [`super::fast::key_of`] keys names.
+    fn key(&self) -> u64;
+    fn is_closed(&self) -> bool;
+    /// Marks it closed; returns whether it was excluded (one exclusion fewer is open).
+    fn close(&mut self) -> bool;
+}
+
+/// The HTML start tag `new` (its lowercase name), while an exclusion is open, over an engine's
+/// open elements (`stack`, outermost first): marks closed what it closes ([`implied_close`]
+/// over the elements not closed yet, so an ancestor of the exclusion, a table cell or a list
+/// item, may close with it). Returns how many excluded elements that closed.
+pub(crate) fn close_implied<E: OpenElement>(stack: &mut [E], new: &[u8]) -> usize {
+    let open: Vec<usize> = (0..stack.len()).rev().filter(|&k| !stack[k].is_closed()).collect();
+    let at = {
+        let is = |k: usize, names: &[&[u8]]| names.iter().any(|n| super::fast::key_of(n) == stack[k].key());
+        implied_close(new, &open, is)
+    };
+    at.map_or(0, |at| open[..=at].iter().map(|&k| usize::from(stack[k].close())).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
