@@ -102,20 +102,43 @@ fn token_at_escaped(text: &[u8], i: usize, b: u8) -> Token {
             (None, _) | (Some(0x80), None) => Token::Incomplete,
             _ => Token::Other(b),
         },
+        _ => match escaped_at(text, i) {
+            Escaped::CodePoint(cp, len) => classify_code_point(cp, len),
+            Escaped::Incomplete => Token::Incomplete,
+            Escaped::Not => Token::Other(b),
+        },
+    }
+}
+
+/// What an entity, percent escape or JSON escape at `i` encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escaped {
+    /// This code point, written in this many bytes.
+    CodePoint(u32, usize),
+    /// Cut off by the end of the buffer: more text may complete it.
+    Incomplete,
+    /// Not an escape (of anything known): the byte is text.
+    Not,
+}
+
+/// The escape that starts at `i`, by its first byte (`&`, `%` or `\\`).
+fn escaped_at(text: &[u8], i: usize) -> Escaped {
+    match text[i] {
         b'&' => entity_at(text, i),
+        b'%' => percent_at(text, i),
         b'\\' => json_escape_at(text, i),
-        _ => percent_at(text, i),
+        _ => Escaped::Not,
     }
 }
 
 /// A JSON (and JavaScript) `\uXXXX` escape: `\u002B`, `\u00A0`, `\u2011` ...
-fn json_escape_at(text: &[u8], i: usize) -> Token {
+fn json_escape_at(text: &[u8], i: usize) -> Escaped {
     let rest = &text[i + 1..text.len().min(i + 6)];
     let well_begun = rest.first().is_none_or(|&c| c == b'u') && rest.iter().skip(1).all(u8::is_ascii_hexdigit);
     match (well_begun, rest.len()) {
-        (false, _) => Token::Other(b'\\'),
-        (true, 5) => parse_u32(&rest[1..], 16).map_or(Token::Other(b'\\'), |cp| classify_code_point(cp, 6)),
-        (true, _) => Token::Incomplete,
+        (false, _) => Escaped::Not,
+        (true, 5) => parse_u32(&rest[1..], 16).map_or(Escaped::Not, |cp| Escaped::CodePoint(cp, 6)),
+        (true, _) => Escaped::Incomplete,
     }
 }
 
@@ -137,7 +160,7 @@ fn parse_u32(digits: &[u8], radix: u32) -> Option<u32> {
 
 /// `&nbsp;`, `&#160;`, `&#xA0;`, `&#8209;`, `&#40;`, `&plus;` ... Named entities we do not know
 /// are ordinary text.
-fn entity_at(text: &[u8], i: usize) -> Token {
+fn entity_at(text: &[u8], i: usize) -> Escaped {
     const NAMED: &[(&[u8], u32)] = &[
         (b"nbsp", 0xA0),
         (b"NonBreakingSpace", 0xA0),
@@ -154,7 +177,7 @@ fn entity_at(text: &[u8], i: usize) -> Token {
     let rest = &text[i + 1..];
     let Some(semi) = rest.iter().take(18).position(|&c| c == b';') else {
         let partial = rest.len() < 18 && rest.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'#');
-        return if partial { Token::Incomplete } else { Token::Other(b'&') };
+        return if partial { Escaped::Incomplete } else { Escaped::Not };
     };
     let body = &rest[..semi];
     let len = semi + 2;
@@ -167,14 +190,11 @@ fn entity_at(text: &[u8], i: usize) -> Token {
     } else {
         NAMED.iter().find(|(name, _)| *name == body).map(|(_, cp)| *cp)
     };
-    match cp {
-        Some(cp) => classify_code_point(cp, len),
-        None => Token::Other(b'&'),
-    }
+    cp.map_or(Escaped::Not, |cp| Escaped::CodePoint(cp, len))
 }
 
 /// Percent-encoded separators and plus, as found in `tel:` URLs: `%20`, `%2D`, `%2B`, `%C2%A0`.
-fn percent_at(text: &[u8], i: usize) -> Token {
+fn percent_at(text: &[u8], i: usize) -> Escaped {
     let hex = |j: usize| -> Option<Option<u8>> {
         match (text.get(j), text.get(j + 1)) {
             (Some(a), Some(b)) => Some(parse_u32(&[*a, *b], 16).map(|v| v as u8)),
@@ -182,14 +202,14 @@ fn percent_at(text: &[u8], i: usize) -> Token {
         }
     };
     match hex(i + 1) {
-        None => Token::Incomplete,
-        Some(None) => Token::Other(b'%'),
+        None => Escaped::Incomplete,
+        Some(None) => Escaped::Not,
         Some(Some(0xC2)) => match (text.get(i + 3), hex(i + 4)) {
-            (None, _) | (Some(b'%'), None) => Token::Incomplete,
-            (Some(b'%'), Some(Some(0xA0))) => sep(6, true),
-            _ => Token::Other(b'%'),
+            (None, _) | (Some(b'%'), None) => Escaped::Incomplete,
+            (Some(b'%'), Some(Some(0xA0))) => Escaped::CodePoint(0xA0, 6),
+            _ => Escaped::Not,
         },
-        Some(Some(v)) => classify_code_point(v as u32, 3),
+        Some(Some(v)) => Escaped::CodePoint(u32::from(v), 3),
     }
 }
 
@@ -523,21 +543,6 @@ fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
     }
 }
 
-/// The code point a separator token of `token`'s bytes stands for: the byte itself, or what an
-/// entity (`&#40;`, `&lpar;`), percent escape (`%28`) or JSON escape (`\u0028`) encodes.
-fn code_point(token: &[u8]) -> Option<u32> {
-    match token {
-        [b] => Some(u32::from(*b)),
-        [b'&', b'#', b'x' | b'X', hex @ .., b';'] => parse_u32(hex, 16),
-        [b'&', b'#', dec @ .., b';'] => parse_u32(dec, 10),
-        b"&lpar;" => Some(0x28),
-        b"&rpar;" => Some(0x29),
-        [b'%', hex @ ..] if hex.len() == 2 => parse_u32(hex, 16),
-        [b'\\', b'u', hex @ ..] => parse_u32(hex, 16),
-        _ => None,
-    }
-}
-
 /// What may not come right before a number: a letter or digit (an id such as `ORD5550100000`),
 /// a currency sign (a price), `#` or `@`, a `+` that did not start this match (`650+253+1234`),
 /// or a gluing separator after a letter or digit (`12-555-010-0000`, `ORD-5550100000` are ids).
@@ -721,9 +726,13 @@ impl Replacement {
                     i += len;
                 }
                 Token::Sep { len, spacing: false } => {
-                    match code_point(&original[i..i + len]) {
-                        Some(0x28) => depth += 1,
-                        Some(0x29) => {
+                    let cp = match escaped_at(original, i) {
+                        Escaped::CodePoint(cp, _) => cp,
+                        _ => u32::from(original[i]),
+                    };
+                    match cp {
+                        0x28 => depth += 1,
+                        0x29 => {
                             depth -= 1;
                             close = close.or(Some(i..i + len));
                         }
