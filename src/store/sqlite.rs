@@ -241,8 +241,18 @@ const FINAL_STATUSES: &str = "('completed', 'busy', 'failed', 'no-answer', 'canc
 /// The same list for Rust code; keep the two in step.
 const FINAL: &[&str] = &["completed", "busy", "failed", "no-answer", "canceled"];
 
-const DELIVERY_SELECT: &str = "SELECT id, event_id, event, site, url, payload, attempts, created_at, next_attempt_at \
-     FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL";
+/// An outbox row's columns, in the order [`delivery_from_row`] reads them.
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, event, site, url, payload, attempts, created_at, next_attempt_at"
+    };
+}
+
+const DELIVERY_SELECT: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL"
+);
 
 const CALL_SELECT: &str = "SELECT c.id, c.call_sid, c.site, c.tracking_number, c.caller, c.started_at, c.duration_s, \
      c.status, c.caller_city, c.caller_state, c.caller_country, c.returning_caller, c.earlier_calls, c.confidence, \
@@ -918,10 +928,11 @@ impl Store for SqliteStore {
         self.check_open()?;
         let conn = lock(&self.calls);
         Ok(conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE outbox SET taken_at = ?2 WHERE id = ?1 AND delivered_at IS NULL AND dead_at IS NULL \
-                 RETURNING id, event_id, event, site, url, payload, attempts, created_at, next_attempt_at",
-            )?
+                 RETURNING ",
+                delivery_columns!()
+            ))?
             .query_row(params![id, at], delivery_from_row)
             .optional()?)
     }
