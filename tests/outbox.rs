@@ -281,6 +281,13 @@ async fn hook(app: &App, path: &str, params: &[(&str, &str)]) -> u16 {
 
 /// An inbound call answered, then its status callback: returns the call id.
 async fn completed_call(app: &App, sid: &str) -> String {
+    ring(app, sid).await;
+    assert_eq!(status_callback(app, sid).await, 200);
+    call_id(app, sid).await
+}
+
+/// An inbound call to the tracking number, ringing.
+async fn ring(app: &App, sid: &str) {
     let voice = [
         ("CallSid", sid),
         ("From", "+14155550123"),
@@ -288,7 +295,17 @@ async fn completed_call(app: &App, sid: &str) -> String {
         ("CallStatus", "ringing"),
     ];
     assert_eq!(hook(app, "/_telswap/voice", &voice).await, 200);
-    assert_eq!(status_callback(app, sid).await, 200);
+}
+
+/// The caller's leg reports first, `completed` after `secs` (ringing counted): the call is
+/// final, and its `call.completed` waits for the Dial's result.
+async fn caller_leg_ends(app: &App, sid: &str, secs: &str) {
+    let leg = [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", secs)];
+    assert_eq!(hook(app, "/_telswap/status", &leg).await, 200);
+}
+
+/// The id the admin API gives call `sid`.
+async fn call_id(app: &App, sid: &str) -> String {
     let calls = admin(app, "GET", "/api/calls", "").await.1;
     calls["calls"]
         .as_array()
@@ -382,15 +399,6 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     let clock = ManualClock::new(now_ms());
     let receiver = Receiver::start(clock.clone()).await;
     let app = start(&receiver, data.path(), &clock, true).await;
-    let voice = |sid: &'static str| {
-        [
-            ("CallSid", sid),
-            ("From", "+14155550123"),
-            ("To", "+15550102001"),
-            ("CallStatus", "ringing"),
-        ]
-    };
-    let caller_leg = |sid: &'static str| [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "24")];
     let dial = |sid: &'static str, status: &'static str, secs: &'static str| {
         [
             ("CallSid", sid),
@@ -410,8 +418,8 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
 
     // Out of order, within the grace: nothing goes out on the caller's leg, one event with the
     // Dial's result when it comes, and nothing more later.
-    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAmissed")).await, 200);
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAmissed")).await, 200);
+    ring(&app, "CAmissed").await;
+    caller_leg_ends(&app, "CAmissed", "24").await;
     pass(&app).await;
     clock.advance(Duration::from_secs(5));
     pass(&app).await;
@@ -434,8 +442,8 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     assert_eq!(said(&seen[0]), (Value::from("no-answer"), Value::from(0)));
 
     // The Dial's result never comes: the caller's leg is reported once the grace is over.
-    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAlate")).await, 200);
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAlate")).await, 200);
+    ring(&app, "CAlate").await;
+    caller_leg_ends(&app, "CAlate", "24").await;
     clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64 - 1));
     pass(&app).await;
     assert!(completed("CAlate").is_empty());
@@ -457,8 +465,8 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     assert_eq!(completed("CAlate").len(), 2);
 
     // A late Dial that agrees with what was sent sends nothing more.
-    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAsame")).await, 200);
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAsame")).await, 200);
+    ring(&app, "CAsame").await;
+    caller_leg_ends(&app, "CAsame", "24").await;
     clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
     pass(&app).await;
     assert_eq!(
@@ -469,14 +477,14 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     assert_eq!(completed("CAsame").len(), 1);
 
     // In the usual order (the Dial's `action` first), one event at once.
-    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAusual")).await, 200);
+    ring(&app, "CAusual").await;
     assert_eq!(
         hook(&app, "/_telswap/status", &dial("CAusual", "completed", "12")).await,
         200
     );
     pass(&app).await;
     assert_eq!(completed("CAusual").len(), 1);
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAusual")).await, 200);
+    caller_leg_ends(&app, "CAusual", "24").await;
     clock.advance(Duration::from_secs(3600));
     pass(&app).await;
     let seen = completed("CAusual");
@@ -486,8 +494,8 @@ async fn call_completed_carries_the_dials_result_whichever_leg_reports_first() {
     // A first event that failed and waits for its retry when the Dial's result comes: the
     // retry carries the Dial's word, at its backoff's time.
     receiver.set(Mode::Fail);
-    assert_eq!(hook(&app, "/_telswap/voice", &voice("CAretry")).await, 200);
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg("CAretry")).await, 200);
+    ring(&app, "CAretry").await;
+    caller_leg_ends(&app, "CAretry", "24").await;
     clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
     pass(&app).await;
     assert_eq!(
@@ -532,25 +540,9 @@ async fn an_outcome_set_while_call_completed_waits_goes_out_after_it() {
             .collect()
     };
     for (sid, dial_comes) in [("CAheld", true), ("CAnodial", false)] {
-        let voice = [
-            ("CallSid", sid),
-            ("From", "+14155550123"),
-            ("To", "+15550102001"),
-            ("CallStatus", "ringing"),
-        ];
-        assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
-        let caller_leg = [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "24")];
-        assert_eq!(hook(&app, "/_telswap/status", &caller_leg).await, 200);
-        let calls = admin(&app, "GET", "/api/calls", "").await.1;
-        let id = calls["calls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["call_sid"] == sid)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        ring(&app, sid).await;
+        caller_leg_ends(&app, sid, "24").await;
+        let id = call_id(&app, sid).await;
         let (status, _, body) = admin(
             &app,
             "POST",
@@ -775,30 +767,10 @@ async fn a_receiver_that_is_behind_gets_the_dials_word_in_one_event() {
     receiver.stall("/hooks/crm");
     completed_call(&app, "CAahead").await;
     until(|| receiver.stalled() > 0, "the first event reaches /hooks/crm").await;
-    let voice = [
-        ("CallSid", "CAbehind"),
-        ("From", "+14155550123"),
-        ("To", "+15550102001"),
-        ("CallStatus", "ringing"),
-    ];
-    assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
-    let caller_leg = [
-        ("CallSid", "CAbehind"),
-        ("CallStatus", "completed"),
-        ("CallDuration", "24"),
-    ];
-    assert_eq!(hook(&app, "/_telswap/status", &caller_leg).await, 200);
+    ring(&app, "CAbehind").await;
+    caller_leg_ends(&app, "CAbehind", "24").await;
     // An outcome within the grace: it goes out after call.completed, whatever moves.
-    let calls = admin(&app, "GET", "/api/calls", "").await.1;
-    let id = calls["calls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["call_sid"] == "CAbehind")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = call_id(&app, "CAbehind").await;
     let (status, _, body) = admin(&app, "POST", &format!("/api/calls/{id}/outcome"), r#"{"kind":"lead"}"#).await;
     assert_eq!(status, 200, "{body}");
     // Long past the grace: the event is due, and waits its turn behind the stalled one.
@@ -844,15 +816,8 @@ async fn stopping_lets_the_event_in_flight_finish_and_keeps_the_rest_for_the_res
     // Two calls whose caller's legs report alone: both events wait out the grace, and are due
     // together, one queue for /hooks/crm.
     for sid in ["CAstop1", "CAstop2"] {
-        let voice = [
-            ("CallSid", sid),
-            ("From", "+14155550123"),
-            ("To", "+15550102001"),
-            ("CallStatus", "ringing"),
-        ];
-        assert_eq!(hook(&app, "/_telswap/voice", &voice).await, 200);
-        let leg = [("CallSid", sid), ("CallStatus", "completed"), ("CallDuration", "30")];
-        assert_eq!(hook(&app, "/_telswap/status", &leg).await, 200);
+        ring(&app, sid).await;
+        caller_leg_ends(&app, sid, "30").await;
     }
     receiver.stall("/hooks/crm");
     clock.advance(Duration::from_millis(telswap::store::DIAL_GRACE_MS as u64));
