@@ -179,7 +179,9 @@ async fn tracked_html_is_rewritten_private_without_length_or_strong_etag() {
     let resp = get(proxy.http, "site.test", &tracked("/")).await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), REWRITTEN);
-    assert_eq!(resp.header("cache-control"), Some("private, max-age=60"));
+    // Private (one visitor's number), and asked for again before the browser shows it from its
+    // cache: the number this visitor should see changes with their source and session.
+    assert_eq!(resp.header("cache-control"), Some("private, max-age=60, no-cache"));
     assert!(!resp.has("content-length"), "a rewritten body has no known length");
     assert!(!resp.has("etag"), "a strong ETag no longer describes the bytes");
     assert!(
@@ -260,8 +262,10 @@ async fn untracked_visitor_sees_the_page_unchanged_but_private() {
     assert_eq!(resp.text(), PAGE);
     assert_eq!(resp.header("content-length"), Some(PAGE.len().to_string().as_str()));
     assert_eq!(resp.header("etag"), Some("\"v1\""));
-    // The next visitor on the same URL may be tracked: shared caches must not keep it.
-    assert_eq!(resp.header("cache-control"), Some("private, max-age=60"));
+    // The next visitor on the same URL may be tracked: shared caches must not keep it. Nor may
+    // this browser show it again without asking: the visitor may come back from an ad, follow a
+    // link here and have to see the ad's number.
+    assert_eq!(resp.header("cache-control"), Some("private, max-age=60, no-cache"));
 }
 
 #[tokio::test]

@@ -431,8 +431,9 @@ pub fn public_locations(headers: &mut HeaderMap, upstream: &http::Uri, scheme: &
 
 /// Adds `no-cache` to a page's (private) cache policy and drops `Expires`: a browser may keep
 /// the page, but must ask again before showing it, since the number it shows may have been
-/// released and leased to another visitor since. (Conditional requests are not forwarded for
-/// such pages, so asking again brings the visitor's number of the moment.)
+/// released and leased to another visitor since, or no longer be the one for the visitor's
+/// source. (Conditional requests are not forwarded for such pages, so asking again brings the
+/// visitor's number of the moment.)
 pub fn revalidate_always(headers: &mut HeaderMap) {
     headers.remove(header::EXPIRES);
     let policy = headers

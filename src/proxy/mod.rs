@@ -656,23 +656,19 @@ impl Proxy {
             return body;
         }
         // A page that may show a tracking number must never be stored by a shared cache, even
-        // when this visitor sees the original: the next visitor may not.
+        // when this visitor sees the original: the next visitor may not. Nor shown again from
+        // the browser's own cache without asking, whatever number it shows: the number this
+        // visitor should see changes with their session and source (a session number lapses
+        // and goes to another visitor; the organic visitor of last week who comes back from a
+        // paid ad and follows a link to `/` must see the ad's number, not last week's).
         if !site.pools.is_empty() {
             headers::make_private(&mut parts.headers);
+            headers::revalidate_always(&mut parts.headers);
         }
         let number = match shown {
             Shown::Chosen(Choice::Original) => return body,
-            Shown::Chosen(Choice::Tracking { number, how, .. }) => {
-                if matches!(how, How::Session { .. }) {
-                    // A session number is this visitor's for a while only.
-                    headers::revalidate_always(&mut parts.headers);
-                }
-                Some(number)
-            }
-            Shown::Unleased => {
-                headers::revalidate_always(&mut parts.headers);
-                None
-            }
+            Shown::Chosen(Choice::Tracking { number, .. }) => Some(number),
+            Shown::Unleased => None,
         };
         let coding = headers_coding(parts);
         let Some(coding) = coding else { return body };
