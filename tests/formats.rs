@@ -348,6 +348,16 @@ fn attributes_links_and_json_ld() {
             r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"(555) 010-0000","href":"tel:+15550100000"}}</script>"#,
             r#"<script id="__NEXT_DATA__" type="application/json">{"props":{"phone":"(555) 010-1001","href":"tel:+15550101001"}}</script>"#,
         ),
+        // With parameters, and other `+json` subtypes; a type that only starts like JSON's is
+        // not JSON.
+        (
+            r#"<script type="application/json; charset=utf-8">["555-010-0000"]</script><script type="application/vnd.site+json">["555-010-0000"]</script><script type="application/ld+json;charset=UTF-8">["555-010-0000"]</script>"#,
+            r#"<script type="application/json; charset=utf-8">["555-010-1001"]</script><script type="application/vnd.site+json">["555-010-1001"]</script><script type="application/ld+json;charset=UTF-8">["555-010-1001"]</script>"#,
+        ),
+        (
+            r#"<script type="application/jsonp">f("555-010-0000")</script><script type="application/json-x">["555-010-0000"]</script>"#,
+            r#"<script type="application/jsonp">f("555-010-0000")</script><script type="application/json-x">["555-010-0000"]</script>"#,
+        ),
         // Chat and FaceTime buttons: a pool's numbers take calls only.
         (
             r#"<a href="whatsapp://send?phone=15550100000">x</a><a href="facetime:5550100000">y</a>"#,

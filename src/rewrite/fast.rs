@@ -1222,11 +1222,9 @@ impl FastRewriter {
         // The first `type` counts, as for lol_html (and browsers): a later one is ignored.
         let is_json_ld = info.is_script()
             && self.attrs.iter().find(|a| attr_is(a, b"type")).is_some_and(|a| {
-                a.value.clone().is_some_and(|v| {
-                    JSON_SCRIPT_TYPES
-                        .iter()
-                        .any(|t| buf[v.clone()].eq_ignore_ascii_case(t.as_bytes()))
-                })
+                a.value
+                    .clone()
+                    .is_some_and(|v| JSON_SCRIPT_TYPES.iter().any(|t| t.matches(&buf[v.clone()])))
             });
         // As lol_html's selector stack: void HTML elements are never open; in foreign content
         // `/>` closes.

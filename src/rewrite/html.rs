@@ -46,9 +46,50 @@ pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label"
 
 /// `script` types whose text is rewritten: JSON-LD, and JSON data islands (the props a
 /// framework hydrates the page from, Next.js's `__NEXT_DATA__` among them: left with the
-/// site's number, they would put it back on the page once its script runs). Other scripts are
-/// code, never touched.
-pub(crate) const JSON_SCRIPT_TYPES: &[&str] = &["application/ld+json", "application/json"];
+/// site's number, they would put it back on the page once its script runs), also with
+/// parameters (`application/json; charset=utf-8`) or another `+json` subtype. Other scripts
+/// are code, never touched. Matched in ASCII case-insensitively, the same way by lol_html (as
+/// attribute selectors) and by the byte-level engine ([`TypeTest::matches`]).
+pub(crate) const JSON_SCRIPT_TYPES: &[TypeTest] = &[
+    TypeTest::Is("application/json"),
+    TypeTest::Starts("application/json;"),
+    TypeTest::Ends("+json"),
+    TypeTest::Contains("+json;"),
+];
+
+/// One test of a `type` attribute's value, as a CSS attribute selector's operator would make it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TypeTest {
+    Is(&'static str),
+    Starts(&'static str),
+    Ends(&'static str),
+    Contains(&'static str),
+}
+
+impl TypeTest {
+    /// The `script` selector lol_html runs it as (`i`: ASCII case-insensitive, even on a
+    /// `script` in SVG, where a bare attribute selector would match by case).
+    fn selector(self) -> String {
+        let (op, v) = match self {
+            Self::Is(v) => ("=", v),
+            Self::Starts(v) => ("^=", v),
+            Self::Ends(v) => ("$=", v),
+            Self::Contains(v) => ("*=", v),
+        };
+        format!(r#"script[type{op}"{v}" i]"#)
+    }
+
+    /// Whether a raw attribute value passes, as lol_html's selector matching reads it.
+    pub(crate) fn matches(self, value: &[u8]) -> bool {
+        let eq = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+        match self {
+            Self::Is(v) => eq(value, v),
+            Self::Starts(v) => value.get(..v.len()).is_some_and(|h| eq(h, v)),
+            Self::Ends(v) => value.len() >= v.len() && eq(&value[value.len() - v.len()..], v),
+            Self::Contains(v) => value.windows(v.len()).any(|w| eq(w, v)),
+        }
+    }
+}
 
 /// URL schemes whose `href` is a phone number.
 ///
@@ -299,7 +340,7 @@ impl LolRewriter {
 
         for kind in JSON_SCRIPT_TYPES {
             let fj = flags.clone();
-            let json: Selector = format!(r#"script[type="{kind}"]"#).parse().expect("static selector");
+            let json: Selector = kind.selector().parse().expect("static selector");
             settings = settings.append_element_content_handler((
                 std::borrow::Cow::Owned(json),
                 ElementContentHandlers::default().text(Box::new(move |_: &mut TextChunk<'_>| {
