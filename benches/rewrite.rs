@@ -311,7 +311,7 @@ fn matcher(c: &mut Criterion) {
             b.iter(|| {
                 let bytes = black_box(text).as_bytes();
                 let (mut from, mut found) = (0, 0usize);
-                while let Scan::Found(m) = matcher.scan(bytes, from, [0; 3], true) {
+                while let Scan::Found(m) = matcher.scan(bytes, from, Default::default(), true) {
                     from = m.end;
                     found += 1;
                 }

@@ -107,11 +107,15 @@ const EDGE: &[(&str, &str)] = &[
     ),
     (
         "json escapes around numbers",
-        r#"<script type="application/json">{"a":"Call:\n555-010-0000","b":"https:\/\/x.test\/5550100000.jpg","c":[5550100000],"d":"\u00a0555-010-0000\u0041"}</script><p data-x="{&quot;t&quot;:&quot;\t555-010-0000&quot;}">x</p>"#,
+        r#"<script type="application/json">{"a":"Call:\n555-010-0000","b":"https:\/\/x.test\/5550100000.jpg","c":[5550100000],"d":"\u00a0555-010-0000\u0041","e":"Tel.\u00a0555-010-0000","f":"ORD\u00415550100000"}</script><p data-x="{&quot;t&quot;:&quot;\t555-010-0000&quot;}">x</p>"#,
     ),
     (
         "script with two types",
         r#"<script type="module" type="application/json">var a="555-010-0000"</script><script type="application/ld+json" type="module">{"t":"555-010-0000"}</script>"#,
+    ),
+    (
+        "json types with parameters and +json subtypes",
+        r#"<script type="application/json; charset=utf-8">{"a":"555-010-0000"}</script><script type="application/vnd.site+json">{"b":"555-010-0000"}</script><script type="application/ld+json;charset=UTF-8">{"c":"555-010-0000"}</script><script type="application/jsonp">f("555-010-0000")</script><script type="application/json-x">{"d":"555-010-0000"}</script><svg><script type="APPLICATION/JSON">{"e":"555-010-0000"}</script></svg>"#,
     ),
     (
         "json-ld type in another case",
@@ -437,6 +441,8 @@ fn engines_agree_on_random_pages() {
         "-->",
         "]]>",
         "x\u{a0}y",
+        r"\u00a0",
+        r"\u0041",
         "é",
         "\n",
         "5",
@@ -458,6 +464,8 @@ fn engines_agree_on_random_pages() {
         "<style>",
         "<script>",
         "<script type=\"application/ld+json\">",
+        "<script type=\"Application/JSON; charset=utf-8\">",
+        "<script type=\"application/vnd.x+json\">",
         "<textarea>",
         "<title>",
         "<noscript>",

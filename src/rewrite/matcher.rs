@@ -280,9 +280,13 @@ pub struct NumberMatcher {
     start_plus: u64,
 }
 
-/// The up-to-three bytes that came before the text being scanned (oldest first, 0 = none), so a
-/// candidate at offset 0 can be judged by what precedes it in an earlier chunk.
-pub type Before = [u8; 3];
+/// How many bytes before a candidate its left boundary reads: a JSON `\uXXXX` escape and the
+/// byte before it.
+const LOOK_BACK: usize = 7;
+
+/// The up-to-[`LOOK_BACK`] bytes that came before the text being scanned (oldest first, 0 =
+/// none), so a candidate at offset 0 can be judged by what precedes it in an earlier chunk.
+pub type Before = [u8; LOOK_BACK];
 
 impl NumberMatcher {
     /// How many digit strings (forms) `numbers` make: at most [`MAX_FORMS`] are matched.
@@ -355,7 +359,8 @@ impl NumberMatcher {
             let b = text[i];
             let prev = byte_before(text, i, before, 1);
             if b.is_ascii_digit() {
-                if prev.is_ascii_digit() {
+                // Inside a digit group; an escape's last hex digit (`\u00a0555`) ends none.
+                if prev.is_ascii_digit() && json_escape_before(text, i, before).is_none() {
                     i += 1;
                     continue;
                 }
@@ -494,7 +499,7 @@ impl NumberMatcher {
     pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize, out: &mut Vec<u8>) -> bool {
         // A complete value is a text's last segment: `scan` holds no candidate open at its end,
         // so a change covers the whole value.
-        let held = rewrite_segment(self, bytes, 0, [0; 3], true, to, count, out);
+        let held = rewrite_segment(self, bytes, 0, [0; LOOK_BACK], true, to, count, out);
         debug_assert!(
             held.is_none_or(|h| h == bytes.len()),
             "nothing is held back of a complete value"
@@ -526,13 +531,12 @@ fn byte_before(text: &[u8], i: usize, before: Before, k: usize) -> u8 {
     if i >= k {
         text[i - k]
     } else {
-        let j = 3 + i - k;
-        before.get(j).copied().unwrap_or(0)
+        before.get(LOOK_BACK + i - k).copied().unwrap_or(0)
     }
 }
 
 /// Whether what comes right before `start` makes it a JSON value: `[`, `,` or `":`, with at most
-/// one space between (three bytes at most, all the look-back a chunk edge keeps).
+/// one space between.
 fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
     let at = |k| byte_before(text, start, before, k);
     let k = if at(1) == b' ' { 2 } else { 1 };
@@ -549,26 +553,43 @@ fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
 ///
 /// In JSON, `\n`, `\t`, `\r`, `\b` and `\f` read as the spaces they stand for, and `\/` as
 /// the slash it is (the byte before its backslash counts).
+/// A `\uXXXX` escape stands for its code point (`"Tel.\u00a0555…"` is a no-break space before
+/// the number, `\u0041` a letter), unless its backslash is itself escaped.
 fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
-    let b1 = byte_before(text, start, before, 1);
-    let mut b2 = byte_before(text, start, before, 2);
-    let escaped_space = b2 == b'\\' && matches!(b1, b'n' | b't' | b'r' | b'b' | b'f');
-    if !escaped_space && (b1.is_ascii_alphanumeric() || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+')) {
-        return false;
+    let at = |k| byte_before(text, start, before, k);
+    let (b1, b2) = (at(1), at(2));
+    if let Some(cp) = json_escape_before(text, start, before) {
+        return match u8::try_from(cp).ok().filter(u8::is_ascii) {
+            Some(b) => !glues_left(b, at(7)),
+            None => !matches!(cp, 0xA3 | 0xA5 | 0x20AC),
+        };
+    }
+    if b2 == b'\\' && matches!(b1, b'n' | b't' | b'r' | b'b' | b'f') {
+        return true;
     }
     if b1 == b'/' && b2 == b'\\' {
-        b2 = byte_before(text, start, before, 3);
-    }
-    if matches!(b1, b'-' | b'.' | b'/' | b',' | b'#') && (b2.is_ascii_alphanumeric() || b2 == b'_') {
-        return false;
+        return !glues_left(b1, at(3));
     }
     // £ (C2 A3), ¥ (C2 A5), € (E2 82 AC)
-    if (b2 == 0xC2 && matches!(b1, 0xA3 | 0xA5))
-        || (b1 == 0xAC && b2 == 0x82 && byte_before(text, start, before, 3) == 0xE2)
-    {
-        return false;
-    }
-    true
+    let currency = (b2 == 0xC2 && matches!(b1, 0xA3 | 0xA5)) || (b1 == 0xAC && b2 == 0x82 && at(3) == 0xE2);
+    !glues_left(b1, b2) && !currency
+}
+
+/// The code point of a JSON `\uXXXX` escape that ends right before `i`, unless its backslash is
+/// itself escaped (`\\u00a0` is a backslash and the text `u00a0`).
+fn json_escape_before(text: &[u8], i: usize, before: Before) -> Option<u32> {
+    let at = |k| byte_before(text, i, before, k);
+    let hex = [at(4), at(3), at(2), at(1)];
+    (at(6) == b'\\' && at(7) != b'\\' && at(5) == b'u' && hex.iter().all(u8::is_ascii_hexdigit))
+        .then(|| parse_u32(&hex, 16))
+        .flatten()
+}
+
+/// Whether `b1` right before a number, with `b2` before it, makes it part of something else.
+fn glues_left(b1: u8, b2: u8) -> bool {
+    b1.is_ascii_alphanumeric()
+        || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+')
+        || (matches!(b1, b'-' | b'.' | b'/' | b',') && (b2.is_ascii_alphanumeric() || b2 == b'_'))
 }
 
 /// After a number: not another digit, letter or `_`, and not a gluing separator followed by a
@@ -876,7 +897,7 @@ impl TextStream {
     #[inline]
     pub fn end_if_idle(&mut self) -> bool {
         if self.pending.is_empty() {
-            self.before = [0; 3];
+            self.before = [0; LOOK_BACK];
             true
         } else {
             false
@@ -893,7 +914,7 @@ impl TextStream {
 
     /// Gives up the text held back, unchanged (the byte-level engine's bail-out).
     pub fn take_pending(&mut self) -> Vec<u8> {
-        self.before = [0; 3];
+        self.before = [0; LOOK_BACK];
         std::mem::take(&mut self.pending)
     }
 
@@ -911,14 +932,12 @@ impl TextStream {
 /// end of a text node.
 fn look_back(before: &mut Before, read: &[u8], last: bool) {
     if last {
-        *before = [0; 3];
-        return;
-    }
-    match *read {
-        [.., a, b, c] => *before = [a, b, c],
-        [a, b] => *before = [before[2], a, b],
-        [a] => *before = [before[1], before[2], a],
-        [] => {}
+        *before = [0; LOOK_BACK];
+    } else if read.len() >= LOOK_BACK {
+        before.copy_from_slice(&read[read.len() - LOOK_BACK..]);
+    } else {
+        before.copy_within(read.len().., 0);
+        before[LOOK_BACK - read.len()..].copy_from_slice(read);
     }
 }
 
@@ -1015,6 +1034,33 @@ mod tests {
             r"https:\/\/cdn.test\/5550100000.jpg"
         );
         assert_eq!(rw(r"\/p\/555-010-0000"), r"\/p\/555-010-0000");
+        // An escape right before the number reads as what it stands for.
+        assert_eq!(rw(r"Tel.\u00a0555-010-0000"), r"Tel.\u00a0555-010-1001");
+        assert_eq!(rw(r"Tel:\u0020(555) 010-0000"), r"Tel:\u0020(555) 010-1001");
+        assert_eq!(rw(r"ORD\u002D5550100000"), r"ORD\u002D5550100000");
+        assert_eq!(rw(r"\u00A35550100000"), r"\u00A35550100000");
+        assert_eq!(rw(r"x\u002B5550100000"), r"x\u002B5550100000");
+        // `\\u00a0` is a backslash, then the text `u00a0`: a digit glues.
+        assert_eq!(rw(r"\\u00a05550100000"), r"\\u00a05550100000");
+    }
+
+    #[test]
+    fn an_escape_before_a_number_is_read_across_a_chunk_edge() {
+        let (m, to) = us();
+        let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000"}"#;
+        let whole = rw(text);
+        assert!(whole.contains(r"\u00a0555-010-1001") && whole.contains(r"ORD\u00415550100000"));
+        for cut in 1..text.len() {
+            let mut s = TextStream::default();
+            let mut n = 0;
+            let a = s
+                .push(&m, &text[..cut], false, &to, &mut n)
+                .unwrap_or_else(|| text[..cut].to_string());
+            let b = s
+                .push(&m, &text[cut..], true, &to, &mut n)
+                .unwrap_or_else(|| text[cut..].to_string());
+            assert_eq!(a + &b, whole, "cut at {cut}");
+        }
     }
 
     #[test]
