@@ -441,7 +441,12 @@ pub fn revalidate_always(headers: &mut HeaderMap) {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if policy.split(',').any(|d| is_directive(d, &["no-store", "no-cache"])) {
+    // Only a bare `no-cache` makes a browser ask again: one naming fields
+    // (`no-cache="Set-Cookie"`) is read by browsers as no directive at all.
+    if policy
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache") || is_directive(d, &["no-store"]))
+    {
         return;
     }
     let value = if policy.trim().is_empty() {
@@ -705,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_page_is_revalidated_every_time() {
+    fn a_dni_page_is_revalidated_every_time() {
         let mut h = map(&[
             ("cache-control", "private, max-age=3600"),
             ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
@@ -721,6 +726,13 @@ mod tests {
         let mut h = HeaderMap::new();
         revalidate_always(&mut h);
         assert_eq!(h["cache-control"], "no-cache");
+        // A `no-cache` naming fields is no `no-cache` to a browser: a bare one is added.
+        let mut h = map(&[("cache-control", "private, max-age=3600, no-cache=\"Set-Cookie, X-A\"")]);
+        revalidate_always(&mut h);
+        assert_eq!(
+            h["cache-control"],
+            "private, max-age=3600, no-cache=\"Set-Cookie, X-A\", no-cache"
+        );
     }
 
     #[test]
