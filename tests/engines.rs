@@ -443,6 +443,9 @@ fn engines_agree_on_random_pages() {
         "x\u{a0}y",
         r"\u00a0",
         r"\u0041",
+        r"\u2022",
+        r"\u2011",
+        "\u{2011}",
         "é",
         "\n",
         "5",
@@ -541,8 +544,13 @@ fn engines_agree_on_random_pages() {
         "</button>",
     ];
     let rules = rules(&["[data-telswap-ignore]", "[data-calltrk-noswap]"]);
+    // Half the pages start past the charset prescan's first 1024 bytes, which hold a short page
+    // whole: their chunk edges then reach the engines. The charset is declared: a page that
+    // declares none and is ASCII that far is read by lol_html as windows-1252 (README), where
+    // the byte-level engine still reads UTF-8 separators.
+    let pad = format!("<meta charset=\"utf-8\"><!--{}-->", "x".repeat(1100));
     for round in 0..env("TELSWAP_FUZZ_ROUNDS", 400) {
-        let mut page = String::new();
+        let mut page = if next(2) == 0 { pad.clone() } else { String::new() };
         for _ in 0..next(60) + 5 {
             page.push_str(match next(3) {
                 0 => TEXT[next(TEXT.len())],

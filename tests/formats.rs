@@ -351,8 +351,8 @@ fn attributes_links_and_json_ld() {
         // With parameters, and other `+json` subtypes; a type that only starts like JSON's is
         // not JSON.
         (
-            r#"<script type="application/json; charset=utf-8">["555-010-0000"]</script><script type="application/vnd.site+json">["555-010-0000"]</script><script type="application/ld+json;charset=UTF-8">["555-010-0000"]</script>"#,
-            r#"<script type="application/json; charset=utf-8">["555-010-1001"]</script><script type="application/vnd.site+json">["555-010-1001"]</script><script type="application/ld+json;charset=UTF-8">["555-010-1001"]</script>"#,
+            r#"<script type="application/json; charset=utf-8">["555-010-0000"]</script><script type="application/vnd.site+json">["555-010-0000"]</script><script type="application/ld+json;charset=UTF-8">["555-010-0000"]</script><script type="application/json ; charset=utf-8">["555-010-0000"]</script>"#,
+            r#"<script type="application/json; charset=utf-8">["555-010-1001"]</script><script type="application/vnd.site+json">["555-010-1001"]</script><script type="application/ld+json;charset=UTF-8">["555-010-1001"]</script><script type="application/json ; charset=utf-8">["555-010-1001"]</script>"#,
         ),
         (
             r#"<script type="application/jsonp">f("555-010-0000")</script><script type="application/json-x">["555-010-0000"]</script>"#,

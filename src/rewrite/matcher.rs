@@ -284,9 +284,32 @@ pub struct NumberMatcher {
 /// byte before it.
 const LOOK_BACK: usize = 7;
 
-/// The up-to-[`LOOK_BACK`] bytes that came before the text being scanned (oldest first, 0 =
-/// none), so a candidate at offset 0 can be judged by what precedes it in an earlier chunk.
-pub type Before = [u8; LOOK_BACK];
+/// The up-to-[`LOOK_BACK`] bytes that came before the text being scanned (0 = none), so a
+/// candidate at offset 0 can be judged by what precedes it in an earlier chunk. Kept in one
+/// register, the last byte in the low eight bits: every text run moves it along.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Before(u64);
+
+impl Before {
+    pub const NONE: Before = Before(0);
+    const MASK: u64 = (1 << (8 * LOOK_BACK)) - 1;
+
+    /// The `k`-th byte from the end (1: the last).
+    #[inline]
+    fn nth_last(self, k: usize) -> u8 {
+        (self.0 >> (8 * (k - 1))) as u8
+    }
+
+    /// These bytes, then `read`.
+    #[inline]
+    fn then(self, read: &[u8]) -> Before {
+        if let Some(tail) = read.last_chunk::<8>() {
+            return Before(u64::from_be_bytes(*tail) & Self::MASK);
+        }
+        let v = read.iter().fold(self.0, |v, &b| (v << 8) | u64::from(b));
+        Before(v & Self::MASK)
+    }
+}
 
 impl NumberMatcher {
     /// How many digit strings (forms) `numbers` make: at most [`MAX_FORMS`] are matched.
@@ -389,6 +412,13 @@ impl NumberMatcher {
                 }
                 Token::Incomplete if !last => return Scan::Open(i),
                 Token::Sep { len, .. } => i += len,
+                // A whole JSON escape of something else (`\u2022`): its hex digits never start
+                // a digit group, which would swallow a number right after it (as they would
+                // not when a chunk edge falls between the two).
+                Token::Other(_) if b == b'\\' => match json_escape_at(text, i) {
+                    Escaped::CodePoint(_, len) => i += len,
+                    _ => i += 1,
+                },
                 _ => i += 1,
             }
         }
@@ -499,7 +529,7 @@ impl NumberMatcher {
     pub fn rewrite_bytes(&self, bytes: &[u8], to: &Replacement, count: &mut usize, out: &mut Vec<u8>) -> bool {
         // A complete value is a text's last segment: `scan` holds no candidate open at its end,
         // so a change covers the whole value.
-        let held = rewrite_segment(self, bytes, 0, [0; LOOK_BACK], true, to, count, out);
+        let held = rewrite_segment(self, bytes, 0, Before::NONE, true, to, count, out);
         debug_assert!(
             held.is_none_or(|h| h == bytes.len()),
             "nothing is held back of a complete value"
@@ -527,12 +557,9 @@ enum Boundary {
     Undecided,
 }
 
+#[inline]
 fn byte_before(text: &[u8], i: usize, before: Before, k: usize) -> u8 {
-    if i >= k {
-        text[i - k]
-    } else {
-        before.get(LOOK_BACK + i - k).copied().unwrap_or(0)
-    }
+    if i >= k { text[i - k] } else { before.nth_last(k - i) }
 }
 
 /// Whether what comes right before `start` makes it a JSON value: `[`, `,` or `":`, with at most
@@ -557,10 +584,18 @@ fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
 /// the number, `\u0041` a letter), unless its backslash is itself escaped.
 fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     let at = |k| byte_before(text, start, before, k);
-    let (b1, b2) = (at(1), at(2));
+    let b1 = at(1);
+    // Most numbers follow a space, `>`, `(`, a quote or `:`, or start the text: nothing below
+    // can then apply (they need a letter, digit, `/`, `-` or a multi-byte character first).
+    if matches!(b1, 0 | b' ' | b'>' | b'(' | b'"' | b'\'' | b':' | b'=' | b'\n' | b'\t') {
+        return true;
+    }
+    let b2 = at(2);
     if let Some(cp) = json_escape_before(text, start, before) {
         return match u8::try_from(cp).ok().filter(u8::is_ascii) {
             Some(b) => !glues_left(b, at(7)),
+            // A hyphen or dash glues as `-` does (`12\u2011555…` is an id).
+            None if matches!(cp, 0x2010 | 0x2011 | 0x2013) => !word_byte(at(7)),
             None => !matches!(cp, 0xA3 | 0xA5 | 0x20AC),
         };
     }
@@ -570,6 +605,10 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     if b1 == b'/' && b2 == b'\\' {
         return !glues_left(b1, at(3));
     }
+    // U+2010 hyphen, U+2011 non-breaking hyphen, U+2013 en dash (E2 80 90/91/93), as `-`.
+    if at(3) == 0xE2 && b2 == 0x80 && matches!(b1, 0x90 | 0x91 | 0x93) {
+        return !word_byte(at(4));
+    }
     // £ (C2 A3), ¥ (C2 A5), € (E2 82 AC)
     let currency = (b2 == 0xC2 && matches!(b1, 0xA3 | 0xA5)) || (b1 == 0xAC && b2 == 0x82 && at(3) == 0xE2);
     !glues_left(b1, b2) && !currency
@@ -577,19 +616,32 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
 
 /// The code point of a JSON `\uXXXX` escape that ends right before `i`, unless its backslash is
 /// itself escaped (`\\u00a0` is a backslash and the text `u00a0`).
+#[inline(always)]
 fn json_escape_before(text: &[u8], i: usize, before: Before) -> Option<u32> {
     let at = |k| byte_before(text, i, before, k);
+    // Every candidate asks: the byte right before rules out most at once.
+    if !at(1).is_ascii_hexdigit() || at(5) != b'u' || at(6) != b'\\' || at(7) == b'\\' {
+        return None;
+    }
     let hex = [at(4), at(3), at(2), at(1)];
-    (at(6) == b'\\' && at(7) != b'\\' && at(5) == b'u' && hex.iter().all(u8::is_ascii_hexdigit))
+    hex.iter()
+        .all(u8::is_ascii_hexdigit)
         .then(|| parse_u32(&hex, 16))
         .flatten()
 }
 
 /// Whether `b1` right before a number, with `b2` before it, makes it part of something else.
+/// A lone 0x96 is windows-1252's en dash (a separator to the scanner, as `-`).
 fn glues_left(b1: u8, b2: u8) -> bool {
     b1.is_ascii_alphanumeric()
         || matches!(b1, b'_' | b'$' | b'#' | b'@' | b'+')
-        || (matches!(b1, b'-' | b'.' | b'/' | b',') && (b2.is_ascii_alphanumeric() || b2 == b'_'))
+        || (matches!(b1, b'-' | b'.' | b'/' | b',' | 0x96) && word_byte(b2))
+}
+
+/// A letter, digit or `_`: what a gluing separator joins a number to.
+#[inline]
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 /// After a number: not another digit, letter or `_`, and not a gluing separator followed by a
@@ -897,7 +949,7 @@ impl TextStream {
     #[inline]
     pub fn end_if_idle(&mut self) -> bool {
         if self.pending.is_empty() {
-            self.before = [0; LOOK_BACK];
+            self.before = Before::NONE;
             true
         } else {
             false
@@ -914,7 +966,7 @@ impl TextStream {
 
     /// Gives up the text held back, unchanged (the byte-level engine's bail-out).
     pub fn take_pending(&mut self) -> Vec<u8> {
-        self.before = [0; LOOK_BACK];
+        self.before = Before::NONE;
         std::mem::take(&mut self.pending)
     }
 
@@ -931,14 +983,7 @@ impl TextStream {
 /// Moves the look-back bytes past `read` (the page's text that went by), or forgets them at the
 /// end of a text node.
 fn look_back(before: &mut Before, read: &[u8], last: bool) {
-    if last {
-        *before = [0; LOOK_BACK];
-    } else if read.len() >= LOOK_BACK {
-        before.copy_from_slice(&read[read.len() - LOOK_BACK..]);
-    } else {
-        before.copy_within(read.len().., 0);
-        before[LOOK_BACK - read.len()..].copy_from_slice(read);
-    }
+    *before = if last { Before::NONE } else { before.then(read) };
 }
 
 /// The first byte that can start a token the scanner cares about.
@@ -1040,16 +1085,41 @@ mod tests {
         assert_eq!(rw(r"ORD\u002D5550100000"), r"ORD\u002D5550100000");
         assert_eq!(rw(r"\u00A35550100000"), r"\u00A35550100000");
         assert_eq!(rw(r"x\u002B5550100000"), r"x\u002B5550100000");
+        // A hyphen or dash escaped, or written in UTF-8, glues as `-` does.
+        for s in [
+            r"12\u2011555\u2011010\u20110000",
+            r"ORD\u20135550100000",
+            "12\u{2011}555\u{2011}010\u{2011}0000",
+        ] {
+            assert_eq!(rw(s), s);
+        }
+        assert_eq!(rw("Tel \u{2013}555-010-0000"), "Tel \u{2013}555-010-1001");
         // `\\u00a0` is a backslash, then the text `u00a0`: a digit glues.
         assert_eq!(rw(r"\\u00a05550100000"), r"\\u00a05550100000");
     }
 
     #[test]
+    fn the_look_back_keeps_the_last_bytes_of_every_read() {
+        let text = b"0123456789abcdefghij";
+        for cut in 0..=text.len() {
+            for end in cut..=text.len() {
+                let b = Before::NONE.then(&text[..cut]).then(&text[cut..end]);
+                for k in 1..=LOOK_BACK {
+                    let want = end.checked_sub(k).map_or(0, |i| text[i]);
+                    assert_eq!(b.nth_last(k), want, "reads ..{cut} {cut}..{end}, byte {k} from the end");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_escape_before_a_number_is_read_across_a_chunk_edge() {
         let (m, to) = us();
-        let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000"}"#;
+        let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000","b":"Tel\u2022555-010-0000"}"#;
         let whole = rw(text);
         assert!(whole.contains(r"\u00a0555-010-1001") && whole.contains(r"ORD\u00415550100000"));
+        // An escape of no separator ends no digit group either: its hex digits are not the number's.
+        assert!(whole.contains(r"\u2022555-010-1001"), "{whole}");
         for cut in 1..text.len() {
             let mut s = TextStream::default();
             let mut n = 0;
