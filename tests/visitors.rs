@@ -224,6 +224,62 @@ async fn three_paid_visitors_lease_three_numbers_the_fourth_gets_overflow_and_ea
     let _ = &mut img;
 }
 
+/// `<link rel=prefetch>` (instant.page, quicklink and the WordPress speed plugins put one on
+/// every link a visitor hovers) and speculation rules fetch the next page before the visitor
+/// asks for it: what the browser shows from that copy must carry the visitor's number, and a
+/// page fetched but perhaps never seen is no page of their history.
+#[tokio::test]
+async fn a_prefetch_shows_the_visitors_number_and_is_no_page_of_their_history() {
+    let h = harness("").await;
+    let mut b = Browser::default();
+    let (n, _) = b.get(&h, PAID, Some("https://www.google.com/")).await;
+    assert_eq!(n, "555-010-1001");
+    let cookie = format!("tsw={}", b.cookie.as_deref().unwrap());
+    for (dest, accept, purpose) in [
+        ("empty", "*/*", ("x-moz", "prefetch")),
+        ("empty", "*/*", ("sec-purpose", "prefetch")),
+        (
+            "empty",
+            "text/html,application/xhtml+xml,*/*;q=0.8",
+            ("purpose", "prefetch"),
+        ),
+        ("document", "text/html", ("sec-purpose", "prefetch;prerender")),
+    ] {
+        let req = hyper::Request::get(format!("{}/contact", h.base))
+            .header("host", "site.test")
+            .header("accept", accept)
+            .header("sec-fetch-dest", dest)
+            .header(purpose.0, purpose.1)
+            .header("referer", "http://site.test/")
+            .header("cookie", &cookie)
+            .body(Empty::new())
+            .unwrap();
+        let resp = h.client.request(req).await.unwrap();
+        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(body.contains("555-010-1001"), "{dest} {accept} {purpose:?}: {body}");
+    }
+    // A script's own fetch of the page, with no purpose, stays what it was: not a page view.
+    let req = hyper::Request::get(format!("{}/contact", h.base))
+        .header("host", "site.test")
+        .header("accept", "*/*")
+        .header("sec-fetch-dest", "empty")
+        .header("cookie", &cookie)
+        .body(Empty::new())
+        .unwrap();
+    let resp = h.client.request(req).await.unwrap();
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(body.contains("555-010-0000"), "{body}");
+    let key = CookieKey::new(b"test key test key test key test key");
+    let state = telswap::visitor::identity::decode(b.cookie.as_deref().unwrap(), &key, "site").unwrap();
+    let rec = h.proxy.sessions().get(&state.sid).unwrap();
+    let pages: Vec<&str> = rec.pages.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(pages, [PAID], "prefetched pages are not in the history");
+    // Once the visitor goes there, it is.
+    b.get(&h, "/contact", Some("http://site.test/")).await;
+    let rec = h.proxy.sessions().get(&state.sid).unwrap();
+    assert_eq!(rec.pages.last().unwrap().path, "/contact");
+}
+
 #[tokio::test]
 async fn tampered_or_foreign_cookies_make_a_new_visitor() {
     let h = harness("").await;

@@ -492,6 +492,12 @@ pub fn asks_for_html(headers: &HeaderMap) -> Option<bool> {
             _ => false,
         });
     }
+    asks_for_html_by_accept(headers)
+}
+
+/// [`asks_for_html`] from `Accept` alone: `Some(true)` naming HTML, `Some(false)` naming
+/// neither HTML nor `*/*`, else `None`.
+pub fn asks_for_html_by_accept(headers: &HeaderMap) -> Option<bool> {
     if accepts_html(headers) {
         return Some(true);
     }
@@ -500,6 +506,25 @@ pub fn asks_for_html(headers: &HeaderMap) -> Option<bool> {
         Some(first) if !first.contains("*/*") && !accept.any(|v| v.contains("*/*")) => Some(false),
         _ => None,
     }
+}
+
+/// Whether a request is a prefetch or prerender (the browser fills its cache or renders a page
+/// the visitor may go to next): `Sec-Purpose: prefetch` (and `prefetch;prerender`), Chrome's
+/// `Purpose: prefetch`, Firefox's `X-Moz: prefetch`, Safari's `X-Purpose: preview`.
+pub fn is_speculative(headers: &HeaderMap) -> bool {
+    let says = |name: &str, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    says("sec-purpose", "prefetch")
+        || says("purpose", "prefetch")
+        || says("x-moz", "prefetch")
+        || says("x-purpose", "preview")
+        || says("x-purpose", "prefetch")
 }
 
 /// Whether `Accept` names HTML (`text/html` or `application/xhtml+xml`).
@@ -706,6 +731,21 @@ mod tests {
             (&[], None),
         ] {
             assert_eq!(asks_for_html(&map(headers)), said, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn prefetches_and_prerenders_are_told() {
+        for (headers, said) in [
+            (&[("sec-purpose", "prefetch")][..], true),
+            (&[("sec-purpose", "prefetch;prerender")], true),
+            (&[("purpose", "Prefetch")], true),
+            (&[("x-moz", "prefetch")], true),
+            (&[("x-purpose", "preview")], true),
+            (&[("sec-purpose", "anonymous-client-ip")], false),
+            (&[], false),
+        ] {
+            assert_eq!(is_speculative(&map(headers)), said, "{headers:?}");
         }
     }
 

@@ -131,11 +131,14 @@ struct PendingView {
     path: String,
     at: crate::clock::Millis,
     page: bool,
+    /// A prefetch or prerender: the visitor may never see the page, so it is no page of their
+    /// history (their session is still touched: they are on the site).
+    speculative: bool,
 }
 
 impl PendingView {
     fn answered(mut self, status: StatusCode) {
-        self.page = !status.is_redirection();
+        self.page = !status.is_redirection() && !self.speculative;
     }
 }
 
@@ -582,6 +585,7 @@ impl Proxy {
                 path: path.to_string(),
                 at: now,
                 page: false,
+                speculative: headers::is_speculative(h),
             }),
         }
     }
@@ -804,7 +808,16 @@ fn is_page_view(req: &Request<Incoming>) -> bool {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return false;
     }
-    if let Some(said) = headers::asks_for_html(req.headers()) {
+    let said = headers::asks_for_html(req.headers());
+    // A `<link rel=prefetch>` of the next page is fetched as a script's fetch is (`Sec-Fetch-Dest:
+    // empty`), by Firefox with `Accept: */*`: unless its `Accept` rules HTML out, its path
+    // tells, as for a request that does not say. Shown later as the page, it must carry the
+    // visitor's number, not the site's.
+    let said = match said {
+        Some(false) if headers::is_speculative(req.headers()) => headers::asks_for_html_by_accept(req.headers()),
+        said => said,
+    };
+    if let Some(said) = said {
         return said;
     }
     const ASSETS: &[&str] = &[
