@@ -245,29 +245,11 @@ async fn a_prefetch_shows_the_visitors_number_and_is_no_page_of_their_history() 
         ),
         ("document", "text/html", ("sec-purpose", "prefetch;prerender")),
     ] {
-        let req = hyper::Request::get(format!("{}/contact", h.base))
-            .header("host", "site.test")
-            .header("accept", accept)
-            .header("sec-fetch-dest", dest)
-            .header(purpose.0, purpose.1)
-            .header("referer", "http://site.test/")
-            .header("cookie", &cookie)
-            .body(Empty::new())
-            .unwrap();
-        let resp = h.client.request(req).await.unwrap();
-        let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let body = fetch_contact(&h, &cookie, &[("accept", accept), ("sec-fetch-dest", dest), purpose]).await;
         assert!(body.contains("555-010-1001"), "{dest} {accept} {purpose:?}: {body}");
     }
     // A script's own fetch of the page, with no purpose, stays what it was: not a page view.
-    let req = hyper::Request::get(format!("{}/contact", h.base))
-        .header("host", "site.test")
-        .header("accept", "*/*")
-        .header("sec-fetch-dest", "empty")
-        .header("cookie", &cookie)
-        .body(Empty::new())
-        .unwrap();
-    let resp = h.client.request(req).await.unwrap();
-    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let body = fetch_contact(&h, &cookie, &[("accept", "*/*"), ("sec-fetch-dest", "empty")]).await;
     assert!(body.contains("555-010-0000"), "{body}");
     let key = CookieKey::new(b"test key test key test key test key");
     let state = telswap::visitor::identity::decode(b.cookie.as_deref().unwrap(), &key, "site").unwrap();
@@ -278,6 +260,19 @@ async fn a_prefetch_shows_the_visitors_number_and_is_no_page_of_their_history() 
     b.get(&h, "/contact", Some("http://site.test/")).await;
     let rec = h.proxy.sessions().get(&state.sid).unwrap();
     assert_eq!(rec.pages.last().unwrap().path, "/contact");
+}
+
+/// `/contact` fetched with this cookie and these headers, as a page's link from the site: its body.
+async fn fetch_contact(h: &Harness, cookie: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = hyper::Request::get(format!("{}/contact", h.base))
+        .header("host", "site.test")
+        .header("referer", "http://site.test/")
+        .header("cookie", cookie);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = h.client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 #[tokio::test]
