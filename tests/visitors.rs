@@ -225,46 +225,79 @@ async fn three_paid_visitors_lease_three_numbers_the_fourth_gets_overflow_and_ea
 }
 
 /// `<link rel=prefetch>` (instant.page, quicklink and the WordPress speed plugins put one on
-/// every link a visitor hovers) and speculation rules fetch the next page before the visitor
-/// asks for it: what the browser shows from that copy must carry the visitor's number, and a
-/// page fetched but perhaps never seen is no page of their history.
+/// links a visitor hovers) and speculation rules fetch the next page before the visitor asks
+/// for it, and the browser may show that copy without asking again: it must carry the
+/// visitor's number, and it is the only sign of the page the server gets.
 #[tokio::test]
-async fn a_prefetch_shows_the_visitors_number_and_is_no_page_of_their_history() {
+async fn a_prefetched_page_shows_the_visitors_number_and_a_prefetched_asset_is_no_page() {
     let h = harness("").await;
     let mut b = Browser::default();
     let (n, _) = b.get(&h, PAID, Some("https://www.google.com/")).await;
     assert_eq!(n, "555-010-1001");
     let cookie = format!("tsw={}", b.cookie.as_deref().unwrap());
+    let navigation = "text/html,application/xhtml+xml,*/*;q=0.8";
     for (dest, accept, purpose) in [
         ("empty", "*/*", ("x-moz", "prefetch")),
         ("empty", "*/*", ("sec-purpose", "prefetch")),
-        (
-            "empty",
-            "text/html,application/xhtml+xml,*/*;q=0.8",
-            ("purpose", "prefetch"),
-        ),
+        ("empty", navigation, ("purpose", "prefetch")),
         ("document", "text/html", ("sec-purpose", "prefetch;prerender")),
     ] {
-        let body = fetch_contact(&h, &cookie, &[("accept", accept), ("sec-fetch-dest", dest), purpose]).await;
+        let (body, _) = fetch(
+            &h,
+            "/contact",
+            &cookie,
+            &[("accept", accept), ("sec-fetch-dest", dest), purpose],
+        )
+        .await;
         assert!(body.contains("555-010-1001"), "{dest} {accept} {purpose:?}: {body}");
     }
-    // A script's own fetch of the page, with no purpose, stays what it was: not a page view.
-    let body = fetch_contact(&h, &cookie, &[("accept", "*/*"), ("sec-fetch-dest", "empty")]).await;
-    assert!(body.contains("555-010-0000"), "{body}");
     let key = CookieKey::new(b"test key test key test key test key");
     let state = telswap::visitor::identity::decode(b.cookie.as_deref().unwrap(), &key, "site").unwrap();
-    let rec = h.proxy.sessions().get(&state.sid).unwrap();
-    let pages: Vec<&str> = rec.pages.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(pages, [PAID], "prefetched pages are not in the history");
-    // Once the visitor goes there, it is.
-    b.get(&h, "/contact", Some("http://site.test/")).await;
-    let rec = h.proxy.sessions().get(&state.sid).unwrap();
-    assert_eq!(rec.pages.last().unwrap().path, "/contact");
+    let pages = || -> usize { h.proxy.sessions().get(&state.sid).unwrap().pages.len() };
+    assert_eq!(pages(), 5);
+    // A script's own fetch of the page, with no purpose, stays what it was: not a page view.
+    let (body, set) = fetch(
+        &h,
+        "/contact",
+        &cookie,
+        &[("accept", "*/*"), ("sec-fetch-dest", "empty")],
+    )
+    .await;
+    assert!(body.contains("555-010-0000") && !set, "{body}");
+    // Assets prefetched (a script chunk, an image), or fetched by a prerendered page, are no
+    // page views whatever their `Accept` says.
+    for (path, headers) in [
+        (
+            "/logo.png",
+            [
+                ("accept", navigation),
+                ("sec-fetch-dest", "empty"),
+                ("sec-purpose", "prefetch"),
+            ],
+        ),
+        (
+            "/chunk.js",
+            [("accept", "*/*"), ("sec-fetch-dest", "empty"), ("x-moz", "prefetch")],
+        ),
+        (
+            "/api/cart",
+            [
+                ("accept", "image/avif,*/*"),
+                ("sec-fetch-dest", "image"),
+                ("sec-purpose", "prefetch;prerender"),
+            ],
+        ),
+    ] {
+        let (_, set) = fetch(&h, path, &cookie, &headers).await;
+        assert!(!set, "{path} {headers:?} is no page view");
+    }
+    assert_eq!(pages(), 5);
 }
 
-/// `/contact` fetched with this cookie and these headers, as a page's link from the site: its body.
-async fn fetch_contact(h: &Harness, cookie: &str, headers: &[(&str, &str)]) -> String {
-    let mut req = hyper::Request::get(format!("{}/contact", h.base))
+/// `path` fetched with this cookie and these headers, from a page of the site: its body, and
+/// whether it set the visitor cookie (what a page view does).
+async fn fetch(h: &Harness, path: &str, cookie: &str, headers: &[(&str, &str)]) -> (String, bool) {
+    let mut req = hyper::Request::get(format!("{}{path}", h.base))
         .header("host", "site.test")
         .header("referer", "http://site.test/")
         .header("cookie", cookie);
@@ -272,7 +305,9 @@ async fn fetch_contact(h: &Harness, cookie: &str, headers: &[(&str, &str)]) -> S
         req = req.header(*k, *v);
     }
     let resp = h.client.request(req.body(Empty::new()).unwrap()).await.unwrap();
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    let set = resp.headers().contains_key("set-cookie");
+    let body = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (body, set)
 }
 
 #[tokio::test]

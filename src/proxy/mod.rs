@@ -131,14 +131,11 @@ struct PendingView {
     path: String,
     at: crate::clock::Millis,
     page: bool,
-    /// A prefetch or prerender: the visitor may never see the page, so it is no page of their
-    /// history (their session is still touched: they are on the site).
-    speculative: bool,
 }
 
 impl PendingView {
     fn answered(mut self, status: StatusCode) {
-        self.page = !status.is_redirection() && !self.speculative;
+        self.page = !status.is_redirection();
     }
 }
 
@@ -585,7 +582,6 @@ impl Proxy {
                 path: path.to_string(),
                 at: now,
                 page: false,
-                speculative: headers::is_speculative(h),
             }),
         }
     }
@@ -808,27 +804,33 @@ fn is_page_view(req: &Request<Incoming>) -> bool {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return false;
     }
-    let said = headers::asks_for_html(req.headers());
-    // A `<link rel=prefetch>` of the next page is fetched as a script's fetch is (`Sec-Fetch-Dest:
-    // empty`), by Firefox with `Accept: */*`: unless its `Accept` rules HTML out, its path
-    // tells, as for a request that does not say. Shown later as the page, it must carry the
-    // visitor's number, not the site's.
-    let said = match said {
-        Some(false) if headers::is_speculative(req.headers()) => headers::asks_for_html_by_accept(req.headers()),
-        said => said,
-    };
-    if let Some(said) = said {
+    let h = req.headers();
+    // A `<link rel=prefetch>` is fetched as a script's fetch is (`Sec-Fetch-Dest: empty`),
+    // whatever it fetches, with the navigation's `Accept` (Chrome) or `*/*` (Firefox): its path
+    // tells first, then an `Accept` that rules HTML out. A page it fetches must carry the
+    // visitor's number, not the site's: the browser may show that copy on the next click
+    // without asking again (Chrome's five minutes), and for the same reason it counts as seen.
+    let prefetch = headers::is_speculative(h)
+        && h.get("sec-fetch-dest")
+            .is_none_or(|d| d.as_bytes().eq_ignore_ascii_case(b"empty"));
+    if prefetch {
+        return !has_asset_extension(req.uri().path()) && headers::asks_for_html_by_accept(h) != Some(false);
+    }
+    if let Some(said) = headers::asks_for_html(h) {
         return said;
     }
+    !has_asset_extension(req.uri().path())
+}
+
+/// Whether a path's last segment ends like a stylesheet, script, image, font or download.
+fn has_asset_extension(path: &str) -> bool {
     const ASSETS: &[&str] = &[
         "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "woff", "woff2", "ttf",
         "otf", "eot", "json", "xml", "txt", "pdf", "mp4", "webm", "mp3", "zip", "wasm",
     ];
-    let last = req.uri().path().rsplit('/').next().unwrap_or("");
-    match last.rsplit_once('.') {
-        Some((_, ext)) => !ASSETS.iter().any(|a| a.eq_ignore_ascii_case(ext)),
-        None => true,
-    }
+    let last = path.rsplit('/').next().unwrap_or("");
+    last.rsplit_once('.')
+        .is_some_and(|(_, ext)| ASSETS.iter().any(|a| a.eq_ignore_ascii_case(ext)))
 }
 
 /// The headers of a page that is rewritten (`decoded`: and sent without its content coding).
