@@ -292,6 +292,28 @@ async fn a_prefetched_page_shows_the_visitors_number_and_a_prefetched_asset_is_n
         assert!(!set, "{path} {headers:?} is no page view");
     }
     assert_eq!(pages(), 5);
+    // A hovered link carrying another source's tags is prefetched with the visitor's own
+    // source: it is no landing until they follow it.
+    let tagged = "/offers?utm_source=newsletter&utm_medium=email";
+    let (body, _) = fetch(
+        &h,
+        tagged,
+        &cookie,
+        &[
+            ("accept", "*/*"),
+            ("sec-fetch-dest", "empty"),
+            ("sec-purpose", "prefetch"),
+        ],
+    )
+    .await;
+    assert!(body.contains("555-010-1001"), "{body}");
+    let rec = h.proxy.sessions().get(&state.sid).unwrap();
+    assert_eq!(rec.last.as_ref().unwrap().ch, "paid_search");
+    assert_eq!(
+        rec.pages.last().unwrap().path,
+        tagged,
+        "the prefetched page is in the history"
+    );
 }
 
 /// `path` fetched with this cookie and these headers, from a page of the site: its body, and
