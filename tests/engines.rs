@@ -444,6 +444,8 @@ fn engines_agree_on_random_pages() {
         r"\u00a0",
         r"\u0041",
         r"\u2022",
+        "%20",
+        "%E2%80%AA",
         r"\u2011",
         "\u{2011}",
         "é",

@@ -382,8 +382,9 @@ impl NumberMatcher {
             let b = text[i];
             let prev = byte_before(text, i, before, 1);
             if b.is_ascii_digit() {
-                // Inside a digit group; an escape's last hex digit (`\u00a0555`) ends none.
-                if prev.is_ascii_digit() && json_escape_before(text, i, before).is_none() {
+                // Inside a digit group; an escape's last hex digit (`\u00a0555`, `%20555`)
+                // ends none.
+                if prev.is_ascii_digit() && escape_before(text, i, before).is_none() {
                     i += 1;
                     continue;
                 }
@@ -412,10 +413,10 @@ impl NumberMatcher {
                 }
                 Token::Incomplete if !last => return Scan::Open(i),
                 Token::Sep { len, .. } => i += len,
-                // A whole JSON escape of something else (`\u2022`): its hex digits never start
-                // a digit group, which would swallow a number right after it (as they would
-                // not when a chunk edge falls between the two).
-                Token::Other(_) if b == b'\\' => match json_escape_at(text, i) {
+                // A whole escape of something else (`\u2022`, `%E2`): its hex digits never
+                // start a digit group, which would swallow a number right after it (as they
+                // would not when a chunk edge falls between the two).
+                Token::Other(_) if matches!(b, b'\\' | b'%') => match escaped_at(text, i) {
                     Escaped::CodePoint(_, len) => i += len,
                     _ => i += 1,
                 },
@@ -591,11 +592,13 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
         return true;
     }
     let b2 = at(2);
-    if let Some(cp) = json_escape_before(text, start, before) {
+    if let Some((cp, len)) = escape_before(text, start, before) {
+        let before_escape = at(len + 1);
         return match u8::try_from(cp).ok().filter(u8::is_ascii) {
-            Some(b) => !glues_left(b, at(7)),
+            Some(b) => !glues_left(b, before_escape),
             // A hyphen or dash glues as `-` does (`12\u2011555…` is an id).
-            None if matches!(cp, 0x2010 | 0x2011 | 0x2013) => !word_byte(at(7)),
+            None if matches!(cp, 0x2010 | 0x2011 | 0x2013) => !word_byte(before_escape),
+            // A percent escape's byte of a UTF-8 sequence: £ and ¥ end in A3 and A5.
             None => !matches!(cp, 0xA3 | 0xA5 | 0x20AC),
         };
     }
@@ -614,20 +617,25 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     !glues_left(b1, b2) && !currency
 }
 
-/// The code point of a JSON `\uXXXX` escape that ends right before `i`, unless its backslash is
-/// itself escaped (`\\u00a0` is a backslash and the text `u00a0`).
+/// The escape that ends right before `i`, and its length: a JSON `\uXXXX` (its code point),
+/// unless its backslash is itself escaped (`\\u00a0` is a backslash and the text `u00a0`), or
+/// a percent escape `%XX` (its byte, one of a UTF-8 sequence from 0x80 up).
 #[inline(always)]
-fn json_escape_before(text: &[u8], i: usize, before: Before) -> Option<u32> {
+fn escape_before(text: &[u8], i: usize, before: Before) -> Option<(u32, usize)> {
     let at = |k| byte_before(text, i, before, k);
+    let (b1, b2) = (at(1), at(2));
     // Every candidate asks: the byte right before rules out most at once.
-    if !at(1).is_ascii_hexdigit() || at(5) != b'u' || at(6) != b'\\' || at(7) == b'\\' {
+    if !b1.is_ascii_hexdigit() || !b2.is_ascii_hexdigit() {
         return None;
     }
-    let hex = [at(4), at(3), at(2), at(1)];
-    hex.iter()
-        .all(u8::is_ascii_hexdigit)
-        .then(|| parse_u32(&hex, 16))
-        .flatten()
+    if at(3) == b'%' {
+        return parse_u32(&[b2, b1], 16).map(|v| (v, 3));
+    }
+    let hex = [at(4), at(3), b2, b1];
+    if at(5) != b'u' || at(6) != b'\\' || at(7) == b'\\' || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    parse_u32(&hex, 16).map(|cp| (cp, 6))
 }
 
 /// Whether `b1` right before a number, with `b2` before it, makes it part of something else.
@@ -1094,6 +1102,18 @@ mod tests {
             assert_eq!(rw(s), s);
         }
         assert_eq!(rw("Tel \u{2013}555-010-0000"), "Tel \u{2013}555-010-1001");
+        // Percent escapes before a number, as a `tel:` link or a share link writes them.
+        for (from, to) in [
+            ("tel:%28555%29%20010-0000", "tel:%28555%29%20010-1001"),
+            ("?text=Call%205550100000", "?text=Call%205550101001"),
+            ("Tel%C2%A0555-010-0000", "Tel%C2%A0555-010-1001"),
+            ("tel:%E2%80%AA5550100000%E2%80%AC", "tel:%E2%80%AA5550101001%E2%80%AC"),
+        ] {
+            assert_eq!(rw(from), to);
+        }
+        for s in ["ORD%2D5550100000", "x%415550100000", "%C2%A35550100000"] {
+            assert_eq!(rw(s), s);
+        }
         // `\\u00a0` is a backslash, then the text `u00a0`: a digit glues.
         assert_eq!(rw(r"\\u00a05550100000"), r"\\u00a05550100000");
     }
@@ -1115,11 +1135,12 @@ mod tests {
     #[test]
     fn an_escape_before_a_number_is_read_across_a_chunk_edge() {
         let (m, to) = us();
-        let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000","b":"Tel\u2022555-010-0000"}"#;
+        let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000","b":"Tel\u2022555-010-0000","p":"tel:%E2%80%AA5550100000"}"#;
         let whole = rw(text);
         assert!(whole.contains(r"\u00a0555-010-1001") && whole.contains(r"ORD\u00415550100000"));
         // An escape of no separator ends no digit group either: its hex digits are not the number's.
         assert!(whole.contains(r"\u2022555-010-1001"), "{whole}");
+        assert!(whole.contains("%AA5550101001"), "{whole}");
         for cut in 1..text.len() {
             let mut s = TextStream::default();
             let mut n = 0;
