@@ -314,6 +314,22 @@ async fn a_prefetched_page_shows_the_visitors_number_and_a_prefetched_asset_is_n
         tagged,
         "the prefetched page is in the history"
     );
+    // From another site (a speculation rule on a partner's page), it is the landing the
+    // browser will show without asking again: its source counts.
+    let prefetch = [
+        ("accept", "text/html"),
+        ("sec-fetch-dest", "document"),
+        ("sec-purpose", "prefetch"),
+    ];
+    fetch(
+        &h,
+        tagged,
+        &cookie,
+        &[&prefetch[..], &[("referer", "https://news.example/")]].concat(),
+    )
+    .await;
+    let rec = h.proxy.sessions().get(&state.sid).unwrap();
+    assert_eq!(rec.last.as_ref().unwrap().ch, "email");
 }
 
 /// `path` fetched with this cookie and these headers, from a page of the site: its body, and
@@ -321,8 +337,10 @@ async fn a_prefetched_page_shows_the_visitors_number_and_a_prefetched_asset_is_n
 async fn fetch(h: &Harness, path: &str, cookie: &str, headers: &[(&str, &str)]) -> (String, bool) {
     let mut req = hyper::Request::get(format!("{}{path}", h.base))
         .header("host", "site.test")
-        .header("referer", "http://site.test/")
         .header("cookie", cookie);
+    if !headers.iter().any(|(k, _)| *k == "referer") {
+        req = req.header("referer", "http://site.test/");
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

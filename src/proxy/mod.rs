@@ -546,7 +546,8 @@ impl Proxy {
             identity::from_cookie_headers(cookies()).find_map(|v| identity::decode(v, &self.cookie_key, &site.name));
         // A prefetch from a page of the site (a hovered link) is no landing: a link carrying
         // `utm_*` or a click id must not make the visitor's source one they never followed.
-        let touch = touch.filter(|_| prev.is_none() || !headers::is_speculative(h));
+        let hovered = prev.is_some() && headers::is_speculative(h) && classify::is_internal(&landing);
+        let touch = touch.filter(|_| !hovered);
         let now = self.clock.now_ms();
         let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
         let st = &visit.state;

@@ -598,7 +598,14 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
             Some(b) => !glues_left(b, before_escape),
             // A hyphen or dash glues as `-` does (`12\u2011555…` is an id).
             None if matches!(cp, 0x2010 | 0x2011 | 0x2013) => !word_byte(before_escape),
-            // A percent escape's byte of a UTF-8 sequence: £ and ¥ end in A3 and A5.
+            // A percent escape's byte of a UTF-8 sequence: £ and ¥ end in A3 and A5, € in
+            // 82 AC; a lone 96 is windows-1252's en dash.
+            None if len == 3 => match cp {
+                0xA3 | 0xA5 => false,
+                0xAC => !(at(6) == b'%' && at(5) == b'8' && at(4) == b'2'),
+                0x96 => !word_byte(before_escape),
+                _ => true,
+            },
             None => !matches!(cp, 0xA3 | 0xA5 | 0x20AC),
         };
     }
@@ -1111,7 +1118,13 @@ mod tests {
         ] {
             assert_eq!(rw(from), to);
         }
-        for s in ["ORD%2D5550100000", "x%415550100000", "%C2%A35550100000"] {
+        for s in [
+            "ORD%2D5550100000",
+            "x%415550100000",
+            "%C2%A35550100000",
+            "%E2%82%AC5550100000",
+            "ORD%965550100000",
+        ] {
             assert_eq!(rw(s), s);
         }
         // `\\u00a0` is a backslash, then the text `u00a0`: a digit glues.

@@ -346,14 +346,11 @@ pub fn classify(landing: &Landing) -> Option<Touch> {
     let tags = Tags::parse(landing.query, landing.capture);
     let tagged = tags.has_utm() || !tags.click_ids.is_empty();
 
-    let referrer = landing.referrer.and_then(Referrer::parse);
-    let internal = referrer
-        .as_ref()
-        .is_some_and(|r| !r.app && is_own_host(&r.host, landing.own_hosts));
+    let internal = is_internal(landing);
     if internal && !tagged {
         return None;
     }
-    let external = referrer.filter(|_| !internal);
+    let external = landing.referrer.and_then(Referrer::parse).filter(|_| !internal);
     let ref_site = external.as_ref().and_then(Referrer::site);
     let ref_kind = ref_site.and_then(|s| s.kind);
     let from_referrer = external
@@ -779,6 +776,14 @@ fn keyword_params(engine: &str) -> &'static [&'static str] {
         "goo" => &["MT"],
         _ => &["q"],
     }
+}
+
+/// Whether a landing comes from one of the site's own pages (its referrer is an own host).
+pub fn is_internal(landing: &Landing) -> bool {
+    landing
+        .referrer
+        .and_then(Referrer::parse)
+        .is_some_and(|r| !r.app && is_own_host(&r.host, landing.own_hosts))
 }
 
 /// The lowercase host of an `http(s)` referrer (port, user info and trailing dot removed).
