@@ -48,9 +48,9 @@ pub(crate) const NUMBER_ATTRIBUTES: &[&str] = &["content", "title", "aria-label"
 /// framework hydrates the page from, Next.js's `__NEXT_DATA__` among them: left with the
 /// site's number, they would put it back on the page once its script runs), also with
 /// parameters (`application/json; charset=utf-8`, `application/json ;charset=utf-8`) or
-/// another `+json` subtype. Other scripts
-/// are code, never touched. Matched in ASCII case-insensitively, the same way by lol_html (as
-/// attribute selectors) and by the byte-level engine ([`TypeTest::matches`]).
+/// another `+json` subtype. Other scripts are code, never touched. Matched ASCII
+/// case-insensitively, the same way by lol_html (as attribute selectors) and by the byte-level
+/// engine ([`TypeTest::matches`]).
 pub(crate) const JSON_SCRIPT_TYPES: &[TypeTest] = &[
     TypeTest::Is("application/json"),
     TypeTest::Starts("application/json;"),

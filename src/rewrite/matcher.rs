@@ -580,9 +580,9 @@ fn json_value_before(text: &[u8], start: usize, before: Before) -> bool {
 /// or a gluing separator after a letter or digit (`12-555-010-0000`, `ORD-5550100000` are ids).
 ///
 /// In JSON, `\n`, `\t`, `\r`, `\b` and `\f` read as the spaces they stand for, and `\/` as
-/// the slash it is (the byte before its backslash counts).
-/// A `\uXXXX` escape stands for its code point (`"Tel.\u00a0555…"` is a no-break space before
-/// the number, `\u0041` a letter), unless its backslash is itself escaped.
+/// the slash it is (the byte before its backslash counts). A `\uXXXX` or `%XX` escape stands for
+/// what it encodes (`"Tel.\u00a0555…"` is a no-break space before the number, `\u0041` a
+/// letter), and so does a character of several bytes in UTF-8 ([`char_glues_left`]).
 fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     let at = |k| byte_before(text, start, before, k);
     let b1 = at(1);
@@ -596,17 +596,16 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
         let before_escape = at(len + 1);
         return match u8::try_from(cp).ok().filter(u8::is_ascii) {
             Some(b) => !glues_left(b, before_escape),
-            // A hyphen or dash glues as `-` does (`12\u2011555…` is an id).
-            None if matches!(cp, 0x2010 | 0x2011 | 0x2013) => !word_byte(before_escape),
-            // A percent escape's byte of a UTF-8 sequence: £ and ¥ end in A3 and A5, € in
-            // 82 AC; a lone 96 is windows-1252's en dash.
+            // A percent escape's byte of a UTF-8 sequence (the look-back holds one escape, not
+            // the whole character): £ and ¥ end in A3 and A5, € in 82 AC; a lone 96 is
+            // windows-1252's en dash.
             None if len == 3 => match cp {
                 0xA3 | 0xA5 => false,
                 0xAC => !(at(6) == b'%' && at(5) == b'8' && at(4) == b'2'),
                 0x96 => !word_byte(before_escape),
                 _ => true,
             },
-            None => !matches!(cp, 0xA3 | 0xA5 | 0x20AC),
+            None => !char_glues_left(cp, before_escape),
         };
     }
     if b2 == b'\\' && matches!(b1, b'n' | b't' | b'r' | b'b' | b'f') {
@@ -615,13 +614,30 @@ fn left_boundary_ok(text: &[u8], start: usize, before: Before) -> bool {
     if b1 == b'/' && b2 == b'\\' {
         return !glues_left(b1, at(3));
     }
-    // U+2010 hyphen, U+2011 non-breaking hyphen, U+2013 en dash (E2 80 90/91/93), as `-`.
-    if at(3) == 0xE2 && b2 == 0x80 && matches!(b1, 0x90 | 0x91 | 0x93) {
-        return !word_byte(at(4));
+    // A character of two or three bytes in UTF-8, read as the escape of it would be.
+    if b1 & 0xC0 == 0x80 {
+        if (0xC2..=0xDF).contains(&b2) {
+            return !char_glues_left((u32::from(b2 & 0x1F) << 6) | u32::from(b1 & 0x3F), at(3));
+        }
+        let b3 = at(3);
+        if b2 & 0xC0 == 0x80 && (0xE0..=0xEF).contains(&b3) {
+            let cp = (u32::from(b3 & 0x0F) << 12) | (u32::from(b2 & 0x3F) << 6) | u32::from(b1 & 0x3F);
+            return !char_glues_left(cp, at(4));
+        }
     }
-    // £ (C2 A3), ¥ (C2 A5), € (E2 82 AC)
-    let currency = (b2 == 0xC2 && matches!(b1, 0xA3 | 0xA5)) || (b1 == 0xAC && b2 == 0x82 && at(3) == 0xE2);
-    !glues_left(b1, b2) && !currency
+    !glues_left(b1, b2)
+}
+
+/// Whether a character beyond ASCII right before a number, with `before` the byte before it,
+/// makes it part of something else: a hyphen or dash after a letter or digit, as `-` does
+/// (U+2010 hyphen, U+2011 non-breaking hyphen, U+2013 en dash: `12\u2011555…` is an id), or a
+/// currency sign (£, ¥, €: a price).
+fn char_glues_left(cp: u32, before: u8) -> bool {
+    match cp {
+        0x2010 | 0x2011 | 0x2013 => word_byte(before),
+        0xA3 | 0xA5 | 0x20AC => true,
+        _ => false,
+    }
 }
 
 /// The escape that ends right before `i`, and its length: a JSON `\uXXXX` (its code point),
