@@ -360,9 +360,11 @@ impl Proxy {
         }
 
         // Only page views count: assets pass with the original number and no cookie.
-        let page_view = is_page_view(&req);
+        // A prefetch or prerender: read once, for what counts as a page view and for its touch.
+        let speculative = headers::is_speculative(req.headers());
+        let page_view = is_page_view(&req, speculative);
         let mut visitor = if page_view {
-            self.visitor(site, &req, conn)
+            self.visitor(site, &req, conn, speculative)
         } else {
             VisitorOutcome::original()
         };
@@ -501,7 +503,7 @@ impl Proxy {
     }
 
     /// Phase 2: who is this visitor (of a page view), and which number do they see.
-    fn visitor(&self, site: &Site, req: &Request<Incoming>, conn: ConnInfo) -> VisitorOutcome {
+    fn visitor(&self, site: &Site, req: &Request<Incoming>, conn: ConnInfo, speculative: bool) -> VisitorOutcome {
         let h = req.headers();
         let ua = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
         if site.bots == BotPolicy::Original && classify::is_bot(ua) {
@@ -546,7 +548,7 @@ impl Proxy {
             identity::from_cookie_headers(cookies()).find_map(|v| identity::decode(v, &self.cookie_key, &site.name));
         // A prefetch from a page of the site (a hovered link) is no landing: a link carrying
         // `utm_*` or a click id must not make the visitor's source one they never followed.
-        let hovered = prev.is_some() && headers::is_speculative(h) && classify::is_internal(&landing);
+        let hovered = prev.is_some() && speculative && classify::is_internal(&landing);
         let touch = touch.filter(|_| !hovered);
         let now = self.clock.now_ms();
         let visit = identity::visit(prev, touch.as_ref(), path, now, &mut || identity::time_ordered_id(now));
@@ -804,7 +806,8 @@ fn is_tracking_param(name: &str) -> bool {
 /// A script's fetch that asks for HTML is a page view too: Turbo (Rails' default), pjax and
 /// their kin navigate by fetching the next page and swapping it in, so the visitor sees its
 /// number as on any page, and must see theirs. Other fetches (JSON, `*/*`) are not.
-fn is_page_view(req: &Request<Incoming>) -> bool {
+/// `speculative`: the request is a prefetch or prerender ([`headers::is_speculative`]).
+fn is_page_view(req: &Request<Incoming>, speculative: bool) -> bool {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return false;
     }
@@ -814,7 +817,7 @@ fn is_page_view(req: &Request<Incoming>) -> bool {
     // tells first, then an `Accept` that rules HTML out. A page it fetches must carry the
     // visitor's number, not the site's: the browser may show that copy on the next click
     // without asking again (Chrome's five minutes), and for the same reason it counts as seen.
-    let prefetch = headers::is_speculative(h)
+    let prefetch = speculative
         && h.get("sec-fetch-dest")
             .is_none_or(|d| d.as_bytes().eq_ignore_ascii_case(b"empty"));
     if prefetch {
