@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use telswap::visitor::classify::Device;
-use telswap::visitor::sessions::SessionLog;
+use telswap::visitor::sessions::{Seen, SessionLog};
 
 const BOUND: u64 = 1_000_000;
 
@@ -37,7 +37,7 @@ fn main() {
                 i,
                 Device::Desktop,
                 (&none, &none, 0),
-                Some(path),
+                Some(Seen::path(path)),
                 i,
             );
             let ns = t.elapsed().as_nanos() as u64;

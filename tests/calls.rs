@@ -52,6 +52,12 @@ mode = "source"
 when.channel = ["organic_search"]
 numbers = ["+1 555-010-2001"]
 
+[[pool]]
+name = "social"
+mode = "source"
+when.channel = ["organic_social", "paid_social"]
+numbers = ["+1 555-010-2002"]
+
 [[offline]]
 number = "+1 555-010-3001"
 campaign = "radio-spring"
@@ -779,6 +785,96 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
         (Some("site"), Some("ads"), Some("session"))
     );
     assert!(ads.get("peak_leased").is_some() && ads.get("exhausted").is_some() && ads.get("leased").is_some());
+    env.app.stop().await;
+}
+
+/// A source number shared by two channels: a call is credited to the channel that every
+/// visitor shown the number in the pool's `match_window` came from, and to none once they
+/// differ; who saw it is kept on the call either way, and read from the store, so a restart
+/// keeps it.
+#[tokio::test]
+async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_it() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let text = rules(o, "twilio", "overflow", 1);
+    let clock = ManualClock::new(now_ms());
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    let organic = "/?utm_source=facebook&utm_medium=social";
+    let (n, _) = env.visit(organic, None).await;
+    assert_eq!(n, "555-010-2002");
+    env.visit(organic, None).await;
+    // Seen three hours ago: outside the 2 h window of a call now.
+    let (n, _) = env.visit("/?utm_source=instagram&utm_medium=paid_social", None).await;
+    assert_eq!(n, "555-010-2002");
+    clock.advance(Duration::from_secs(3 * 3600));
+    env.visit(organic, None).await;
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    clock.advance(Duration::from_secs(60));
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAsocial1", "+15550102002"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = &env.calls().await[0];
+    assert_eq!(c["confidence"], "source");
+    let a = &c["attribution"];
+    assert_eq!(
+        (a["channel"].as_str(), a["source"].as_str()),
+        (Some("organic_social"), Some("facebook")),
+        "{c}"
+    );
+    assert_eq!(a["shown_to"][0]["visitors"], 1, "{c}");
+
+    // A paid visitor now sees it too: the next call is no longer any one channel's. After a
+    // restart, as the audience is the store's.
+    env.visit("/?utm_source=instagram&utm_medium=paid_social", None).await;
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    env.app.stop().await;
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    clock.advance(Duration::from_secs(60));
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAsocial2", "+15550102002"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = env
+        .calls()
+        .await
+        .into_iter()
+        .find(|c| c["call_sid"] == "CAsocial2")
+        .unwrap();
+    let a = &c["attribution"];
+    assert_eq!(
+        (a["channel"].as_str(), a["source"].as_str(), a["pool"].as_str()),
+        (None, None, Some("social")),
+        "{c}"
+    );
+    let shown: Vec<(&str, &str, u64)> = a["shown_to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["channel"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+                r["visitors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("paid_social", "instagram", 1), ("organic_social", "facebook", 1)],
+        "{c}"
+    );
+    let (status, page) = env.admin_raw(&format!("/calls/{}", c["id"].as_str().unwrap())).await;
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Number shown to") && page.contains("paid_social (instagram): 1 visitors"),
+        "{page}"
+    );
     env.app.stop().await;
 }
 

@@ -735,6 +735,23 @@ pub fn call_page(c: &CallRecord) -> String {
             })
         ),
     );
+    // A source number's call: who was shown the number before it rang.
+    if let Some(rows) = a.get("shown_to").and_then(Value::as_array) {
+        let seen: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let f = |k: &str| cell(r.get(k).unwrap_or(&Value::Null), "text");
+                format!(
+                    "{} ({}): {} visitors, last at {}",
+                    f("channel"),
+                    f("source"),
+                    f("visitors"),
+                    f("last_at")
+                )
+            })
+            .collect();
+        row("Number shown to", esc(&seen.join(" · ")));
+    }
     row(
         "Recording",
         match &c.recording_url {

@@ -9,6 +9,7 @@ use crate::clock::{Millis, rfc3339};
 use crate::pool::{Confidence, Held, LeaseRecord, grade_within, matching_pool};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Attribution, Site};
+use crate::store::AudienceRow;
 use crate::visitor::classify::captured_params;
 use crate::visitor::identity::{StoredTouch, cap};
 use crate::visitor::sessions::{MAX_PAGES_PER_SESSION, PageView, SessionRecord};
@@ -47,23 +48,46 @@ pub fn attribute(
         };
     }
     match held {
-        Held::Source { pool } | Held::Overflow { pool } => {
+        Held::Source { pool, shown_to } => {
+            let mut a = empty();
+            a.insert("pool".into(), json!(pool));
+            // The pool's one channel; else the one channel, or source, that every visitor shown
+            // the number before the call came from.
+            let channel = match pool_channel(site, pool) {
+                Some(c) => Some(c),
+                None => unanimous(shown_to, |r| &r.channel),
+            };
+            if let Some(c) = channel {
+                a.insert("channel".into(), json!(c));
+            }
+            if let Some(s) = unanimous(shown_to, |r| &r.source) {
+                a.insert("source".into(), json!(s));
+            }
+            if !shown_to.is_empty() {
+                let rows: Vec<Value> = shown_to
+                    .iter()
+                    .map(|r| {
+                        json!({"channel": r.channel, "source": r.source, "visitors": r.visitors,
+                               "last_at": rfc3339(r.last_at.max(0) as Millis)})
+                    })
+                    .collect();
+                a.insert("shown_to".into(), Value::Array(rows));
+            }
+            Attributed {
+                confidence: Confidence::Source,
+                attribution: Value::Object(a),
+            }
+        }
+        Held::Overflow { pool } => {
             let mut a = empty();
             a.insert("pool".into(), json!(pool));
             // An overflow number is shown only to the pool's audience: its visitor is unknown,
             // not its channel.
-            if let Some(p) = site.pools.iter().find(|p| &p.name == pool)
-                && p.when.channel.len() == 1
-            {
-                a.insert("channel".into(), json!(p.when.channel[0].as_str()));
+            if let Some(c) = pool_channel(site, pool) {
+                a.insert("channel".into(), json!(c));
             }
-            let confidence = if matches!(held, Held::Source { .. }) {
-                Confidence::Source
-            } else {
-                Confidence::None
-            };
             Attributed {
-                confidence,
+                confidence: Confidence::None,
                 attribution: Value::Object(a),
             }
         }
@@ -97,6 +121,24 @@ pub fn attribute(
             }
         }
     }
+}
+
+/// The channel of a pool whose `when` names exactly one.
+fn pool_channel<'s>(site: &'s Site, pool: &str) -> Option<&'s str> {
+    let p = site.pools.iter().find(|p| p.name == pool)?;
+    match p.when.channel.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    }
+}
+
+/// The value every row has, when they all have the same one (none for no rows).
+fn unanimous<'r>(rows: &'r [AudienceRow], key: impl Fn(&'r AudienceRow) -> &'r String) -> Option<&'r str> {
+    let first = key(rows.first()?);
+    rows.iter()
+        .all(|r| key(r) == first)
+        .then_some(first.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 fn empty() -> Map<String, Value> {
@@ -743,6 +785,12 @@ name = "organic"
 mode = "source"
 when.channel = ["organic_search"]
 numbers = ["+1 555-010-2001"]
+
+[[pool]]
+name = "social"
+mode = "source"
+when.channel = ["organic_social", "paid_social"]
+numbers = ["+1 555-010-2002"]
 "#
         );
         let set = crate::rules::load_sources(&[("s.toml".into(), text)]).unwrap();
@@ -825,6 +873,61 @@ numbers = ["+1 555-010-2001"]
         assert_eq!(
             from_session(&rec(&paid, &later_ad), &first_model, Some("ads"))["gclid"],
             "Cj0"
+        );
+    }
+
+    /// A source number shared by several channels is credited to a channel only when every
+    /// visitor shown it in the window came from that one; the audience is kept either way.
+    #[test]
+    fn a_shared_source_number_takes_the_channel_its_whole_audience_came_from() {
+        let site = site("last_non_direct");
+        let row = |channel: &str, source: &str, visitors: u32| AudienceRow {
+            channel: channel.into(),
+            source: source.into(),
+            visitors,
+            last_at: 1_000,
+        };
+        let call = |pool: &str, number: &str, shown_to: Vec<AudienceRow>| {
+            let held = Held::Source {
+                pool: pool.into(),
+                shown_to,
+            };
+            let number = PhoneNumber::parse(number, "US").unwrap();
+            let got = attribute(&site, &number, 2_000, &held, &|_| None);
+            assert_eq!(got.confidence, Confidence::Source);
+            got.attribution
+        };
+        let social = "+1 555-010-2002";
+        let a = call("social", social, vec![row("organic_social", "facebook", 3)]);
+        assert_eq!(
+            (a["channel"].as_str(), a["source"].as_str()),
+            (Some("organic_social"), Some("facebook"))
+        );
+        assert_eq!(
+            a["shown_to"],
+            json!([{"channel": "organic_social", "source": "facebook", "visitors": 3,
+                    "last_at": "1970-01-01T00:00:01Z"}])
+        );
+        let a = call(
+            "social",
+            social,
+            vec![row("organic_social", "facebook", 3), row("paid_social", "facebook", 1)],
+        );
+        assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, Some("facebook")));
+        assert_eq!(a["shown_to"].as_array().unwrap().len(), 2);
+        // Nobody seen: the pool's name and nothing more.
+        let a = call("social", social, vec![]);
+        assert_eq!((a["channel"].as_str(), a["pool"].as_str()), (None, Some("social")));
+        assert!(a.get("shown_to").is_none());
+        // A pool of one channel keeps it, whatever the audience; the source comes from them.
+        let a = call(
+            "organic",
+            "+1 555-010-2001",
+            vec![row("organic_search", "google", 5), row("organic_search", "bing", 1)],
+        );
+        assert_eq!(
+            (a["channel"].as_str(), a["source"].as_str()),
+            (Some("organic_search"), None)
         );
     }
 }

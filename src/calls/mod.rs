@@ -26,10 +26,10 @@ use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Dialect, PoolMode, RuleSet, Site};
-use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Leg, Store};
+use crate::store::{AudienceRow, CallRecord, Inserted, JsonText, LeaseRow, Leg, Store};
 use crate::visitor::classify::Device;
 use crate::visitor::identity::{StoredTouch, random_id};
-use crate::visitor::sessions::{PageView, SessionLog, SessionRecord};
+use crate::visitor::sessions::{PageView, Seen, SessionLog, SessionRecord};
 
 /// Webhook bodies are small forms; anything larger is not from a provider.
 const MAX_BODY: usize = 64 * 1024;
@@ -305,6 +305,10 @@ impl Calls {
                     candidates: self.stored_candidates(&owner, &pool, &to_num, now).await,
                 }
             }
+            Held::Source { pool, .. } => Held::Source {
+                shown_to: self.shown_to(&owner, &pool, &to_num, now).await,
+                pool,
+            },
             Held::Unknown => self.retired_number(&owner, &to_num, now).await,
             other => other,
         };
@@ -436,6 +440,27 @@ impl Calls {
                     .collect(),
             },
             None => Held::Unknown,
+        }
+    }
+
+    /// Who was shown a source pool's number in the pool's `match_window` before `now`. Empty
+    /// when the store cannot say: the call is still recorded, with the pool's channel alone.
+    async fn shown_to(&self, site: &Arc<Site>, pool: &str, number: &PhoneNumber, now: Millis) -> Vec<AudienceRow> {
+        let Some(window) = site.pools.iter().find(|p| p.name == pool).map(|p| p.match_window) else {
+            return Vec::new();
+        };
+        let store = self.store.clone();
+        let (site, number) = (site.name.clone(), number.e164());
+        let to = now as i64;
+        let from = to.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let rows = tokio::task::spawn_blocking(move || store.source_audience(&site, &number, from, to)).await;
+        match rows {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "who was shown a source number could not be read");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
         }
     }
 
@@ -707,7 +732,7 @@ impl crate::pool::LeaseJournal for StoreJournal {
 }
 
 impl crate::visitor::sessions::VisitSink for StoreJournal {
-    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: Option<&str>, at: Millis) {
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, page: Option<Seen<'_>>, at: Millis) {
         use crate::store::{PageViewRow, SessionRow, Write};
         let touch = |t: &Option<StoredTouch>| t.as_ref().and_then(JsonText::of);
         // The session row (and its visitor's, which it also upserts) is rewritten only when it
@@ -725,13 +750,14 @@ impl crate::visitor::sessions::VisitSink for StoreJournal {
                 touches: rec.touches,
             }));
         }
-        if let Some(path) = path {
+        if let Some(page) = page {
             self.store.enqueue(Write::PageView(PageViewRow {
                 site: rec.site.clone(),
                 visitor: rec.visitor.clone(),
                 session: rec.session.clone(),
-                path: path.to_string(),
+                path: page.path.to_string(),
                 at: at as i64,
+                shown: page.shown.cloned(),
             }));
         }
     }

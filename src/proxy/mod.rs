@@ -36,9 +36,10 @@ use crate::clock::{Clock, TokioClock};
 use crate::pool::{self, Audience, Choice, Holder, How, NumberChooser};
 use crate::rewrite::PageRewriter;
 use crate::rules::{Attribution, BotPolicy, ConsentMode, PoolMode, RuleSet, Site, WithoutConsent};
+use crate::store::ShownSource;
 use crate::visitor::classify::{self, Landing};
 use crate::visitor::identity::{self, CookieKey};
-use crate::visitor::sessions::SessionLog;
+use crate::visitor::sessions::{Seen, SessionLog};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -129,6 +130,7 @@ struct PendingView {
     state: identity::VisitorState,
     device: classify::Device,
     path: String,
+    shown: Option<ShownSource>,
     at: crate::clock::Millis,
     page: bool,
 }
@@ -149,7 +151,10 @@ impl Drop for PendingView {
             st.ss,
             self.device,
             (&st.first, &st.last, st.n),
-            self.page.then_some(self.path.as_str()),
+            self.page.then_some(Seen {
+                path: &self.path,
+                shown: self.shown.as_ref(),
+            }),
             self.at,
         );
     }
@@ -575,6 +580,22 @@ impl Proxy {
             session: &st.sid,
         };
         let choice = self.chooser.choose(site, audience.as_ref(), Some(&holder));
+        // A source number is everyone's: which audiences saw it is what a call to it can learn.
+        let shown = match (&choice, &audience) {
+            (
+                Choice::Tracking {
+                    number,
+                    how: How::Source,
+                    ..
+                },
+                Some(a),
+            ) => Some(ShownSource {
+                number: number.e164(),
+                channel: a.channel.as_str().to_string(),
+                source: a.source.to_string(),
+            }),
+            _ => None,
+        };
         let device = classify::device(ua, h.get("sec-ch-ua-mobile").and_then(|v| v.to_str().ok()));
         let cookie = identity::set_cookie(&identity::encode(st, &self.cookie_key, &site.name), conn.tls);
         VisitorOutcome {
@@ -586,6 +607,7 @@ impl Proxy {
                 state: visit.state,
                 device,
                 path: path.to_string(),
+                shown,
                 at: now,
                 page: false,
             }),

@@ -109,6 +109,30 @@ pub struct PageViewRow {
     pub session: String,
     pub path: String,
     pub at: i64,
+    /// The source pool's number the page showed, when it showed one.
+    pub shown: Option<ShownSource>,
+}
+
+/// A source pool's number shown on a page view, with the audience it was shown for: a call to
+/// a number shared by a whole source learns from these who could have been calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownSource {
+    /// E.164.
+    pub number: String,
+    /// The deciding touch's channel and source (what chose the pool).
+    pub channel: String,
+    pub source: String,
+}
+
+/// Who was shown a source number in a time window: one row per channel and source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceRow {
+    pub channel: String,
+    pub source: String,
+    /// Distinct visitors.
+    pub visitors: u32,
+    /// Their latest page view showing the number (ms).
+    pub last_at: i64,
 }
 
 /// A visitor session. Its touches are kept as JSON on the row (first and last, plus a count),
@@ -353,6 +377,10 @@ pub trait Store: Send + Sync {
     fn leases_of_number(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
     /// Leases of a pool started in [from, to), oldest first (pool sizing from real traffic).
     fn leases_started(&self, site: &str, pool: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
+    /// Who was shown the source number `number` (E.164) of `site` in [from, to] (committed
+    /// writes only), most visitors first: from the latest `sqlite::AUDIENCE_VIEWS` page views
+    /// that showed it.
+    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<AudienceRow>, StoreError>;
     /// A session and its page views in time order (committed writes only).
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
     /// Counters for metrics: queued writes dropped, batches committed, rows written.

@@ -52,8 +52,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CallFilter, CallRecord, DIAL_GRACE_MS, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg, NewDelivery,
-    OutboxStats, Outcome, PageViewRow, SessionRow, SpendRow, Store, StoreError, StoreStats, Write,
+    AudienceRow, CallFilter, CallRecord, DIAL_GRACE_MS, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg,
+    NewDelivery, OutboxStats, Outcome, PageViewRow, SessionRow, ShownSource, SpendRow, Store, StoreError, StoreStats,
+    Write,
 };
 
 /// The database file inside the data directory.
@@ -193,7 +194,21 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN taken_at INTEGER;
     "#,
+    // 6: the source pool's number a page view showed, and the channel and source it was shown
+    // for (NULL when it showed none): who could be calling a number shared by a whole source.
+    // The index holds only those rows, so page views of session numbers cost it nothing.
+    r#"
+    ALTER TABLE page_views ADD COLUMN shown TEXT;
+    ALTER TABLE page_views ADD COLUMN channel TEXT;
+    ALTER TABLE page_views ADD COLUMN source TEXT;
+    CREATE INDEX idx_page_views_shown ON page_views (site, shown, at) WHERE shown IS NOT NULL;
+    "#,
 ];
+
+/// Page views that [`Store::source_audience`] reads at most, the latest first. A call's answer
+/// waits for it, and a busy site's source number may be on a million pages in the window; the
+/// latest few thousand say as well who was seeing it, in a few milliseconds.
+pub const AUDIENCE_VIEWS: i64 = 5_000;
 
 /// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -704,6 +719,28 @@ impl Store for SqliteStore {
         })
     }
 
+    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<AudienceRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT channel, source, COUNT(DISTINCT visitor), MAX(at) FROM ( \
+                   SELECT channel, source, visitor, at FROM page_views \
+                   WHERE site = ?1 AND shown = ?2 AND at BETWEEN ?3 AND ?4 ORDER BY at DESC LIMIT ?5) \
+                 GROUP BY channel, source ORDER BY 3 DESC, 4 DESC, channel, source",
+            )?;
+            let rows = stmt
+                .query_map(params![site, number, from, to, AUDIENCE_VIEWS], |r| {
+                    Ok(AudienceRow {
+                        channel: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        visitors: r.get(2)?,
+                        last_at: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError> {
         self.read(|conn| {
             // One read transaction: the session and its page views from the same snapshot.
@@ -729,15 +766,25 @@ impl Store for SqliteStore {
             let Some(session) = session else { return Ok(None) };
             let views = tx
                 .prepare_cached(
-                    "SELECT site, visitor, session, path, at FROM page_views WHERE session = ?1 ORDER BY at, id",
+                    "SELECT site, visitor, session, path, at, shown, channel, source FROM page_views \
+                     WHERE session = ?1 ORDER BY at, id",
                 )?
                 .query_map([id], |r| {
+                    let shown = match (r.get(5)?, r.get(6)?, r.get(7)?) {
+                        (Some(number), Some(channel), Some(source)) => Some(ShownSource {
+                            number,
+                            channel,
+                            source,
+                        }),
+                        _ => None,
+                    };
                     Ok(PageViewRow {
                         site: r.get(0)?,
                         visitor: r.get(1)?,
                         session: r.get(2)?,
                         path: r.get(3)?,
                         at: r.get(4)?,
+                        shown,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -1275,10 +1322,21 @@ fn upsert_outcome(conn: &Connection, call_id: &str, o: &Outcome) -> Result<usize
 fn apply(conn: &Connection, w: &Write) -> Result<(), StoreError> {
     match w {
         Write::PageView(v) => {
+            let shown = v.shown.as_ref();
             conn.prepare_cached(
-                "INSERT INTO page_views (site, visitor, session, path, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO page_views (site, visitor, session, path, at, shown, channel, source) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![v.site, v.visitor, v.session, v.path, v.at])?;
+            .execute(params![
+                v.site,
+                v.visitor,
+                v.session,
+                v.path,
+                v.at,
+                shown.map(|s| &s.number),
+                shown.map(|s| &s.channel),
+                shown.map(|s| &s.source),
+            ])?;
         }
         Write::Session(s) => {
             conn.prepare_cached(
@@ -1723,6 +1781,7 @@ mod tests {
                 session: "s1".into(),
                 path: "/".into(),
                 at: 1_000,
+                shown: None,
             };
             assert!(store.enqueue(Write::PageView(view)));
             let flushed = store.flush();
@@ -1998,6 +2057,7 @@ mod tests {
                 session: "s1".into(),
                 path: format!("/p/{i}"),
                 at: 1_000 + i,
+                shown: None,
             };
             assert!(store.enqueue(Write::PageView(view)), "queue refused write {i}");
         }
@@ -2049,6 +2109,7 @@ mod tests {
                 session: format!("s{i}"),
                 path: "/".into(),
                 at: 1_000 + i,
+                shown: None,
             })
         };
         // Batches until one commit leaves 20 log pages (a few hundred rows), then until the
@@ -2205,6 +2266,7 @@ mod tests {
                 session: "s".into(),
                 path: "/".into(),
                 at: 1,
+                shown: None,
             }));
             store.enqueue(Write::Session(SessionRow {
                 id: "s".into(),
@@ -2242,9 +2304,20 @@ mod tests {
                 [],
             )
             .unwrap();
+            conn.execute_batch(
+                "INSERT INTO sessions (id, site, visitor, started, device, touches) \
+                 VALUES ('s_old', 'example', 'v_old', 5, 'mobile', 0); \
+                 INSERT INTO page_views (site, visitor, session, path, at) \
+                 VALUES ('example', 'v_old', 's_old', '/old', 6);",
+            )
+            .unwrap();
         }
         let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.call("c_old").unwrap().unwrap().call_sid, "CAold");
+        // A page view from before source numbers were recorded showed none.
+        let (_, views) = store.session("s_old").unwrap().unwrap();
+        assert_eq!((views[0].path.as_str(), &views[0].shown), ("/old", &None));
+        assert_eq!(store.source_audience("example", "+1555", 0, 10).unwrap(), []);
         assert_eq!(count(&store, "spend"), 0);
         assert_eq!(count(&store, "outbox"), 0);
         assert_eq!(count(&store, "schema_version"), MIGRATIONS.len() as i64);
@@ -2265,6 +2338,54 @@ mod tests {
             SqliteStore::open(dir.path()),
             Err(StoreError::SchemaTooNew { found, known }) if found == known + 1 && known == MIGRATIONS.len() as u32
         ));
+    }
+
+    #[test]
+    fn source_audience_counts_visitors_per_channel_and_source_in_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let view = |site: &str, visitor: &str, at: i64, shown: Option<(&str, &str, &str)>| {
+            store.enqueue(Write::PageView(PageViewRow {
+                site: site.into(),
+                visitor: visitor.into(),
+                session: format!("s-{visitor}"),
+                path: "/".into(),
+                at,
+                shown: shown.map(|(n, c, s)| ShownSource {
+                    number: n.into(),
+                    channel: c.into(),
+                    source: s.into(),
+                }),
+            }))
+        };
+        let social = Some(("+15550102002", "organic_social", "facebook"));
+        let paid = Some(("+15550102002", "paid_social", "facebook"));
+        assert!(view("example", "v1", 100, social));
+        assert!(view("example", "v1", 150, social), "the same visitor again counts once");
+        assert!(view("example", "v2", 200, social));
+        assert!(view("example", "v3", 300, paid));
+        assert!(view("example", "v4", 50, paid), "before the window");
+        assert!(view("example", "v5", 500, paid), "after the call");
+        assert!(view("other", "v6", 200, paid), "another site");
+        assert!(view(
+            "example",
+            "v7",
+            200,
+            Some(("+15550102009", "email", "newsletter"))
+        ));
+        assert!(view("example", "v8", 200, None), "a page that showed no source number");
+        store.flush().unwrap();
+        let row = |channel: &str, visitors: u32, last_at: i64| AudienceRow {
+            channel: channel.into(),
+            source: "facebook".into(),
+            visitors,
+            last_at,
+        };
+        assert_eq!(
+            store.source_audience("example", "+15550102002", 100, 400).unwrap(),
+            [row("organic_social", 2, 200), row("paid_social", 1, 300)]
+        );
+        assert_eq!(store.source_audience("example", "+15550109999", 0, 1_000).unwrap(), []);
     }
 
     #[test]
@@ -2676,6 +2797,7 @@ mod tests {
                 session: format!("s{}", i % 20_000),
                 path: format!("/products/item-{i}?utm_source=google"),
                 at: 1_700_000_000_000 + i as i64,
+                shown: None,
             });
             // Measure sustained throughput: wait for room instead of dropping.
             loop {

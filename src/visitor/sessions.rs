@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::classify::Device;
 use super::identity::StoredTouch;
 use crate::clock::Millis;
+use crate::store::ShownSource;
 
 /// Page views kept per session: enough for any real journey, bounded against crawlers.
 pub const MAX_PAGES_PER_SESSION: usize = 100;
@@ -39,12 +40,27 @@ pub struct SessionRecord {
     pub pages_dropped: u32,
 }
 
+/// A page the visitor was shown (not a redirect, nor an origin that failed).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub path: &'a str,
+    /// The source pool's number on it, when it showed one (see [`ShownSource`]).
+    pub shown: Option<&'a ShownSource>,
+}
+
+impl<'a> Seen<'a> {
+    /// A page that showed no source number.
+    pub fn path(path: &'a str) -> Seen<'a> {
+        Seen { path, shown: None }
+    }
+}
+
 /// Receives every page view with its session record (e.g. to make it durable). Called under
 /// the session's lock: keep it cheap (queue, don't write). `session_changed`: the record's
 /// durable fields (touches) differ from what the last call carried, or this is the session's
 /// first view since this process started; otherwise only the page view itself is new.
 pub trait VisitSink: Send + Sync {
-    fn page_view(&self, rec: &SessionRecord, session_changed: bool, path: Option<&str>, at: Millis);
+    fn page_view(&self, rec: &SessionRecord, session_changed: bool, page: Option<Seen<'_>>, at: Millis);
 }
 
 /// The session table's hasher. Session ids are ours (random, in a signed cookie), so a client
@@ -114,7 +130,7 @@ impl SessionLog {
         started: Millis,
         device: Device,
         state: (&Option<StoredTouch>, &Option<StoredTouch>, u32),
-        path: Option<&str>,
+        page: Option<Seen<'_>>,
         at: Millis,
     ) {
         let rec = self.cache.get_with(session.to_string(), || {
@@ -137,16 +153,16 @@ impl SessionLog {
         r.first = state.0.clone();
         r.last = state.1.clone();
         r.touches = state.2;
-        match path {
+        match page {
             None => {}
-            Some(path) if r.pages.len() < MAX_PAGES_PER_SESSION => r.pages.push(PageView {
-                path: path.to_string(),
+            Some(page) if r.pages.len() < MAX_PAGES_PER_SESSION => r.pages.push(PageView {
+                path: page.path.to_string(),
                 at,
             }),
             Some(_) => r.pages_dropped += 1,
         }
         if let Some(sink) = &self.sink {
-            sink.page_view(&r, changed, path, at);
+            sink.page_view(&r, changed, page, at);
         }
     }
 
@@ -177,11 +193,11 @@ mod tests {
     struct Changes(Mutex<Vec<(String, bool)>>);
 
     impl VisitSink for Changes {
-        fn page_view(&self, _: &SessionRecord, session_changed: bool, path: Option<&str>, _: Millis) {
+        fn page_view(&self, _: &SessionRecord, session_changed: bool, page: Option<Seen<'_>>, _: Millis) {
             self.0
                 .lock()
                 .unwrap()
-                .push((path.unwrap_or("-").to_string(), session_changed));
+                .push((page.map_or("-", |p| p.path).to_string(), session_changed));
         }
     }
 
@@ -195,7 +211,16 @@ mod tests {
             ..StoredTouch::default()
         };
         let view = |touches: (&Option<StoredTouch>, &Option<StoredTouch>, u32), path: &str, at: Millis| {
-            log.page_view("site", "v1", "s1", 1_000, Device::Desktop, touches, Some(path), at);
+            log.page_view(
+                "site",
+                "v1",
+                "s1",
+                1_000,
+                Device::Desktop,
+                touches,
+                Some(Seen::path(path)),
+                at,
+            );
         };
         let (none, some) = (None, Some(paid));
         view((&none, &none, 0), "/", 1_000);
@@ -223,7 +248,7 @@ mod tests {
                     i * 10,
                     Device::Mobile,
                     (&none, &none, 0),
-                    Some(path),
+                    Some(Seen::path(path)),
                     at,
                 );
                 // The maintenance tick's housekeeping, as often as a busy site would see it.
