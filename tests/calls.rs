@@ -824,7 +824,8 @@ async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_i
         (Some("organic_social"), Some("facebook")),
         "{c}"
     );
-    assert_eq!(a["shown_to"][0]["visitors"], 1, "{c}");
+    assert_eq!(a["shown_to"]["sources"][0]["visitors"], 1, "{c}");
+    assert_eq!(a["shown_to"]["complete"], true, "{c}");
 
     // A paid visitor now sees it too: the next call is no longer any one channel's. After a
     // restart, as the audience is the store's.
@@ -851,7 +852,7 @@ async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_i
         (None, None, Some("social")),
         "{c}"
     );
-    let shown: Vec<(&str, &str, u64)> = a["shown_to"]
+    let shown: Vec<(&str, &str, u64)> = a["shown_to"]["sources"]
         .as_array()
         .unwrap()
         .iter()
@@ -875,6 +876,34 @@ async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_i
         page.contains("Number shown to") && page.contains("paid_social (instagram): 1 visitors"),
         "{page}"
     );
+    env.app.stop().await;
+}
+
+/// Where visitors without consent are shown source numbers, they leave no page view: the
+/// audience is not whole, and no channel is inferred from the visitors who did.
+#[tokio::test]
+async fn a_source_number_seen_without_consent_is_credited_to_no_inferred_channel() {
+    let data = tempfile::tempdir().unwrap();
+    let o = common::html_origin(PAGE).await;
+    let text = rules(o, "twilio", "overflow", 1).replace(
+        "[telephony]",
+        "[consent]\nmode = \"gpc\"\nwithout = \"source\"\n\n[telephony]",
+    );
+    let env = start(&text, data.path(), ManualClock::new(now_ms()), None).await;
+    let (n, _) = env.visit("/?utm_source=facebook&utm_medium=social", None).await;
+    assert_eq!(n, "555-010-2002");
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    env.hook(
+        "/_telswap/voice",
+        &call_params("CAgpc", "+15550102002"),
+        Sign::Twilio(TOKEN),
+    )
+    .await;
+    let c = &env.calls().await[0];
+    let a = &c["attribution"];
+    assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, None), "{c}");
+    assert_eq!(a["shown_to"]["complete"], false, "{c}");
+    assert_eq!(a["shown_to"]["sources"][0]["channel"], "organic_social", "{c}");
     env.app.stop().await;
 }
 

@@ -736,8 +736,12 @@ pub fn call_page(c: &CallRecord) -> String {
         ),
     );
     // A source number's call: who was shown the number before it rang.
-    if let Some(rows) = a.get("shown_to").and_then(Value::as_array) {
-        let seen: Vec<String> = rows
+    if let Some(shown) = a.get("shown_to") {
+        let rows = shown
+            .get("sources")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let mut seen: Vec<String> = rows
             .iter()
             .map(|r| {
                 let f = |k: &str| cell(r.get(k).unwrap_or(&Value::Null), "text");
@@ -750,6 +754,13 @@ pub fn call_page(c: &CallRecord) -> String {
                 )
             })
             .collect();
+        match shown.get("more_sources").and_then(Value::as_u64) {
+            Some(more) if more > 0 => seen.push(format!("{more} more sources")),
+            _ => {}
+        }
+        if shown.get("complete") == Some(&Value::Bool(false)) {
+            seen.push("(not every visitor is known)".into());
+        }
         row("Number shown to", esc(&seen.join(" · ")));
     }
     row(

@@ -51,27 +51,37 @@ pub fn attribute(
         Held::Source { pool, shown_to } => {
             let mut a = empty();
             a.insert("pool".into(), json!(pool));
-            // The pool's one channel; else the one channel, or source, that every visitor shown
-            // the number before the call came from.
-            let channel = match pool_channel(site, pool) {
-                Some(c) => Some(c),
-                None => unanimous(shown_to, |r| &r.channel),
-            };
+            let p = site.pools.iter().find(|p| &p.name == pool);
+            // The pool's one channel; else the one channel, and source, that every visitor shown
+            // the number before the call came from, when all of them are known. A channel the
+            // pool no longer covers (its rules changed) is no answer.
+            let known = shown_to.complete;
+            let channel = pool_channel(site, pool).or_else(|| {
+                unanimous(&shown_to.rows, |r| &r.channel).filter(|_| known).filter(|c| {
+                    p.is_some_and(|p| p.when.channel.is_empty() || p.when.channel.iter().any(|x| x.as_str() == *c))
+                })
+            });
             if let Some(c) = channel {
                 a.insert("channel".into(), json!(c));
             }
-            if let Some(s) = unanimous(shown_to, |r| &r.source) {
+            if let Some(s) = unanimous(&shown_to.rows, |r| &r.source).filter(|_| known) {
                 a.insert("source".into(), json!(s));
             }
-            if !shown_to.is_empty() {
-                let rows: Vec<Value> = shown_to
+            if !shown_to.rows.is_empty() {
+                let sources: Vec<Value> = shown_to
+                    .rows
                     .iter()
+                    .take(SHOWN_TO_ROWS)
                     .map(|r| {
                         json!({"channel": r.channel, "source": r.source, "visitors": r.visitors,
                                "last_at": rfc3339(r.last_at.max(0) as Millis)})
                     })
                     .collect();
-                a.insert("shown_to".into(), Value::Array(rows));
+                let more = shown_to.rows.len().saturating_sub(SHOWN_TO_ROWS);
+                a.insert(
+                    "shown_to".into(),
+                    json!({"complete": known, "sources": sources, "more_sources": more}),
+                );
             }
             Attributed {
                 confidence: Confidence::Source,
@@ -122,6 +132,10 @@ pub fn attribute(
         }
     }
 }
+
+/// The (channel, source) rows of a call's `shown_to` kept on the call, most visitors first:
+/// `utm_source` is whatever a link says, and a call record must not grow with it.
+pub const SHOWN_TO_ROWS: usize = 20;
 
 /// The channel of a pool whose `when` names exactly one.
 fn pool_channel<'s>(site: &'s Site, pool: &str) -> Option<&'s str> {
@@ -679,6 +693,7 @@ fn nanp_region(area: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SourceAudience;
 
     #[test]
     fn location_from_provider_or_number() {
@@ -877,7 +892,8 @@ numbers = ["+1 555-010-2002"]
     }
 
     /// A source number shared by several channels is credited to a channel only when every
-    /// visitor shown it in the window came from that one; the audience is kept either way.
+    /// visitor shown it in the window came from that one, and all of them are known; the
+    /// audience is kept either way, its largest rows.
     #[test]
     fn a_shared_source_number_takes_the_channel_its_whole_audience_came_from() {
         let site = site("last_non_direct");
@@ -887,10 +903,10 @@ numbers = ["+1 555-010-2002"]
             visitors,
             last_at: 1_000,
         };
-        let call = |pool: &str, number: &str, shown_to: Vec<AudienceRow>| {
+        let call = |pool: &str, number: &str, rows: Vec<AudienceRow>, complete: bool| {
             let held = Held::Source {
                 pool: pool.into(),
-                shown_to,
+                shown_to: SourceAudience { rows, complete },
             };
             let number = PhoneNumber::parse(number, "US").unwrap();
             let got = attribute(&site, &number, 2_000, &held, &|_| None);
@@ -898,25 +914,36 @@ numbers = ["+1 555-010-2002"]
             got.attribution
         };
         let social = "+1 555-010-2002";
-        let a = call("social", social, vec![row("organic_social", "facebook", 3)]);
+        let a = call("social", social, vec![row("organic_social", "facebook", 3)], true);
         assert_eq!(
             (a["channel"].as_str(), a["source"].as_str()),
             (Some("organic_social"), Some("facebook"))
         );
         assert_eq!(
             a["shown_to"],
-            json!([{"channel": "organic_social", "source": "facebook", "visitors": 3,
-                    "last_at": "1970-01-01T00:00:01Z"}])
+            json!({"complete": true, "more_sources": 0, "sources": [{"channel": "organic_social",
+                   "source": "facebook", "visitors": 3, "last_at": "1970-01-01T00:00:01Z"}]})
         );
+        // Not every viewer known (more views than read, or some without consent): no channel.
+        let a = call("social", social, vec![row("organic_social", "facebook", 3)], false);
+        assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, None));
+        assert_eq!(a["shown_to"]["complete"], false);
         let a = call(
             "social",
             social,
             vec![row("organic_social", "facebook", 3), row("paid_social", "facebook", 1)],
+            true,
         );
         assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, Some("facebook")));
-        assert_eq!(a["shown_to"].as_array().unwrap().len(), 2);
+        assert_eq!(a["shown_to"]["sources"].as_array().unwrap().len(), 2);
+        // A channel the pool does not cover (views from before its rules changed) is no answer.
+        let a = call("social", social, vec![row("email", "newsletter", 2)], true);
+        assert_eq!(
+            (a["channel"].as_str(), a["source"].as_str()),
+            (None, Some("newsletter"))
+        );
         // Nobody seen: the pool's name and nothing more.
-        let a = call("social", social, vec![]);
+        let a = call("social", social, vec![], true);
         assert_eq!((a["channel"].as_str(), a["pool"].as_str()), (None, Some("social")));
         assert!(a.get("shown_to").is_none());
         // A pool of one channel keeps it, whatever the audience; the source comes from them.
@@ -924,10 +951,20 @@ numbers = ["+1 555-010-2002"]
             "organic",
             "+1 555-010-2001",
             vec![row("organic_search", "google", 5), row("organic_search", "bing", 1)],
+            true,
         );
         assert_eq!(
             (a["channel"].as_str(), a["source"].as_str()),
             (Some("organic_search"), None)
         );
+        // Any number of sources: the largest are kept, the rest counted.
+        let many = (0..30)
+            .map(|i| row("organic_social", &format!("s{i}"), 30 - i))
+            .collect();
+        let a = call("social", social, many, true);
+        assert_eq!(a["shown_to"]["sources"].as_array().unwrap().len(), SHOWN_TO_ROWS);
+        assert_eq!(a["shown_to"]["sources"][0]["source"], "s0");
+        assert_eq!(a["shown_to"]["more_sources"], 30 - SHOWN_TO_ROWS);
+        assert_eq!(a["channel"], "organic_social");
     }
 }

@@ -25,8 +25,8 @@ use crate::clock::{Clock, Millis};
 use crate::pool::{Confidence, Held, LeaseRecord, Pools};
 use crate::proxy::{BoxError, ConnInfo, ProxyBody};
 use crate::rewrite::PhoneNumber;
-use crate::rules::{Dialect, PoolMode, RuleSet, Site};
-use crate::store::{AudienceRow, CallRecord, Inserted, JsonText, LeaseRow, Leg, Store};
+use crate::rules::{ConsentMode, Dialect, PoolMode, RuleSet, Site, WithoutConsent};
+use crate::store::{CallRecord, Inserted, JsonText, LeaseRow, Leg, SourceAudience, Store};
 use crate::visitor::classify::Device;
 use crate::visitor::identity::{StoredTouch, random_id};
 use crate::visitor::sessions::{PageView, Seen, SessionLog, SessionRecord};
@@ -445,22 +445,30 @@ impl Calls {
 
     /// Who was shown a source pool's number in the pool's `match_window` before `now`. Empty
     /// when the store cannot say: the call is still recorded, with the pool's channel alone.
-    async fn shown_to(&self, site: &Arc<Site>, pool: &str, number: &PhoneNumber, now: Millis) -> Vec<AudienceRow> {
+    /// Not under a timeout of its own: it reads one index range of at most
+    /// `sqlite::AUDIENCE_VIEWS` + 1 entries, and the call's answer waits for a durable insert
+    /// into the same store right after.
+    async fn shown_to(&self, site: &Arc<Site>, pool: &str, number: &PhoneNumber, now: Millis) -> SourceAudience {
         let Some(window) = site.pools.iter().find(|p| p.name == pool).map(|p| p.match_window) else {
-            return Vec::new();
+            return SourceAudience::default();
         };
+        // Visitors without consent are shown source numbers and leave no page view.
+        let unrecorded = site.consent.mode != ConsentMode::None && site.consent.without == WithoutConsent::Source;
         let store = self.store.clone();
         let (site, number) = (site.name.clone(), number.e164());
         let to = now as i64;
         let from = to.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        let rows = tokio::task::spawn_blocking(move || store.source_audience(&site, &number, from, to)).await;
-        match rows {
-            Ok(Ok(rows)) => rows,
+        let read = tokio::task::spawn_blocking(move || store.source_audience(&site, &number, from, to)).await;
+        match read {
+            Ok(Ok(mut audience)) => {
+                audience.complete &= !unrecorded;
+                audience
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "who was shown a source number could not be read");
-                Vec::new()
+                SourceAudience::default()
             }
-            Err(_) => Vec::new(),
+            Err(_) => SourceAudience::default(),
         }
     }
 

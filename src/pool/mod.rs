@@ -22,7 +22,7 @@ pub use lease::{Counters, FreeOrder, Grant, LeaseEvent, LeaseId, LeaseRecord, Le
 use crate::clock::{Clock, Millis};
 use crate::rewrite::PhoneNumber;
 use crate::rules::{Pool, PoolMode, RuleSet, Site};
-use crate::store::AudienceRow;
+use crate::store::SourceAudience;
 use crate::visitor::classify::Channel;
 
 /// What the visitor's page shows.
@@ -143,9 +143,9 @@ pub struct PoolStats {
 pub enum Held {
     /// A session pool's number: the lease intervals that could explain the call.
     Session { pool: String, candidates: Vec<LeaseRecord> },
-    /// A source pool's number: the channel is known, the visitor is not. `shown_to`: who was
-    /// shown it before the call (the pool answers none; the store knows them).
-    Source { pool: String, shown_to: Vec<AudienceRow> },
+    /// A source pool's number: the visitor is not known, the pool's audience is. `shown_to`:
+    /// who was shown it before the call (the pool answers none; the store knows them).
+    Source { pool: String, shown_to: SourceAudience },
     /// An overflow number: tracked, no visitor data.
     Overflow { pool: String },
     /// Not a tracking number of this site.
@@ -403,7 +403,7 @@ impl Pools {
             return match p.mode {
                 PoolMode::Source => Held::Source {
                     pool: p.name.clone(),
-                    shown_to: Vec::new(),
+                    shown_to: SourceAudience::default(),
                 },
                 PoolMode::Session => {
                     let candidates = self

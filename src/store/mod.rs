@@ -124,7 +124,18 @@ pub struct ShownSource {
     pub source: String,
 }
 
-/// Who was shown a source number in a time window: one row per channel and source.
+/// Who was shown a source number in a time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceAudience {
+    /// One row per channel and source, most visitors first.
+    pub rows: Vec<AudienceRow>,
+    /// The rows count every page view that showed the number in the window: false when there
+    /// were more than the store reads (`sqlite::AUDIENCE_VIEWS`, the latest), or when some
+    /// visitors see the number unrecorded (no consent).
+    pub complete: bool,
+}
+
+/// One channel and source of a [`SourceAudience`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudienceRow {
     pub channel: String,
@@ -378,9 +389,8 @@ pub trait Store: Send + Sync {
     /// Leases of a pool started in [from, to), oldest first (pool sizing from real traffic).
     fn leases_started(&self, site: &str, pool: &str, from: i64, to: i64) -> Result<Vec<LeaseRow>, StoreError>;
     /// Who was shown the source number `number` (E.164) of `site` in [from, to] (committed
-    /// writes only), most visitors first: from the latest `sqlite::AUDIENCE_VIEWS` page views
-    /// that showed it.
-    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<AudienceRow>, StoreError>;
+    /// writes only): from the latest `sqlite::AUDIENCE_VIEWS` page views that showed it.
+    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<SourceAudience, StoreError>;
     /// A session and its page views in time order (committed writes only).
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
     /// Counters for metrics: queued writes dropped, batches committed, rows written.

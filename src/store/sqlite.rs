@@ -53,8 +53,8 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     AudienceRow, CallFilter, CallRecord, DIAL_GRACE_MS, Delivery, EventRows, Inserted, JsonText, LeaseRow, Leg,
-    NewDelivery, OutboxStats, Outcome, PageViewRow, SessionRow, ShownSource, SpendRow, Store, StoreError, StoreStats,
-    Write,
+    NewDelivery, OutboxStats, Outcome, PageViewRow, SessionRow, ShownSource, SourceAudience, SpendRow, Store,
+    StoreError, StoreStats, Write,
 };
 
 /// The database file inside the data directory.
@@ -196,18 +196,22 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 6: the source pool's number a page view showed, and the channel and source it was shown
     // for (NULL when it showed none): who could be calling a number shared by a whole source.
-    // The index holds only those rows, so page views of session numbers cost it nothing.
+    // The index holds only those rows, so page views of session numbers cost it nothing, and
+    // every column the call's question reads, so that it reads no table page.
     r#"
     ALTER TABLE page_views ADD COLUMN shown TEXT;
     ALTER TABLE page_views ADD COLUMN channel TEXT;
     ALTER TABLE page_views ADD COLUMN source TEXT;
-    CREATE INDEX idx_page_views_shown ON page_views (site, shown, at) WHERE shown IS NOT NULL;
+    CREATE INDEX idx_page_views_shown ON page_views (site, shown, at, visitor, channel, source)
+        WHERE shown IS NOT NULL;
     "#,
 ];
 
 /// Page views that [`Store::source_audience`] reads at most, the latest first. A call's answer
-/// waits for it, and a busy site's source number may be on a million pages in the window; the
-/// latest few thousand say as well who was seeing it, in a few milliseconds.
+/// waits for it, and a busy site's source number may be on a million pages in the window: the
+/// latest few thousand show who was seeing it, in a few milliseconds (the index holds every
+/// column read). Past it the audience is marked incomplete, and no channel is inferred from it:
+/// one visitor reloading a page thousands of times must not push everyone else out.
 pub const AUDIENCE_VIEWS: i64 = 5_000;
 
 /// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
@@ -719,25 +723,39 @@ impl Store for SqliteStore {
         })
     }
 
-    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<Vec<AudienceRow>, StoreError> {
+    fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<SourceAudience, StoreError> {
         self.read(|conn| {
+            // One view past the bound says whether there were more than it reads.
             let mut stmt = conn.prepare_cached(
-                "SELECT channel, source, COUNT(DISTINCT visitor), MAX(at) FROM ( \
+                "SELECT channel, source, COUNT(DISTINCT visitor), MAX(at), COUNT(*) FROM ( \
                    SELECT channel, source, visitor, at FROM page_views \
                    WHERE site = ?1 AND shown = ?2 AND at BETWEEN ?3 AND ?4 ORDER BY at DESC LIMIT ?5) \
                  GROUP BY channel, source ORDER BY 3 DESC, 4 DESC, channel, source",
             )?;
+            let mut views = 0i64;
             let rows = stmt
-                .query_map(params![site, number, from, to, AUDIENCE_VIEWS], |r| {
-                    Ok(AudienceRow {
-                        channel: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                        source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        visitors: r.get(2)?,
-                        last_at: r.get(3)?,
-                    })
+                .query_map(params![site, number, from, to, AUDIENCE_VIEWS + 1], |r| {
+                    Ok((
+                        AudienceRow {
+                            channel: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                            source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                            visitors: r.get(2)?,
+                            last_at: r.get(3)?,
+                        },
+                        r.get::<_, i64>(4)?,
+                    ))
                 })?
+                .map(|r| {
+                    r.map(|(row, n)| {
+                        views += n;
+                        row
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            Ok(SourceAudience {
+                rows,
+                complete: views <= AUDIENCE_VIEWS,
+            })
         })
     }
 
@@ -2317,7 +2335,7 @@ mod tests {
         // A page view from before source numbers were recorded showed none.
         let (_, views) = store.session("s_old").unwrap().unwrap();
         assert_eq!((views[0].path.as_str(), &views[0].shown), ("/old", &None));
-        assert_eq!(store.source_audience("example", "+1555", 0, 10).unwrap(), []);
+        assert_eq!(store.source_audience("example", "+1555", 0, 10).unwrap().rows, []);
         assert_eq!(count(&store, "spend"), 0);
         assert_eq!(count(&store, "outbox"), 0);
         assert_eq!(count(&store, "schema_version"), MIGRATIONS.len() as i64);
@@ -2381,11 +2399,26 @@ mod tests {
             visitors,
             last_at,
         };
-        assert_eq!(
-            store.source_audience("example", "+15550102002", 100, 400).unwrap(),
-            [row("organic_social", 2, 200), row("paid_social", 1, 300)]
-        );
-        assert_eq!(store.source_audience("example", "+15550109999", 0, 1_000).unwrap(), []);
+        let got = store.source_audience("example", "+15550102002", 100, 400).unwrap();
+        assert_eq!(got.rows, [row("organic_social", 2, 200), row("paid_social", 1, 300)]);
+        assert!(got.complete);
+        let none = store.source_audience("example", "+15550109999", 0, 1_000).unwrap();
+        assert_eq!((none.rows, none.complete), (vec![], true));
+
+        // Past the views it reads, the latest count and the audience says it is not whole:
+        // here one visitor's reloads hide the two who came before.
+        for i in 0..AUDIENCE_VIEWS {
+            assert!(view("example", "v9", 1_000 + i, paid));
+        }
+        store.flush().unwrap();
+        let got = store
+            .source_audience("example", "+15550102002", 1_000, i64::MAX)
+            .unwrap();
+        assert_eq!((got.rows.len(), got.complete), (1, true), "exactly the bound is whole");
+        let got = store.source_audience("example", "+15550102002", 0, i64::MAX).unwrap();
+        assert!(!got.complete);
+        let seen: Vec<_> = got.rows.iter().map(|r| (r.channel.as_str(), r.visitors)).collect();
+        assert_eq!(seen, [("paid_social", 2)], "v9's reloads and the one view before them");
     }
 
     #[test]
