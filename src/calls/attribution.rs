@@ -51,16 +51,20 @@ pub fn attribute(
         Held::Source { pool, shown_to } => {
             let mut a = empty();
             a.insert("pool".into(), json!(pool));
-            let p = site.pools.iter().find(|p| &p.name == pool);
             // The pool's one channel; else the one channel, and source, that every visitor shown
-            // the number before the call came from, when all of them are known. A channel the
-            // pool no longer covers (its rules changed) is no answer.
-            let known = shown_to.complete;
-            let channel = pool_channel(site, pool).or_else(|| {
-                unanimous(&shown_to.rows, |r| &r.channel).filter(|_| known).filter(|c| {
-                    p.is_some_and(|p| p.when.channel.is_empty() || p.when.channel.iter().any(|x| x.as_str() == *c))
+            // the number before the call came from, when all of them are known and all are the
+            // pool's audience as its rules now stand (views from before the rules changed are
+            // no answer).
+            let p = site.pools.iter().find(|p| &p.name == pool);
+            let covered = p.is_some_and(|p| {
+                shown_to.rows.iter().all(|r| {
+                    (p.when.channel.is_empty() || p.when.channel.iter().any(|c| c.as_str() == r.channel))
+                        && p.when.source.as_ref().is_none_or(|re| re.is_match(&r.source))
                 })
             });
+            let known = shown_to.complete && covered;
+            let channel =
+                pool_channel(site, pool).or_else(|| unanimous(&shown_to.rows, |r| &r.channel).filter(|_| known));
             if let Some(c) = channel {
                 a.insert("channel".into(), json!(c));
             }
@@ -80,7 +84,7 @@ pub fn attribute(
                 let more = shown_to.rows.len().saturating_sub(SHOWN_TO_ROWS);
                 a.insert(
                     "shown_to".into(),
-                    json!({"complete": known, "sources": sources, "more_sources": more}),
+                    json!({"complete": shown_to.complete, "sources": sources, "more_sources": more}),
                 );
             }
             Attributed {
@@ -936,11 +940,14 @@ numbers = ["+1 555-010-2002"]
         );
         assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, Some("facebook")));
         assert_eq!(a["shown_to"]["sources"].as_array().unwrap().len(), 2);
-        // A channel the pool does not cover (views from before its rules changed) is no answer.
+        // A channel the pool does not cover (views from before its rules changed) is no answer,
+        // for the channel nor the source, even in a pool of one channel.
         let a = call("social", social, vec![row("email", "newsletter", 2)], true);
+        assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, None));
+        let a = call("organic", "+1 555-010-2001", vec![row("email", "newsletter", 2)], true);
         assert_eq!(
             (a["channel"].as_str(), a["source"].as_str()),
-            (None, Some("newsletter"))
+            (Some("organic_search"), None)
         );
         // Nobody seen: the pool's name and nothing more.
         let a = call("social", social, vec![], true);

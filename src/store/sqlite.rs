@@ -211,7 +211,8 @@ pub const MIGRATIONS: &[&str] = &[
 /// waits for it, and a busy site's source number may be on a million pages in the window: the
 /// latest few thousand show who was seeing it, in a few milliseconds (the index holds every
 /// column read). Past it the audience is marked incomplete, and no channel is inferred from it:
-/// one visitor reloading a page thousands of times must not push everyone else out.
+/// one visitor reloading a page thousands of times may fill the sample, and must not decide
+/// the channel.
 pub const AUDIENCE_VIEWS: i64 = 5_000;
 
 /// Tuning for [`SqliteStore::open_with`]; [`SqliteStore::open`] uses the defaults.
@@ -725,32 +726,31 @@ impl Store for SqliteStore {
 
     fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<SourceAudience, StoreError> {
         self.read(|conn| {
-            // One view past the bound says whether there were more than it reads.
-            let mut stmt = conn.prepare_cached(
-                "SELECT channel, source, COUNT(DISTINCT visitor), MAX(at), COUNT(*) FROM ( \
-                   SELECT channel, source, visitor, at FROM page_views \
-                   WHERE site = ?1 AND shown = ?2 AND at BETWEEN ?3 AND ?4 ORDER BY at DESC LIMIT ?5) \
-                 GROUP BY channel, source ORDER BY 3 DESC, 4 DESC, channel, source",
-            )?;
-            let mut views = 0i64;
-            let rows = stmt
-                .query_map(params![site, number, from, to, AUDIENCE_VIEWS + 1], |r| {
-                    Ok((
-                        AudienceRow {
-                            channel: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                            source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                            visitors: r.get(2)?,
-                            last_at: r.get(3)?,
-                        },
-                        r.get::<_, i64>(4)?,
-                    ))
-                })?
-                .map(|r| {
-                    r.map(|(row, n)| {
-                        views += n;
-                        row
+            // One read transaction: the count and the rows from the same snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let args = params![site, number, from, to, AUDIENCE_VIEWS + 1];
+            // Whether there are more views than it reads: one past the bound, counted in the index.
+            let views: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM page_views \
+                     WHERE site = ?1 AND shown = ?2 AND at BETWEEN ?3 AND ?4 LIMIT ?5)",
+                )?
+                .query_row(args, |r| r.get(0))?;
+            let rows = tx
+                .prepare_cached(
+                    "SELECT channel, source, COUNT(DISTINCT visitor), MAX(at) FROM ( \
+                       SELECT channel, source, visitor, at FROM page_views \
+                       WHERE site = ?1 AND shown = ?2 AND at BETWEEN ?3 AND ?4 ORDER BY at DESC LIMIT ?5) \
+                     GROUP BY channel, source ORDER BY 3 DESC, 4 DESC, channel, source",
+                )?
+                .query_map(params![site, number, from, to, AUDIENCE_VIEWS], |r| {
+                    Ok(AudienceRow {
+                        channel: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                        source: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        visitors: r.get(2)?,
+                        last_at: r.get(3)?,
                     })
-                })
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SourceAudience {
                 rows,
@@ -2418,7 +2418,7 @@ mod tests {
         let got = store.source_audience("example", "+15550102002", 0, i64::MAX).unwrap();
         assert!(!got.complete);
         let seen: Vec<_> = got.rows.iter().map(|r| (r.channel.as_str(), r.visitors)).collect();
-        assert_eq!(seen, [("paid_social", 2)], "v9's reloads and the one view before them");
+        assert_eq!(seen, [("paid_social", 1)], "v9's reloads fill the sample");
     }
 
     #[test]
