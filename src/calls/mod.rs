@@ -445,9 +445,9 @@ impl Calls {
 
     /// Who was shown a source pool's number in the pool's `match_window` before `now`. Empty
     /// when the store cannot say: the call is still recorded, with the pool's channel alone.
-    /// Not under a timeout of its own: it reads one index range of at most
-    /// `sqlite::AUDIENCE_VIEWS` + 1 entries, and the call's answer waits for a durable insert
-    /// into the same store right after.
+    /// Not under a timeout of its own: it reads two ranges of one covering index, of at most
+    /// `sqlite::AUDIENCE_VIEWS` + 1 entries each, and the call's answer waits for a durable
+    /// insert into the same store right after.
     async fn shown_to(&self, site: &Arc<Site>, pool: &str, number: &PhoneNumber, now: Millis) -> SourceAudience {
         let Some(window) = site.pools.iter().find(|p| p.name == pool).map(|p| p.match_window) else {
             return SourceAudience::default();
