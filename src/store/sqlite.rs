@@ -41,7 +41,7 @@
 //! `outcomes.call_id` references `calls`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -292,6 +292,10 @@ enum Msg {
 struct Counters {
     enqueued: AtomicU64,
     dropped: AtomicU64,
+    /// The latest `at` of a page view showing a source number that was lost (refused, or its
+    /// batch failed); 0 for none (no page view is at the epoch). An audience read over a window
+    /// reaching it is not whole.
+    lost_source_view_at: AtomicI64,
     batches: AtomicU64,
     rows: AtomicU64,
     failed: AtomicU64,
@@ -650,6 +654,7 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, w: Write) -> bool {
+        let source_view_at = source_view_at(&w);
         let refused = if self.closed.load(Ordering::Acquire) {
             "closed"
         } else {
@@ -662,6 +667,9 @@ impl Store for SqliteStore {
                 Err(TrySendError::Disconnected(_)) => "closed",
             }
         };
+        if let Some(at) = source_view_at {
+            self.counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+        }
         let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         if dropped.is_multiple_of(1_000) {
             warn!(
@@ -752,9 +760,13 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            // A view that showed it may have been lost in the window (not only of this number:
+            // losses are rare, and not kept per number).
+            let lost_at = self.counters.lost_source_view_at.load(Ordering::Relaxed);
+            let lost = lost_at != 0 && lost_at >= from;
             Ok(SourceAudience {
                 rows,
-                complete: views <= AUDIENCE_VIEWS,
+                complete: views <= AUDIENCE_VIEWS && !lost,
             })
         })
     }
@@ -1439,6 +1451,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
                 Ok(()) => ok += 1,
                 Err(e) => {
                     bad += 1;
+                    note_lost(counters, std::slice::from_ref(w));
                     warn!(error = %e, write = ?w, "queued store write failed; skipped");
                 }
             }
@@ -1446,6 +1459,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
         tx.commit()?;
         Ok((ok, bad))
     })();
+    if result.is_err() {
+        note_lost(counters, batch);
+    }
     batch.clear();
     match result {
         Ok((ok, bad)) => {
@@ -1461,8 +1477,24 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Write>, counters: &Counte
 /// Counts and logs `batch` as lost (emptying it) for `why`; returns the failure to report.
 fn lose_batch(batch: &mut Vec<Write>, counters: &Counters, why: &StoreError) -> String {
     let total = batch.len() as u64;
+    note_lost(counters, batch);
     batch.clear();
     lost(total, counters, "was not written", why)
+}
+
+/// The `at` of a page view that showed a source number.
+fn source_view_at(w: &Write) -> Option<i64> {
+    match w {
+        Write::PageView(v) if v.shown.is_some() => Some(v.at),
+        _ => None,
+    }
+}
+
+/// Notes the page views showing a source number among `writes`, which are lost.
+fn note_lost(counters: &Counters, writes: &[Write]) {
+    if let Some(at) = writes.iter().filter_map(source_view_at).max() {
+        counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+    }
 }
 
 /// Counts and logs `total` queued writes as lost (the batch `how`, for `why`); returns the
@@ -2178,29 +2210,70 @@ mod tests {
         assert_eq!(count(&reopened, "page_views"), rows);
     }
 
-    #[test]
-    fn full_queue_drops_and_counts() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Offers `writes` to a store whose queue holds 2 and whose writer is stalled on its first
+    /// batch (of at most 5) by another connection's write lock, so that the queue fills; then
+    /// lets it go and flushes. Returns how many were accepted.
+    fn enqueue_stalled(store: &SqliteStore, writes: impl Iterator<Item = Write>) -> usize {
+        let mut blocker = Connection::open(store.path()).unwrap();
+        let hold = blocker
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        let accepted = writes.filter(|w| store.enqueue(w.clone())).count();
+        hold.commit().unwrap();
+        store.flush().unwrap();
+        accepted
+    }
+
+    fn small_queue_store(dir: &Path) -> Arc<SqliteStore> {
         let options = StoreOptions {
             queue_capacity: 2,
             batch_max: 5,
             ..Default::default()
         };
-        let store = SqliteStore::open_with(dir.path(), options).unwrap();
-        // Hold the write lock so the writer stalls on its first batch and the queue fills.
-        let mut blocker = Connection::open(store.path()).unwrap();
-        let hold = blocker
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .unwrap();
-        let accepted = (0..100)
-            .filter(|i| store.enqueue(Write::LeaseRefreshed { id: *i, last_seen: 0 }))
-            .count();
-        hold.commit().unwrap();
-        store.flush().unwrap();
+        SqliteStore::open_with(dir, options).unwrap()
+    }
+
+    #[test]
+    fn full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = small_queue_store(dir.path());
+        let accepted = enqueue_stalled(&store, (0..100).map(|i| Write::LeaseRefreshed { id: i, last_seen: 0 }));
         let stats = store.stats();
         assert!(accepted <= 5 + 2 + 1, "accepted {accepted}");
         assert_eq!(stats.dropped, 100 - accepted as u64);
         assert_eq!(stats.rows, accepted as u64);
+    }
+
+    /// A page view showing a source number that the store could not keep makes every audience
+    /// whose window reaches it incomplete: a visitor saw the number and nothing says who.
+    #[test]
+    fn a_lost_source_view_leaves_the_audience_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = small_queue_store(dir.path());
+        let view = |at: i64| {
+            Write::PageView(PageViewRow {
+                site: "example".into(),
+                visitor: format!("v{at}"),
+                session: format!("s{at}"),
+                path: "/".into(),
+                at,
+                shown: Some(ShownSource {
+                    number: "+15550102002".into(),
+                    channel: "organic_social".into(),
+                    source: "facebook".into(),
+                }),
+            })
+        };
+        let accepted = enqueue_stalled(&store, (1_000..1_100).map(view));
+        assert!(accepted < 100);
+        let got = store.source_audience("example", "+15550102002", 0, 2_000).unwrap();
+        assert!(!got.rows.is_empty() && !got.complete, "{got:?}");
+        // A window that starts after the last loss is whole again.
+        assert!(store.enqueue(view(5_000)));
+        store.flush().unwrap();
+        let got = store.source_audience("example", "+15550102002", 1_100, 6_000).unwrap();
+        assert!(got.complete, "{got:?}");
+        assert_eq!(got.rows[0].visitors, 1);
     }
 
     #[test]
