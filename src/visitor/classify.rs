@@ -346,11 +346,12 @@ pub fn classify(landing: &Landing) -> Option<Touch> {
     let tags = Tags::parse(landing.query, landing.capture);
     let tagged = tags.has_utm() || !tags.click_ids.is_empty();
 
-    let internal = is_internal(landing);
+    let referrer = landing.referrer.and_then(Referrer::parse);
+    let internal = referrer.as_ref().is_some_and(|r| r.is_own(landing.own_hosts));
     if internal && !tagged {
         return None;
     }
-    let external = landing.referrer.and_then(Referrer::parse).filter(|_| !internal);
+    let external = referrer.filter(|_| !internal);
     let ref_site = external.as_ref().and_then(Referrer::site);
     let ref_kind = ref_site.and_then(|s| s.kind);
     let from_referrer = external
@@ -728,6 +729,11 @@ impl<'a> Referrer<'a> {
         })
     }
 
+    /// A page of the site itself (an app's referrer never is).
+    fn is_own(&self, own_hosts: &[String]) -> bool {
+        !self.app && is_own_host(&self.host, own_hosts)
+    }
+
     fn site(&self) -> Option<&'static Site> {
         if self.app {
             lookup(APPS, &self.host)
@@ -783,7 +789,7 @@ pub fn is_internal(landing: &Landing) -> bool {
     landing
         .referrer
         .and_then(Referrer::parse)
-        .is_some_and(|r| !r.app && is_own_host(&r.host, landing.own_hosts))
+        .is_some_and(|r| r.is_own(landing.own_hosts))
 }
 
 /// The lowercase host of an `http(s)` referrer (port, user info and trailing dot removed).
