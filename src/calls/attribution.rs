@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::{Millis, rfc3339};
 use crate::pool::{Confidence, Held, LeaseRecord, grade_within, matching_pool};
 use crate::rewrite::PhoneNumber;
-use crate::rules::{Attribution, Site};
+use crate::rules::{Attribution, Pool, Site};
 use crate::store::AudienceRow;
 use crate::visitor::classify::captured_params;
 use crate::visitor::identity::{StoredTouch, cap};
@@ -63,8 +63,9 @@ pub fn attribute(
                 })
             });
             let known = shown_to.complete && covered;
-            let channel =
-                pool_channel(site, pool).or_else(|| unanimous(&shown_to.rows, |r| &r.channel).filter(|_| known));
+            let channel = p
+                .and_then(pool_channel)
+                .or_else(|| unanimous(&shown_to.rows, |r| &r.channel).filter(|_| known));
             if let Some(c) = channel {
                 a.insert("channel".into(), json!(c));
             }
@@ -97,7 +98,7 @@ pub fn attribute(
             a.insert("pool".into(), json!(pool));
             // An overflow number is shown only to the pool's audience: its visitor is unknown,
             // not its channel.
-            if let Some(c) = pool_channel(site, pool) {
+            if let Some(c) = site.pools.iter().find(|p| &p.name == pool).and_then(pool_channel) {
                 a.insert("channel".into(), json!(c));
             }
             Attributed {
@@ -142,8 +143,7 @@ pub fn attribute(
 pub const SHOWN_TO_ROWS: usize = 20;
 
 /// The channel of a pool whose `when` names exactly one.
-fn pool_channel<'s>(site: &'s Site, pool: &str) -> Option<&'s str> {
-    let p = site.pools.iter().find(|p| p.name == pool)?;
+fn pool_channel(p: &Pool) -> Option<&str> {
     match p.when.channel.as_slice() {
         [one] => Some(one.as_str()),
         _ => None,
