@@ -2152,16 +2152,7 @@ mod tests {
         };
         assert_eq!(pragma("wal_autocheckpoint"), i64::from(BACKSTOP_PAGES));
         assert_eq!(pragma("journal_size_limit"), WAL_KEEP_BYTES as i64);
-        let view = |i: i64| {
-            Write::PageView(PageViewRow {
-                site: "example".into(),
-                visitor: format!("v{i}"),
-                session: format!("s{i}"),
-                path: "/".into(),
-                at: 1_000 + i,
-                shown: None,
-            })
-        };
+        let view = |i: i64| page_view("example", &format!("v{i}"), 1_000 + i, None);
         // Batches until one commit leaves 20 log pages (a few hundred rows), then until the
         // checkpointer has copied some back (an idle-priority thread on a busy test machine may
         // wait its turn; the writer wakes it again after every commit past 20 pages).
@@ -2218,10 +2209,27 @@ mod tests {
         let hold = blocker
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .unwrap();
-        let accepted = writes.filter(|w| store.enqueue(w.clone())).count();
+        let accepted = writes.map(|w| store.enqueue(w)).filter(|&accepted| accepted).count();
         hold.commit().unwrap();
         store.flush().unwrap();
         accepted
+    }
+
+    /// A page view of `/` in session `s-{visitor}`; `shown`: the source number, channel and
+    /// source it showed.
+    fn page_view(site: &str, visitor: &str, at: i64, shown: Option<(&str, &str, &str)>) -> Write {
+        Write::PageView(PageViewRow {
+            site: site.into(),
+            visitor: visitor.into(),
+            session: format!("s-{visitor}"),
+            path: "/".into(),
+            at,
+            shown: shown.map(|(number, channel, source)| ShownSource {
+                number: number.into(),
+                channel: channel.into(),
+                source: source.into(),
+            }),
+        })
     }
 
     fn small_queue_store(dir: &Path) -> Arc<SqliteStore> {
@@ -2250,20 +2258,8 @@ mod tests {
     fn a_lost_source_view_leaves_the_audience_incomplete() {
         let dir = tempfile::tempdir().unwrap();
         let store = small_queue_store(dir.path());
-        let view = |at: i64| {
-            Write::PageView(PageViewRow {
-                site: "example".into(),
-                visitor: format!("v{at}"),
-                session: format!("s{at}"),
-                path: "/".into(),
-                at,
-                shown: Some(ShownSource {
-                    number: "+15550102002".into(),
-                    channel: "organic_social".into(),
-                    source: "facebook".into(),
-                }),
-            })
-        };
+        let social = Some(("+15550102002", "organic_social", "facebook"));
+        let view = |at: i64| page_view("example", &format!("v{at}"), at, social);
         let accepted = enqueue_stalled(&store, (1_000..1_100).map(view));
         assert!(accepted < 100);
         let got = store.source_audience("example", "+15550102002", 0, 2_000).unwrap();
@@ -2435,20 +2431,7 @@ mod tests {
     fn source_audience_counts_visitors_per_channel_and_source_in_the_window() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let view = |site: &str, visitor: &str, at: i64, shown: Option<(&str, &str, &str)>| {
-            store.enqueue(Write::PageView(PageViewRow {
-                site: site.into(),
-                visitor: visitor.into(),
-                session: format!("s-{visitor}"),
-                path: "/".into(),
-                at,
-                shown: shown.map(|(n, c, s)| ShownSource {
-                    number: n.into(),
-                    channel: c.into(),
-                    source: s.into(),
-                }),
-            }))
-        };
+        let view = |site: &str, visitor: &str, at: i64, shown| store.enqueue(page_view(site, visitor, at, shown));
         let social = Some(("+15550102002", "organic_social", "facebook"));
         let paid = Some(("+15550102002", "paid_social", "facebook"));
         assert!(view("example", "v1", 100, social));
