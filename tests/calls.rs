@@ -162,6 +162,12 @@ impl Env {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    /// The incoming-call webhook for a call `sid` to `to`, signed as Twilio signs it.
+    async fn voice(&self, sid: &str, to: &str) -> (u16, String) {
+        self.hook("/_telswap/voice", &call_params(sid, to), Sign::Twilio(TOKEN))
+            .await
+    }
+
     /// GETs an admin path with the token: status and body.
     async fn admin_raw(&self, path: &str) -> (u16, Bytes) {
         let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
@@ -230,13 +236,7 @@ async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
         assert_eq!(m, n, "the number stays with the visitor on {page}");
     }
     clock.advance(Duration::from_secs(30));
-    let (status, twiml) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CA0001", "+15550101001"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    let (status, twiml) = env.voice("CA0001", "+15550101001").await;
     assert_eq!(status, 200, "{twiml}");
     assert!(
         twiml.contains("<Number url=\"http://site.test/_telswap/whisper?call="),
@@ -317,12 +317,7 @@ async fn a_paid_journey_is_attributed_exactly_with_its_page_history() {
     );
     assert_eq!(one["recording_url"], "https://api.example/rec/1");
     clock.advance(Duration::from_secs(600));
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CA0002", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CA0002", "+15550101001").await;
     let calls = env.calls().await;
     assert_eq!(
         calls[0]["returning_caller"], true,
@@ -340,19 +335,9 @@ async fn a_call_after_release_inside_the_window_is_late_and_after_it_none() {
     let env = start(&rules(o, "twilio", "overflow", 2), data.path(), clock.clone(), None).await;
     env.visit(LANDING, None).await;
     clock.advance(Duration::from_secs(45 * 60));
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CA1", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CA1", "+15550101001").await;
     clock.advance(Duration::from_secs(3 * 3600));
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CA2", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CA2", "+15550101001").await;
     let calls = env.calls().await;
     assert_eq!(calls[1]["confidence"], "late");
     assert_eq!(calls[1]["attribution"]["campaign"], "spring");
@@ -375,12 +360,7 @@ async fn a_handed_over_number_is_shared_with_both_candidates() {
         )
         .await;
     assert_eq!(a, b, "the only number is handed over");
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CA9", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CA9", "+15550101001").await;
     let c = &env.calls().await[0];
     assert_eq!(c["confidence"], "shared");
     let cands = c["attribution"]["candidates"].as_array().unwrap();
@@ -402,41 +382,14 @@ async fn source_and_offline_numbers_attribute_the_channel_only() {
         None,
     )
     .await;
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAs", "+15550102001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAo", "+15550103001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAs", "+15550102001").await;
+    env.voice("CAo", "+15550103001").await;
     // The site's own number still forwards, and so does a number nobody lists.
-    let (s, _) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CAm", "+15550100000"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    let (s, _) = env.voice("CAm", "+15550100000").await;
     assert_eq!(s, 200);
     // The overflow number: no visitor, but its pool's channel.
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAv", "+15550101999"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
-    let (s, twiml) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CAx", "+15550109999"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    env.voice("CAv", "+15550101999").await;
+    let (s, twiml) = env.voice("CAx", "+15550109999").await;
     assert_eq!(s, 200);
     assert!(twiml.contains("+15550100077"), "forwarded to the business: {twiml}");
     let calls = env.calls().await;
@@ -496,13 +449,7 @@ async fn a_call_to_a_number_a_reload_took_out_still_forwards_and_finds_its_visit
     // The lease and its end, as the journal's writer commits them within milliseconds.
     telswap::store::Store::flush(&*env.app.store).unwrap();
     clock.advance(Duration::from_secs(60));
-    let (s, twiml) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CAgone", "+15550101001"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    let (s, twiml) = env.voice("CAgone", "+15550101001").await;
     assert_eq!(s, 200);
     assert!(twiml.contains("+15550100077"), "{twiml}");
     let calls = env.calls().await;
@@ -522,13 +469,7 @@ async fn a_call_to_a_number_a_reload_took_out_still_forwards_and_finds_its_visit
     env.app.proxy.replace_rules(set);
     telswap::store::Store::flush(&*env.app.store).unwrap();
     clock.advance(Duration::from_secs(60));
-    let (s, _) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CAgone2", "+15550101002"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    let (s, _) = env.voice("CAgone2", "+15550101002").await;
     assert_eq!(s, 200);
     let calls = env.calls().await;
     let c = calls.iter().find(|c| c["call_sid"] == "CAgone2").unwrap();
@@ -666,12 +607,7 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
         None,
     )
     .await;
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAout", "+15550102001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAout", "+15550102001").await;
     let id = env.calls().await[0]["id"].as_str().unwrap().to_string();
     let admin = env.app.admin.unwrap();
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -810,12 +746,7 @@ async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_i
     env.visit(organic, None).await;
     telswap::store::Store::flush(&*env.app.store).unwrap();
     clock.advance(Duration::from_secs(60));
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAsocial1", "+15550102002"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAsocial1", "+15550102002").await;
     let c = &env.calls().await[0];
     assert_eq!(c["confidence"], "source");
     let a = &c["attribution"];
@@ -834,12 +765,7 @@ async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_i
     env.app.stop().await;
     let env = start(&text, data.path(), clock.clone(), None).await;
     clock.advance(Duration::from_secs(60));
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAsocial2", "+15550102002"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAsocial2", "+15550102002").await;
     let c = env
         .calls()
         .await
@@ -893,12 +819,7 @@ async fn a_source_number_seen_without_consent_is_credited_to_no_inferred_channel
     let (n, _) = env.visit("/?utm_source=facebook&utm_medium=social", None).await;
     assert_eq!(n, "555-010-2002");
     telswap::store::Store::flush(&*env.app.store).unwrap();
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAgpc", "+15550102002"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAgpc", "+15550102002").await;
     let c = &env.calls().await[0];
     let a = &c["attribution"];
     assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, None), "{c}");
@@ -924,12 +845,7 @@ async fn a_restart_keeps_live_leases_and_the_visitor_keeps_the_number() {
     assert_eq!(other, "555-010-1002", "the live lease survived the restart");
     let (same, _) = env.visit("/next", cookie.as_deref()).await;
     assert_eq!(same, "555-010-1001", "and its visitor still has it");
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAr", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAr", "+15550101001").await;
     let c = &env.calls().await[0];
     assert_eq!(c["confidence"], "exact");
     assert_eq!(c["attribution"]["campaign"], "spring");
@@ -974,12 +890,7 @@ async fn a_restart_keeps_the_rest_order_and_history_of_released_numbers() {
     let env = start(&text, data.path(), clock.clone(), None).await;
     let (next, _) = env.visit(LANDING, None).await;
     assert_eq!(next, "555-010-1002", "the number rested longest goes first");
-    env.hook(
-        "/_telswap/voice",
-        &call_params("CAlate", "+15550101001"),
-        Sign::Twilio(TOKEN),
-    )
-    .await;
+    env.voice("CAlate", "+15550101001").await;
     let c = &env.calls().await[0];
     assert_eq!(c["confidence"], "late", "the first visitor's late call is theirs: {c}");
     env.app.stop().await;
@@ -1117,11 +1028,7 @@ async fn a_webhook_acts_only_on_calls_of_the_account_that_signed_it() {
         client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
     };
     let envr = &env;
-    let voice = |sid: &'static str, to: &'static str| async move {
-        envr.hook("/_telswap/voice", &call_params(sid, to), Sign::Twilio(TOKEN))
-            .await
-            .0
-    };
+    let voice = |sid: &'static str, to: &'static str| async move { envr.voice(sid, to).await.0 };
     assert_eq!(voice("CA1", "+15550200001").await, 200, "same account, other site");
     assert_eq!(voice("CA2", "+15550300001").await, 403, "another account's number");
     let calls = env.calls().await;
@@ -1250,13 +1157,7 @@ async fn a_removed_store_file_fails_the_health_check_and_refuses_calls() {
     let (status, body) = health(&env).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("removed or replaced"), "{body}");
-    let (status, _) = env
-        .hook(
-            "/_telswap/voice",
-            &call_params("CA1", "+15550101001"),
-            Sign::Twilio(TOKEN),
-        )
-        .await;
+    let (status, _) = env.voice("CA1", "+15550101001").await;
     assert_eq!(status, 503);
     let metrics = env.metrics().await;
     assert!(metrics.contains("\ntelswap_store_ok 0\n"), "{metrics}");
