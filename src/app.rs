@@ -146,7 +146,7 @@ fn restore_leases(set: &RuleSet, store: &dyn Store, pools: &Pools, now: Millis) 
         let Some(site) = set.sites.iter().find(|s| s.name == r.site) else {
             continue;
         };
-        let Some(pool) = site.pools.iter().find(|p| p.name == r.pool) else {
+        let Some(pool) = site.pool(&r.pool) else {
             continue;
         };
         // The number must still be in the pool; its place may have moved (numbers added or

@@ -390,7 +390,7 @@ impl Admin {
                 .sites
                 .iter()
                 .find(|s| s.name == p.site)
-                .and_then(|s| s.pools.iter().find(|q| q.name == p.name))
+                .and_then(|s| s.pool(&p.name))
                 .map(|q| q.idle_timeout.as_millis() as i64)
                 .unwrap_or(0);
             let sizing = match p.mode {

@@ -55,7 +55,7 @@ pub fn attribute(
             // the number before the call came from, when all of them are known and all are the
             // pool's audience as its rules now stand (views from before the rules changed are
             // no answer).
-            let p = site.pools.iter().find(|p| &p.name == pool);
+            let p = site.pool(pool);
             let covered = p.is_some_and(|p| {
                 shown_to.rows.iter().all(|r| {
                     (p.when.channel.is_empty() || p.when.channel.iter().any(|c| c.as_str() == r.channel))
@@ -98,7 +98,7 @@ pub fn attribute(
             a.insert("pool".into(), json!(pool));
             // An overflow number is shown only to the pool's audience: its visitor is unknown,
             // not its channel.
-            if let Some(c) = site.pools.iter().find(|p| &p.name == pool).and_then(pool_channel) {
+            if let Some(c) = site.pool(pool).and_then(pool_channel) {
                 a.insert("channel".into(), json!(c));
             }
             Attributed {
@@ -112,9 +112,7 @@ pub fn attribute(
         },
         Held::Session { pool, candidates } => {
             let idle = site
-                .pools
-                .iter()
-                .find(|p| &p.name == pool)
+                .pool(pool)
                 .map_or(Millis::MAX, |p| p.idle_timeout.as_millis() as Millis);
             let (confidence, ranked) = grade_within(candidates, t, idle);
             let mut a = match ranked.first().and_then(|c| session(&c.session)) {

@@ -421,7 +421,7 @@ impl Calls {
                 let rows: Vec<_> = stored_leases_within(&*store, &site.name, RETIRED_POOL, &number, now)
                     .ok()?
                     .into_iter()
-                    .filter(|(r, _)| !site.pools.iter().any(|p| p.name == r.pool))
+                    .filter(|(r, _)| site.pool(&r.pool).is_none())
                     .collect();
                 let pool = rows.last()?.0.pool.clone();
                 let rows = rows.into_iter().filter(|(r, _)| r.pool == pool).collect();
@@ -449,7 +449,7 @@ impl Calls {
     /// `sqlite::AUDIENCE_VIEWS` + 1 entries each, and the call's answer waits for a durable
     /// insert into the same store right after.
     async fn shown_to(&self, site: &Arc<Site>, pool: &str, number: &PhoneNumber, now: Millis) -> SourceAudience {
-        let Some(window) = site.pools.iter().find(|p| p.name == pool).map(|p| p.match_window) else {
+        let Some(window) = site.pool(pool).map(|p| p.match_window) else {
             return SourceAudience::default();
         };
         // Visitors without consent are shown source numbers and leave no page view.
@@ -481,7 +481,7 @@ impl Calls {
     ) -> Vec<LeaseRecord> {
         let store = self.store.clone();
         let (site, pool, number) = (site.clone(), pool.to_string(), number.clone());
-        let rows = tokio::task::spawn_blocking(move || match site.pools.iter().find(|p| p.name == pool) {
+        let rows = tokio::task::spawn_blocking(move || match site.pool(&pool) {
             Some(p) => stored_leases(&*store, &site.name, p, &number, now),
             None => Ok(Vec::new()),
         });

@@ -242,6 +242,12 @@ impl Site {
         }
     }
 
+    /// The pool named `name`: a lease, a stored row or a call names its pool, which a reload
+    /// may have taken out.
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
     fn prepare_replacements(&mut self) {
         let numbers = self
             .pools
