@@ -453,6 +453,9 @@ fn engines_agree_on_random_pages() {
         "5",
         "555-010-00",
         "00",
+        "x12",
+        "Ext.",
+        "p",
     ];
     const OPEN: &[&str] = &[
         "<p>",

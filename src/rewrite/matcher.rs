@@ -676,11 +676,13 @@ fn word_byte(b: u8) -> bool {
 }
 
 /// After a number: not another digit, letter or `_`, and not a gluing separator followed by a
-/// digit (`555-010-0000-12` is an order id); a space and more digits is just more text.
+/// digit (`555-010-0000-12` is an order id); a space and more digits is just more text. An
+/// extension or a dialer's pause glued on ([`extension_at`]) leaves the number whole.
 fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
     match token_at(text, end) {
         Token::Digit(_) => Boundary::Blocked,
-        Token::Other(b) if b.is_ascii_alphanumeric() || b == b'_' => Boundary::Blocked,
+        Token::Other(b) if b.is_ascii_alphabetic() => extension_at(text, end, last),
+        Token::Other(b'_') => Boundary::Blocked,
         Token::End | Token::Incomplete if !last => Boundary::Undecided,
         Token::Sep { len, spacing } => match token_at(text, end + len) {
             Token::Digit(_) if !spacing => Boundary::Blocked,
@@ -688,6 +690,34 @@ fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
             _ => Boundary::Ok,
         },
         _ => Boundary::Ok,
+    }
+}
+
+/// What may be glued right after a number and still leave it a number: an extension (`x12`,
+/// `ext12`, `Ext.12`) or a dialer's pause or wait (`p12`, `w12`, in `tel:` links for phone
+/// menus), each before a digit. Callers who dial the tracking number reach the business's line,
+/// where the extension still works. Any other letter makes the number part of a word or id.
+fn extension_at(text: &[u8], at: usize, last: bool) -> Boundary {
+    const GLUED: [&[u8]; 5] = [b"x", b"p", b"w", b"ext", b"ext."];
+    let rest = &text[at..];
+    let mut undecided = false;
+    for glued in GLUED {
+        let same = rest
+            .iter()
+            .zip(glued)
+            .take_while(|(a, b)| a.to_ascii_lowercase() == **b)
+            .count();
+        match rest.get(glued.len()) {
+            _ if same < glued.len() => undecided |= same == rest.len() && !last,
+            Some(d) if d.is_ascii_digit() => return Boundary::Ok,
+            None => undecided |= !last,
+            Some(_) => {}
+        }
+    }
+    if undecided {
+        Boundary::Undecided
+    } else {
+        Boundary::Blocked
     }
 }
 
@@ -1084,6 +1114,20 @@ mod tests {
         m.rewrite_value(text, &to, &mut n).unwrap_or_else(|| text.to_string())
     }
 
+    /// `text` streamed in two pushes, cut at `cut`.
+    fn rw_cut(text: &str, cut: usize) -> String {
+        let (m, to) = us();
+        let mut s = TextStream::default();
+        let mut n = 0;
+        let a = s
+            .push(&m, &text[..cut], false, &to, &mut n)
+            .unwrap_or_else(|| text[..cut].to_string());
+        let b = s
+            .push(&m, &text[cut..], true, &to, &mut n)
+            .unwrap_or_else(|| text[cut..].to_string());
+        a + &b
+    }
+
     #[test]
     fn keeps_shape() {
         assert_eq!(rw("Call (555) 010-0000 now"), "Call (555) 010-1001 now");
@@ -1163,7 +1207,6 @@ mod tests {
 
     #[test]
     fn an_escape_before_a_number_is_read_across_a_chunk_edge() {
-        let (m, to) = us();
         let text = r#"{"t":"Tel.\u00a0555-010-0000","o":"ORD\u00415550100000","b":"Tel\u2022555-010-0000","p":"tel:%E2%80%AA5550100000"}"#;
         let whole = rw(text);
         assert!(whole.contains(r"\u00a0555-010-1001") && whole.contains(r"ORD\u00415550100000"));
@@ -1171,15 +1214,39 @@ mod tests {
         assert!(whole.contains(r"\u2022555-010-1001"), "{whole}");
         assert!(whole.contains("%AA5550101001"), "{whole}");
         for cut in 1..text.len() {
-            let mut s = TextStream::default();
-            let mut n = 0;
-            let a = s
-                .push(&m, &text[..cut], false, &to, &mut n)
-                .unwrap_or_else(|| text[..cut].to_string());
-            let b = s
-                .push(&m, &text[cut..], true, &to, &mut n)
-                .unwrap_or_else(|| text[cut..].to_string());
-            assert_eq!(a + &b, whole, "cut at {cut}");
+            assert_eq!(rw_cut(text, cut), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_extension_or_a_pause_glued_on_leaves_the_number() {
+        for (s, want) in [
+            ("555-010-0000x12", "555-010-1001x12"),
+            ("5550100000X12", "5550101001X12"),
+            ("555-010-0000ext12", "555-010-1001ext12"),
+            ("555.010.0000 Ext.12", "555.010.1001 Ext.12"),
+            ("555-010-0000EXT.12", "555-010-1001EXT.12"),
+            ("tel:+15550100000p123", "tel:+15550101001p123"),
+            ("tel:5550100000w2", "tel:5550101001w2"),
+            // Not before a digit, or another letter: part of a word or id.
+            ("5550100000x", "5550100000x"),
+            ("5550100000ext", "5550100000ext"),
+            ("5550100000ex12", "5550100000ex12"),
+            ("5550100000b12", "5550100000b12"),
+            ("5550100000pw", "5550100000pw"),
+        ] {
+            assert_eq!(rw(s), want, "{s}");
+        }
+        // Cut anywhere, the stream reads what the whole text reads.
+        for text in [
+            "Call 555-010-0000Ext.12 now",
+            "Call 555-010-0000extra now",
+            "5550100000e",
+        ] {
+            let whole = rw(text);
+            for cut in 1..text.len() {
+                assert_eq!(rw_cut(text, cut), whole, "{text} cut at {cut}");
+            }
         }
     }
 
