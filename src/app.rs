@@ -48,6 +48,11 @@ impl App {
             SqliteStore::open(&cfg.data).map_err(|e| format!("opening the store in {}: {e}", cfg.data.display()))?;
         let dyn_store: Arc<dyn Store> = store.clone();
         let clock = cfg.clock.clone().unwrap_or_else(|| TokioClock::new() as Arc<dyn Clock>);
+        if store.unclean_start() {
+            // Page views the last run had queued are gone, and which is not known: an audience
+            // of a source number reaching back before now is not whole (a call's `shown_to`).
+            store.note_views_lost_up_to(clock.now_ms() as i64);
+        }
         let cookie_key = CookieKey::load_or_create(&cfg.data).map_err(|e| format!("cookie key: {e}"))?;
         let journal = Arc::new(StoreJournal {
             store: dyn_store.clone(),

@@ -724,17 +724,23 @@ async fn admin_api_needs_the_token_and_records_outcomes() {
     env.app.stop().await;
 }
 
+/// A site of the test rules, served with a manual clock from a data folder of its own, whose
+/// `social` pool shows one number to organic and paid social visitors alike.
+async fn social_site() -> (tempfile::TempDir, String, Arc<ManualClock>, Env) {
+    let data = tempfile::tempdir().unwrap();
+    let text = rules(common::html_origin(PAGE).await, "twilio", "overflow", 1);
+    let clock = ManualClock::new(now_ms());
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    (data, text, clock, env)
+}
+
 /// A source number shared by two channels: a call is credited to the channel that every
 /// visitor shown the number in the pool's `match_window` came from, and to none once they
 /// differ; who saw it is kept on the call either way, and read from the store, so a restart
 /// keeps it.
 #[tokio::test]
 async fn a_shared_source_number_is_credited_to_the_channel_of_everyone_who_saw_it() {
-    let data = tempfile::tempdir().unwrap();
-    let o = common::html_origin(PAGE).await;
-    let text = rules(o, "twilio", "overflow", 1);
-    let clock = ManualClock::new(now_ms());
-    let env = start(&text, data.path(), clock.clone(), None).await;
+    let (data, text, clock, env) = social_site().await;
     let organic = "/?utm_source=facebook&utm_medium=social";
     let (n, _) = env.visit(organic, None).await;
     assert_eq!(n, "555-010-2002");
@@ -825,6 +831,54 @@ async fn a_source_number_seen_without_consent_is_credited_to_no_inferred_channel
     assert_eq!((a["channel"].as_str(), a["source"].as_str()), (None, None), "{c}");
     assert_eq!(a["shown_to"]["complete"], false, "{c}");
     assert_eq!(a["shown_to"]["sources"][0]["channel"], "organic_social", "{c}");
+    env.app.stop().await;
+}
+
+/// A run that ended without closing its store (a crash, `kill -9`) may have lost page views it
+/// had queued, and which is not known: a call's audience reaching back before the restart is
+/// not whole, and no channel is inferred from it. One past the pool's `match_window`, or after a
+/// clean stop, is.
+#[tokio::test]
+async fn after_a_crash_a_source_numbers_audience_is_not_known_whole() {
+    let (data, text, clock, env) = social_site().await;
+    let organic = "/?utm_source=facebook&utm_medium=social";
+    env.visit(organic, None).await;
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    // No stop: the store is never closed, as a crash leaves it.
+    std::mem::forget(env);
+
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    clock.advance(Duration::from_secs(60));
+    let channel_and_whole = |c: &serde_json::Value| {
+        let a = &c["attribution"];
+        (
+            a["channel"].as_str().map(String::from),
+            a["shown_to"]["complete"].as_bool(),
+        )
+    };
+    env.voice("CAcrash1", "+15550102002").await;
+    let c = &env.calls().await[0];
+    assert_eq!(channel_and_whole(c), (None, Some(false)), "{c}");
+    assert_eq!(
+        c["attribution"]["shown_to"]["sources"][0]["channel"], "organic_social",
+        "{c}"
+    );
+
+    // Past the window, what was lost no longer counts.
+    clock.advance(Duration::from_secs(3 * 3600));
+    env.visit(organic, None).await;
+    telswap::store::Store::flush(&*env.app.store).unwrap();
+    env.voice("CAcrash2", "+15550102002").await;
+    let c = &env.calls().await[0];
+    assert_eq!(channel_and_whole(c), (Some("organic_social".into()), Some(true)), "{c}");
+
+    // A clean stop loses nothing.
+    env.app.stop().await;
+    let env = start(&text, data.path(), clock.clone(), None).await;
+    clock.advance(Duration::from_secs(60));
+    env.voice("CAcrash3", "+15550102002").await;
+    let c = &env.calls().await[0];
+    assert_eq!(channel_and_whole(c), (Some("organic_social".into()), Some(true)), "{c}");
     env.app.stop().await;
 }
 

@@ -205,6 +205,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_page_views_shown ON page_views (site, shown, at, visitor, channel, source)
         WHERE shown IS NOT NULL;
     "#,
+    // 7: whether the store is open (1 from its opening to a close that committed every queued
+    // write), so that the next start knows when a run ended without one: queued page views were
+    // lost, and nobody knows which ([`SqliteStore::unclean_start`]).
+    r#"
+    CREATE TABLE store_state (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
+    "#,
 ];
 
 /// Page views that [`Store::source_audience`] reads at most, the latest first. A call's answer
@@ -318,6 +324,8 @@ pub struct SqliteStore {
     queue: SyncSender<Msg>,
     writer: Mutex<Option<JoinHandle<Option<String>>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
+    /// The last run did not close the store (see [`SqliteStore::unclean_start`]).
+    unclean_start: bool,
     closed: AtomicBool,
     counters: Arc<Counters>,
     busy_timeout: Duration,
@@ -349,6 +357,17 @@ impl SqliteStore {
             warn!(path = %path.display(), mode, "SQLite refused WAL mode; writes will block reads");
         }
         let version = migrate(&mut calls, MIGRATIONS)?;
+        let unclean_start = calls
+            .query_row("SELECT open FROM store_state WHERE id = 1", [], |r| r.get::<_, i64>(0))
+            .optional()?
+            .is_some_and(|open| open != 0);
+        calls.execute(
+            "INSERT INTO store_state (id, open) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET open = 1",
+            [],
+        )?;
+        if unclean_start {
+            warn!(path = %path.display(), "the store was not closed by the last run (a crash or kill): page views it had queued may be lost");
+        }
         // Rows a stopped (or killed) server had taken are in nobody's hands now.
         calls.execute("UPDATE outbox SET taken_at = NULL WHERE taken_at IS NOT NULL", [])?;
         let pending: i64 = calls.query_row(
@@ -392,6 +411,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some(checkpointer)),
             closed: AtomicBool::new(false),
+            unclean_start,
             counters,
             busy_timeout: options.busy_timeout,
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
@@ -401,6 +421,21 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the last run that opened this store ended without closing it (a crash, `kill
+    /// -9`, a failed batch): the page views it had queued, not yet committed, are lost, and
+    /// which they were is not known. Calls are not among them (each is committed before it is
+    /// answered).
+    pub fn unclean_start(&self) -> bool {
+        self.unclean_start
+    }
+
+    /// Page views up to `at` may have been lost without a trace (after an
+    /// [`unclean_start`](Self::unclean_start)): an audience read over a window reaching `at` is
+    /// not whole, as when this process loses one.
+    pub fn note_views_lost_up_to(&self, at: i64) {
+        self.counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
     }
 
     /// Refuses new work, commits everything queued, stops and joins the writer thread, then the
@@ -429,6 +464,10 @@ impl SqliteStore {
         }
         match joined {
             Ok(None) => {
+                // Every queued write is committed: the next start has lost nothing.
+                if let Err(e) = lock(&self.calls).execute("UPDATE store_state SET open = 0", []) {
+                    warn!(error = %e, "the store could not record its close; the next start reads it as a crash");
+                }
                 info!(path = %self.path.display(), "store closed");
                 Ok(())
             }
@@ -2475,6 +2514,45 @@ mod tests {
         assert!(!got.complete);
         let seen: Vec<_> = got.rows.iter().map(|r| (r.channel.as_str(), r.visitors)).collect();
         assert_eq!(seen, [("paid_social", 1)], "v9's reloads fill the sample");
+    }
+
+    /// A run that ended without closing the store (here: the store leaked, never closed, as a
+    /// `kill -9` leaves it) is known to the next; one that closed it is not.
+    #[test]
+    fn the_next_start_knows_whether_the_store_was_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(!store.unclean_start(), "a new store lost nothing");
+        store.close().unwrap();
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(!store.unclean_start(), "closed");
+        std::mem::forget(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(store.unclean_start(), "never closed");
+
+        // What the restarted server notes: an audience reaching back to the restart is not whole.
+        let social = Some(("+15550102002", "organic_social", "facebook"));
+        assert!(store.enqueue(page_view("example", "v1", 100, social)));
+        store.flush().unwrap();
+        store.note_views_lost_up_to(150);
+        assert!(
+            !store
+                .source_audience("example", "+15550102002", 100, 400)
+                .unwrap()
+                .complete
+        );
+        assert!(
+            store
+                .source_audience("example", "+15550102002", 151, 400)
+                .unwrap()
+                .complete
+        );
+        drop(store);
+        assert!(
+            !SqliteStore::open(dir.path()).unwrap().unclean_start(),
+            "dropped is closed"
+        );
     }
 
     #[test]
