@@ -679,10 +679,17 @@ fn word_byte(b: u8) -> bool {
 /// digit (`555-010-0000-12` is an order id); a space and more digits is just more text. An
 /// extension or a dialer's pause glued on ([`extension_at`]) leaves the number whole.
 fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
+    boundary_at(text, end, last, true)
+}
+
+/// [`right_boundary`]; `extension`: whether a letter may start an extension there.
+fn boundary_at(text: &[u8], end: usize, last: bool, extension: bool) -> Boundary {
     match token_at(text, end) {
         Token::Digit(_) => Boundary::Blocked,
-        Token::Other(b) if b.is_ascii_alphabetic() => extension_at(text, end, last),
-        Token::Other(b'_') => Boundary::Blocked,
+        // A letter written as itself may start an extension; one written as an entity or
+        // escape, like a digit so written, glues.
+        Token::Other(b) if extension && b.is_ascii_alphabetic() && text[end] == b => extension_at(text, end, last),
+        Token::Other(b) if b.is_ascii_alphanumeric() || b == b'_' => Boundary::Blocked,
         Token::End | Token::Incomplete if !last => Boundary::Undecided,
         Token::Sep { len, spacing } => match token_at(text, end + len) {
             Token::Digit(_) if !spacing => Boundary::Blocked,
@@ -694,31 +701,53 @@ fn right_boundary(text: &[u8], end: usize, last: bool) -> Boundary {
 }
 
 /// What may be glued right after a number and still leave it a number: an extension (`x12`,
-/// `ext12`, `Ext.12`) or a dialer's pause or wait (`p12`, `w12`, in `tel:` links for phone
-/// menus), each before a digit. Callers who dial the tracking number reach the business's line,
-/// where the extension still works. Any other letter makes the number part of a word or id.
+/// `ext12`, `Ext. 12`, `extn:12`, `extension 12`) or a dialer's pause or wait (`p12`, `w12`,
+/// lower case, as `tel:` links for phone menus write them), then digits that end as a number
+/// must ([`boundary_at`]: `x12-34` and `p3Kz9` are ids). Callers who dial the tracking number
+/// reach the business's line, where the extension still works. Any other letter makes the
+/// number part of a word or id.
 fn extension_at(text: &[u8], at: usize, last: bool) -> Boundary {
-    const GLUED: [&[u8]; 5] = [b"x", b"p", b"w", b"ext", b"ext."];
+    const WORDS: [&[u8]; 4] = [b"extension", b"extn", b"ext", b"x"];
     let rest = &text[at..];
-    let mut undecided = false;
-    for glued in GLUED {
+    let more = |found: Boundary| if last { found } else { Boundary::Undecided };
+    // The longest word the text starts with; text that ends inside one may become it.
+    let mut word = None;
+    let mut cut = false;
+    for w in WORDS {
         let same = rest
             .iter()
-            .zip(glued)
+            .zip(w)
             .take_while(|(a, b)| a.to_ascii_lowercase() == **b)
             .count();
-        match rest.get(glued.len()) {
-            _ if same < glued.len() => undecided |= same == rest.len() && !last,
-            Some(d) if d.is_ascii_digit() => return Boundary::Ok,
-            None => undecided |= !last,
-            Some(_) => {}
+        if same == w.len() {
+            word = Some(w.len());
+            break;
         }
+        cut |= same == rest.len();
     }
-    if undecided {
-        Boundary::Undecided
-    } else {
-        Boundary::Blocked
+    if cut {
+        // All of the text is the start of a longer word than any it holds whole.
+        return more(Boundary::Blocked);
     }
+    let mut i = match (word, rest.first()) {
+        (Some(n), _) => {
+            // `Ext.` or `ext:`, then a space, may stand before the digits.
+            let mut i = n + usize::from(matches!(rest.get(n), Some(b'.' | b':')));
+            i += usize::from(rest.get(i) == Some(&b' '));
+            i
+        }
+        (None, Some(b'p' | b'w')) => 1,
+        (None, _) => return Boundary::Blocked,
+    };
+    match rest.get(i) {
+        Some(d) if d.is_ascii_digit() => {}
+        None => return more(Boundary::Blocked),
+        Some(_) => return Boundary::Blocked,
+    }
+    while rest.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    boundary_at(text, at + i, last, false)
 }
 
 /// The tracking number a page should show, ready to be written in any form.
@@ -1228,19 +1257,44 @@ mod tests {
             ("555-010-0000EXT.12", "555-010-1001EXT.12"),
             ("tel:+15550100000p123", "tel:+15550101001p123"),
             ("tel:5550100000w2", "tel:5550101001w2"),
+            ("555-010-0000Ext. 12", "555-010-1001Ext. 12"),
+            ("5550100000extn:12", "5550101001extn:12"),
+            (
+                "5550100000extension 12, ask for Sam",
+                "5550101001extension 12, ask for Sam",
+            ),
+            ("5550100000x12.", "5550101001x12."),
             // Not before a digit, or another letter: part of a word or id.
             ("5550100000x", "5550100000x"),
             ("5550100000ext", "5550100000ext"),
             ("5550100000ex12", "5550100000ex12"),
             ("5550100000b12", "5550100000b12"),
             ("5550100000pw", "5550100000pw"),
+            // The extension's digits end as a number's must.
+            ("555-010-0000x12-34", "555-010-0000x12-34"),
+            ("5550100000x12abc", "5550100000x12abc"),
+            ("5550100000x1_thumb", "5550100000x1_thumb"),
+            ("5550100000p3Kz9", "5550100000p3Kz9"),
+            ("5550100000x12x3", "5550100000x12x3"),
+            // A dialer's pause is lower case; SKUs are not.
+            ("SKU 5550100000W1", "SKU 5550100000W1"),
+            ("5550100000P12", "5550100000P12"),
+            // A letter or digit written as an entity or escape glues, as before.
+            ("5550100000&#49;", "5550100000&#49;"),
+            (r"5550100000\u0031", r"5550100000\u0031"),
+            ("tel:5550100000%312", "tel:5550100000%312"),
+            ("5550100000&#120;12", "5550100000&#120;12"),
         ] {
             assert_eq!(rw(s), want, "{s}");
         }
         // Cut anywhere, the stream reads what the whole text reads.
         for text in [
             "Call 555-010-0000Ext.12 now",
+            "Call 555-010-0000Ext. 12 now",
+            "Call 555-010-0000extension 12",
             "Call 555-010-0000extra now",
+            "5550100000x12-34",
+            "5550100000x123",
             "5550100000e",
         ] {
             let whole = rw(text);
