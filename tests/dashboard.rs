@@ -328,15 +328,18 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
         assert!(journey.body.contains(want), "journey lacks {want}: {}", journey.body);
     }
 
-    // The outcome form: bad value refused, good one stored and shown.
-    let bad = env
-        .post_form(
-            &format!("/calls/{id}/outcome"),
-            Some(&cookie),
-            &[("kind", "sale"), ("value", "lots")],
-        )
-        .await;
-    assert_eq!(bad.status, 400);
+    // The outcome form: bad values refused (`NaN` and `inf` parse as floats, and would be
+    // stored as no value; past a trillion, totals could overflow), a good one stored and shown.
+    for value in ["lots", "NaN", "inf", "1e400", "2e12", "-1"] {
+        let bad = env
+            .post_form(
+                &format!("/calls/{id}/outcome"),
+                Some(&cookie),
+                &[("kind", "sale"), ("value", value)],
+            )
+            .await;
+        assert_eq!(bad.status, 400, "{value}: {}", bad.body);
+    }
     let ok = env
         .post_form(
             &format!("/calls/{id}/outcome"),

@@ -316,7 +316,7 @@ async fn reports_spend_and_exports_from_real_calls() {
     assert_eq!(r.status, 400);
     assert_eq!(
         r.json()["error"],
-        "line 3: amount: must be a non-negative number, got \"lots\""
+        "line 3: amount: must be a number from 0 to 1e12, got \"lots\""
     );
     let r = env.admin("PUT", "/api/spend", Some("text/plain"), csv).await;
     assert_eq!(r.status, 415);

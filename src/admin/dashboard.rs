@@ -335,6 +335,23 @@ pub fn report_table(report: &Value) -> String {
     out
 }
 
+/// How a total that no column has (`answer_rate`, `returning_share`, `spend`) is labelled and
+/// written: `Answer rate`, as a percentage, as the columns of the same name are.
+fn total_label_and_kind(key: &str) -> (String, String) {
+    let kind = if key.ends_with("_rate") || key.ends_with("share") {
+        "percent"
+    } else if matches!(key, "spend" | "value") {
+        "money"
+    } else {
+        ""
+    };
+    let mut label = key.replace('_', " ");
+    if let Some(first) = label.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    (label, kind.to_string())
+}
+
 /// The totals of a report as cards (`data-figure` = the total's key).
 pub fn total_cards(report: &Value) -> String {
     let cols = columns(report);
@@ -347,7 +364,7 @@ pub fn total_cards(report: &Value) -> String {
             .iter()
             .find(|(k, _, _)| k == key)
             .map(|(_, l, kind)| (l.clone(), kind.clone()))
-            .unwrap_or_else(|| (key.replace('_', " "), String::new()));
+            .unwrap_or_else(|| total_label_and_kind(key));
         if !v.is_number() {
             continue;
         }
@@ -947,5 +964,23 @@ mod tests {
         assert!(body.contains(r#"data-figure="calls">3<"#));
         assert!(body.contains("50.0%"));
         assert!(body.contains("<svg"));
+    }
+
+    /// Totals that no column has are labelled and written as the columns of their name are.
+    #[test]
+    fn totals_without_a_column_read_as_their_kind() {
+        let r = json!({
+            "columns": [{"key":"calls","label":"Calls","kind":"count"}],
+            "totals": {"calls": 7, "answer_rate": 0.2857, "returning_share": 0.4, "spend": 0.0, "leads": 3}
+        });
+        let cards = total_cards(&r);
+        for want in [
+            r#"data-figure="answer_rate">28.6%</b><span>Answer rate<"#,
+            r#"data-figure="returning_share">40.0%</b><span>Returning share<"#,
+            r#"data-figure="spend">0.00</b><span>Spend<"#,
+            r#"data-figure="leads">3</b><span>Leads<"#,
+        ] {
+            assert!(cards.contains(want), "{want}: {cards}");
+        }
     }
 }

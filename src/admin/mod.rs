@@ -59,6 +59,11 @@ const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How far back the recommended size looks: a week covers every weekday's peak.
 const SIZING_WINDOW_MS: Millis = 7 * 24 * 3_600_000;
 
+/// The largest outcome value or spend amount taken (a trillion in any currency): reports add
+/// them up as floats, and two values near `f64::MAX` would sum to infinity, which JSON cannot
+/// carry.
+pub const MAX_AMOUNT: f64 = 1e12;
+
 impl Admin {
     pub fn new(token: String, store: Arc<dyn Store>, pools: Arc<Pools>, proxy: Arc<Proxy>) -> Arc<Admin> {
         Arc::new(Admin {
@@ -346,9 +351,12 @@ impl Admin {
                     v.insert("kind".into(), json!(val));
                 }
                 "value" if !val.is_empty() => {
-                    let n: f64 = val
-                        .parse()
-                        .map_err(|_| (StatusCode::BAD_REQUEST, format!("value {val:?} is not a number")))?;
+                    // `NaN` and `inf` parse, and would be stored as no value at all.
+                    let n = val
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .ok_or_else(|| (StatusCode::BAD_REQUEST, format!("value {val:?} is not a number")))?;
                     v.insert("value".into(), json!(n));
                 }
                 "currency" if !val.is_empty() => {
@@ -541,7 +549,8 @@ impl Admin {
         self.one_call(id).await
     }
 
-    /// Checks an outcome (from the API's JSON or the dashboard's form).
+    /// Checks an outcome (from the API's JSON or the dashboard's form). Its value is at most
+    /// [`MAX_AMOUNT`].
     fn outcome_from(&self, v: &Value) -> Result<Outcome, (StatusCode, String)> {
         const FIELDS: [&str; 3] = ["kind", "value", "currency"];
         let Some(fields) = v.as_object() else {
@@ -563,9 +572,9 @@ impl Admin {
         };
         let value = match v.get("value") {
             None | Some(Value::Null) => None,
-            Some(x) => Some(x.as_f64().filter(|f| f.is_finite() && *f >= 0.0).ok_or((
+            Some(x) => Some(x.as_f64().filter(|f| (0.0..=MAX_AMOUNT).contains(f)).ok_or((
                 StatusCode::BAD_REQUEST,
-                "value must be a non-negative number".to_string(),
+                format!("value must be a number from 0 to {MAX_AMOUNT:e}"),
             ))?),
         };
         let currency = match v.get("currency") {

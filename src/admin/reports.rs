@@ -353,9 +353,10 @@ fn col(key: &str, label: &str, kind: &str) -> Value {
     json!({"key": key, "label": label, "kind": kind})
 }
 
-/// Rounds money to cents, so sums of floats print as people expect.
+/// Rounds money to cents, so sums of floats print as people expect. An empty float sum is
+/// `-0.0`, which would print as `-0.00`: adding `0.0` makes it `0`.
 fn money(v: f64) -> Value {
-    json!((v * 100.0).round() / 100.0)
+    json!((v * 100.0).round() / 100.0 + 0.0)
 }
 
 /// A fraction rounded to four places, or null when there is nothing to divide by.
@@ -1185,6 +1186,13 @@ mod tests {
         }
         p.check()?;
         Ok(p)
+    }
+
+    #[test]
+    fn money_of_nothing_is_zero_not_minus_zero() {
+        let none: f64 = std::iter::empty::<f64>().sum();
+        assert_eq!(money(none).to_string(), "0.0");
+        assert_eq!(money(12.345).to_string(), "12.35");
     }
 
     #[test]

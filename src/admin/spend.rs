@@ -11,8 +11,8 @@
 //!   left out), then one row per line.
 //!
 //! `channel` must be a channel name as attribution writes it (`paid_search`, ...), so that the
-//! ROI reports can match spend to calls; `day` is `YYYY-MM-DD`; `amount` a non-negative number
-//! written with a dot (`1234.50`); `currency` an ISO 4217 code. Two rows with the same site,
+//! ROI reports can match spend to calls; `day` is `YYYY-MM-DD`; `amount` a number from 0 to a
+//! trillion ([`MAX_AMOUNT`]) written with a dot (`1234.50`); `currency` an ISO 4217 code. Two rows with the same site,
 //! day, channel and campaign in one upload are refused (which one was meant?); a row already
 //! stored is replaced.
 
@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::{Admin, Resp, internal, json_resp, parse_time, store_error};
+use super::{Admin, MAX_AMOUNT, Resp, internal, json_resp, parse_time, store_error};
 use crate::store::SpendRow;
 use crate::visitor::classify::Channel;
 
@@ -93,14 +93,20 @@ fn validate(place: &str, raw: Raw<'_>, is_site: &dyn Fn(&str) -> bool) -> Result
         return Err(err(place, "campaign", format!("longer than {MAX_CAMPAIGN} characters")));
     }
     let amount = match raw.amount {
-        Ok(Some(a)) if a.is_finite() && a >= 0.0 => a,
+        Ok(Some(a)) if (0.0..=MAX_AMOUNT).contains(&a) => a,
         Ok(None) => return Err(err(place, "amount", "required")),
-        Ok(Some(a)) => return Err(err(place, "amount", format!("must be a non-negative number, got {a}"))),
+        Ok(Some(a)) => {
+            return Err(err(
+                place,
+                "amount",
+                format!("must be a number from 0 to {MAX_AMOUNT:e}, got {a}"),
+            ));
+        }
         Err(got) => {
             return Err(err(
                 place,
                 "amount",
-                format!("must be a non-negative number, got {got}"),
+                format!("must be a number from 0 to {MAX_AMOUNT:e}, got {got}"),
             ));
         }
     };
@@ -456,7 +462,7 @@ mod tests {
                                  {"site":"shop","day":"2026-11-27","channel":"paid_search","amount":"10","currency":"USD"}]}"#;
         assert_eq!(
             parse_json(bad, &site).unwrap_err().to_string(),
-            "row 2: amount: must be a non-negative number, got \"10\""
+            "row 2: amount: must be a number from 0 to 1e12, got \"10\""
         );
         assert!(
             parse_json(b"[]", &site)
