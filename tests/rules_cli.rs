@@ -216,7 +216,11 @@ fn an_empty_rules_directory_is_an_error_and_a_short_cookie_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out) = check(dir.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("no site rules here"), "{out}");
+    // About the directory, which has no line.
+    assert_eq!(
+        out.trim(),
+        format!("{}: no site rules here (no *.toml file)", dir.path().display())
+    );
 
     write(dir.path(), "a.toml", GOOD);
     let out = Command::new(BIN)
@@ -246,6 +250,16 @@ fn check_reports_toml_syntax_errors_with_their_line() {
     let (code, out) = check(dir.path());
     assert_eq!(code, 1);
     assert!(out.contains("x.toml:3: TOML syntax"), "{out}");
+
+    // Saved in another encoding: the line of the first byte that is not UTF-8.
+    std::fs::write(
+        dir.path().join("x.toml"),
+        b"hosts = [\"a.test\"]\nupstream = \"http://127.0.0.1:1\"\n# Caf\xe9 du coin\n",
+    )
+    .unwrap();
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("x.toml:3: not UTF-8 text"), "{out}");
 
     // A `]` missing in the middle of a file: one problem, on the line that opened the array
     // (the parser notices only lines later, and its recovery reported every line after).

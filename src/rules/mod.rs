@@ -30,7 +30,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        // Line 0: about the file or directory as a whole, which has no line to name.
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+        }
     }
 }
 
@@ -327,8 +331,17 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, Problems> {
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for f in files {
-        match std::fs::read_to_string(&f) {
-            Ok(text) => sources.push((f, text)),
+        match std::fs::read(&f).map(String::from_utf8) {
+            Ok(Ok(text)) => sources.push((f, text)),
+            Ok(Err(e)) => {
+                // Named by its line, as TOML's own errors are: an editor saved it in another encoding.
+                let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                problems.push(Problem {
+                    file: f,
+                    line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+                    message: "not UTF-8 text (TOML files must be UTF-8): save it as UTF-8".into(),
+                })
+            }
             Err(e) => problems.push(Problem {
                 file: f,
                 line: 0,
@@ -467,7 +480,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => (60, false),
             "h" => (3_600, false),
             "d" => (86_400, false),
-            "" => return Err(format!("bad duration {s:?}: a number without a unit; {FORM}")),
+            "" if rest.starts_with(char::is_whitespace) => {
+                return Err(format!("bad duration {s:?}: a space after a number; {FORM}"));
+            }
+            "" if rest.is_empty() => return Err(format!("bad duration {s:?}: a number without a unit; {FORM}")),
+            "" => return Err(format!("bad duration {s:?}: {rest:?} is not a unit; {FORM}")),
             u => return Err(format!("bad duration {s:?}: unknown unit {u:?}; {FORM}")),
         };
         // Checked: a reload must refuse an absurd value, not overflow (and panic the server)
@@ -525,6 +542,12 @@ mod tests {
             assert!(e.contains("longer than the most allowed, 365d"), "{absurd}: {e}");
         }
         assert!(parse_duration("1h30").unwrap_err().contains("without a unit"));
+        assert!(
+            parse_duration("30 parsecs")
+                .unwrap_err()
+                .contains("a space after a number")
+        );
+        assert!(parse_duration("30%").unwrap_err().contains(r#""%" is not a unit"#));
     }
 
     #[test]
