@@ -310,6 +310,14 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
         .await;
     assert!(before.body.contains(r#"data-figure="calls">0<"#));
     assert_eq!(env.get("/calls?from=soon", Auth::Cookie(&cookie)).await.status, 400);
+    // A channel or confidence no call can have is a mistake to say, not an empty list.
+    for bad in ["/calls?channel=bogus", "/calls?confidence=zzz"] {
+        let page = env.get(bad, Auth::Cookie(&cookie)).await;
+        assert_eq!(page.status, 400, "{bad}");
+        assert!(page.body.contains("is not a"), "{bad}: {}", page.body);
+    }
+    let video = env.get("/calls?channel=paid_video", Auth::Cookie(&cookie)).await;
+    assert!(video.status == 200 && video.body.contains("<option selected>paid_video</option>"));
 
     let id = {
         let at = log.body.find("href=\"/calls/c").unwrap() + "href=\"/calls/".len();

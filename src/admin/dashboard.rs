@@ -13,6 +13,7 @@ use super::charts::{self, Series};
 use super::reports::day_of;
 use crate::clock::rfc3339;
 use crate::store::CallRecord;
+use crate::visitor::classify::Channel;
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -538,8 +539,14 @@ pub struct CallFilters {
     pub q: Option<String>,
 }
 
+/// The attribution confidences a call may have, best first.
+const CONFIDENCES: [&str; 5] = ["exact", "shared", "late", "source", "none"];
+
 impl CallFilters {
-    pub fn from_query(query: &str) -> CallFilters {
+    /// The filters in a query; a channel or confidence that no call can have is an error, as
+    /// a bad date is, rather than an empty list that looks like no calls. A status is the
+    /// provider's word, so any is taken.
+    pub fn from_query(query: &str) -> Result<CallFilters, String> {
         let mut f = CallFilters::default();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
@@ -551,7 +558,17 @@ impl CallFilters {
                 _ => {}
             }
         }
-        f
+        if let Some(c) = f.channel.as_deref().filter(|c| Channel::parse(c).is_none()) {
+            let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+            return Err(format!("{c:?} is not a channel; use one of {}", names.join(", ")));
+        }
+        if let Some(c) = f.confidence.as_deref().filter(|c| !CONFIDENCES.contains(c)) {
+            return Err(format!(
+                "{c:?} is not a confidence; use one of {}",
+                CONFIDENCES.join(", ")
+            ));
+        }
+        Ok(f)
     }
 
     pub fn keep(&self, c: &CallRecord) -> bool {
@@ -597,25 +614,10 @@ impl CallFilters {
         out.push_str(&opt(
             "channel",
             "Channel",
-            &[
-                "paid_search",
-                "organic_search",
-                "paid_social",
-                "organic_social",
-                "display",
-                "email",
-                "referral",
-                "direct",
-                "offline",
-            ],
+            &Channel::ALL.map(Channel::as_str),
             &self.channel,
         ));
-        out.push_str(&opt(
-            "confidence",
-            "Confidence",
-            &["exact", "shared", "late", "source", "none"],
-            &self.confidence,
-        ));
+        out.push_str(&opt("confidence", "Confidence", &CONFIDENCES, &self.confidence));
         out.push_str(&opt(
             "status",
             "Status",

@@ -304,7 +304,7 @@ impl Admin {
 
     async fn page_calls(&self, query: &str) -> Handled {
         let range = self.range(query)?;
-        let filters = dashboard::CallFilters::from_query(query);
+        let filters = dashboard::CallFilters::from_query(query).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let calls: Vec<CallRecord> = self
             .calls_in(&range)
             .await?
