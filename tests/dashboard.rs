@@ -52,10 +52,13 @@ struct Answer {
 
 impl Env {
     async fn start(data: &std::path::Path) -> Env {
+        // 2026-11-27 14:00 UTC, a Friday.
+        Env::start_at(data, ManualClock::new(1_795_788_000_000)).await
+    }
+
+    async fn start_at(data: &std::path::Path, clock: Arc<ManualClock>) -> Env {
         let o = common::html_origin(PAGE).await;
         let secrets: telswap::calls::Secrets = Arc::new(|name: &str| (name == "TEST_TOKEN").then(|| TOKEN.to_string()));
-        // 2026-11-27 14:00 UTC, a Friday.
-        let clock = ManualClock::new(1_795_788_000_000);
         let app = common::start_app(&rules(o), data, clock.clone(), ADMIN, secrets).await;
         Env {
             app,
@@ -271,21 +274,38 @@ async fn every_admin_path_needs_the_token_or_a_login() {
         ("sec-fetch-site", "same-origin", 303),
         ("origin", own_origin.as_str(), 303),
     ] {
+        // A session of its own each: a logout that passes ends it.
+        let cookie = env.login().await;
         let req = hyper::Request::post(env.admin_url("/logout"))
             .header("cookie", &cookie)
             .header(name, value);
         assert_eq!(env.send(req, "").await.status, status, "{name}: {value}");
+        let after = env.get("/api/calls", Auth::Cookie(&cookie)).await.status;
+        assert_eq!(after, if status == 303 { 401 } else { 200 }, "{name}: {value}");
     }
     let req = hyper::Request::post(env.admin_url("/api/calls/c_x/outcome"))
         .header("authorization", format!("Bearer {ADMIN}"))
         .header("sec-fetch-site", "cross-site");
     assert_eq!(env.send(req, r#"{"kind":"sale"}"#).await.status, 403);
-    // Logging out clears the cookie.
+    // A login lasts 12 hours.
+    let other = env.login().await;
+    env.clock.advance(Duration::from_secs(12 * 3600 - 1));
+    assert_eq!(env.get("/calls", Auth::Cookie(&other)).await.status, 200);
+    env.clock.advance(Duration::from_secs(1));
+    assert_eq!(env.get("/calls", Auth::Cookie(&other)).await.status, 303);
+
+    // Logging out clears the cookie, and ends the session on the server: a copy of the cookie
+    // is refused, after a restart too. Another browser's session goes on.
+    let (cookie, other) = (env.login().await, env.login().await);
     let a = env.post_form("/logout", Some(&cookie), &[]).await;
     assert!(a.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    // A login lasts 12 hours.
-    env.clock.advance(Duration::from_secs(12 * 3600));
     assert_eq!(env.get("/calls", Auth::Cookie(&cookie)).await.status, 303);
+    assert_eq!(env.get("/calls", Auth::Cookie(&other)).await.status, 200);
+    let clock = env.clock.clone();
+    env.app.stop().await;
+    let env = Env::start_at(data.path(), clock).await;
+    assert_eq!(env.get("/api/calls", Auth::Cookie(&cookie)).await.status, 401);
+    assert_eq!(env.get("/api/calls", Auth::Cookie(&other)).await.status, 200);
     env.app.stop().await;
 }
 

@@ -1,15 +1,20 @@
 //! Who may use the admin listener: the bearer token for the API, and for a browser a session
 //! cookie given in exchange for the token on the login page.
 //!
-//! The cookie is stateless: `<expiry unix seconds>.<hex HMAC-SHA256(key, expiry)>`, the key
-//! derived from the admin token. A restart keeps browsers logged in, and changing the token
-//! logs every browser out. It is `HttpOnly` (no script reads it) and `SameSite=Strict` (no
-//! other site can make a browser send it, which is what protects the dashboard's forms from
-//! cross-site requests).
+//! The cookie is signed: `<expiry unix seconds>.<session id>.<hex HMAC-SHA256(key, both)>`, the
+//! key derived from the admin token. A restart keeps browsers logged in, and changing the token
+//! logs every browser out. Logging out revokes the session id until it would have expired
+//! (the store keeps the revocations, so a copy of the cookie stays refused after a restart). It
+//! is `HttpOnly` (no script reads it) and `SameSite=Strict` (no other site can make a browser
+//! send it, which is what protects the dashboard's forms from cross-site requests).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use ring::hmac;
 
 use super::constant_time_eq;
+use crate::visitor::identity::random_id;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "telswap_admin";
@@ -29,6 +34,15 @@ pub enum Credential {
 pub struct Auth {
     token: String,
     key: hmac::Key,
+    /// Sessions logged out, by id, with their expiry: refused until then.
+    revoked: Mutex<HashMap<String, u64>>,
+}
+
+/// A session cookie's parts, once its signature is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub expires: u64,
 }
 
 impl Auth {
@@ -39,7 +53,19 @@ impl Auth {
             hmac::HMAC_SHA256,
             hmac::sign(&derive, b"telswap admin session cookie v1").as_ref(),
         );
-        Auth { token, key }
+        Auth {
+            token,
+            key,
+            revoked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses `session` from now on (a logout, or one read back from the store at start-up).
+    pub fn revoke(&self, session: &Session, now_s: u64) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        // Expired sessions are refused anyway: the list holds only the last day's logouts.
+        revoked.retain(|_, expires| *expires > now_s);
+        revoked.insert(session.id.clone(), session.expires);
     }
 
     pub fn token_ok(&self, given: &str) -> bool {
@@ -63,37 +89,40 @@ impl Auth {
         {
             return Credential::Valid;
         }
-        for header in cookies {
-            for pair in header.split(';') {
-                if let Some((name, value)) = pair.trim().split_once('=')
-                    && name == COOKIE
-                    && self.session_ok(value, now_s)
-                {
-                    return Credential::Valid;
-                }
-            }
+        match self.session(cookies, now_s) {
+            Some(_) => Credential::Valid,
+            None => Credential::Missing,
         }
-        Credential::Missing
+    }
+
+    /// The live session among the `Cookie` header values: signed with this token's key, not
+    /// expired, not logged out.
+    pub fn session<'a>(&self, cookies: impl Iterator<Item = &'a str>, now_s: u64) -> Option<Session> {
+        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        cookies
+            .flat_map(|header| header.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == COOKIE)
+            .filter_map(|(_, value)| self.session_of(value, now_s))
+            .find(|s| !revoked.contains_key(&s.id))
     }
 
     /// A fresh session value, valid for [`SESSION_SECS`].
     pub fn session_value(&self, now_s: u64) -> String {
-        let exp = now_s + SESSION_SECS;
-        format!(
-            "{exp}.{}",
-            hex(hmac::sign(&self.key, exp.to_string().as_bytes()).as_ref())
-        )
+        let signed = format!("{}.{}", now_s + SESSION_SECS, random_id(16));
+        let sig = hex(hmac::sign(&self.key, signed.as_bytes()).as_ref());
+        format!("{signed}.{sig}")
     }
 
-    fn session_ok(&self, value: &str, now_s: u64) -> bool {
-        let Some((exp, sig)) = value.split_once('.') else {
-            return false;
-        };
-        let Ok(exp_n) = exp.parse::<u64>() else {
-            return false;
-        };
-        let want = hex(hmac::sign(&self.key, exp.as_bytes()).as_ref());
-        constant_time_eq(sig.as_bytes(), want.as_bytes()) && now_s < exp_n
+    fn session_of(&self, value: &str, now_s: u64) -> Option<Session> {
+        let (signed, sig) = value.rsplit_once('.')?;
+        let (exp, id) = signed.split_once('.')?;
+        let expires = exp.parse::<u64>().ok()?;
+        let want = hex(hmac::sign(&self.key, signed.as_bytes()).as_ref());
+        (constant_time_eq(sig.as_bytes(), want.as_bytes()) && now_s < expires).then(|| Session {
+            id: id.to_string(),
+            expires,
+        })
     }
 
     /// The `Set-Cookie` value that logs a browser in.
@@ -157,12 +186,33 @@ mod tests {
             Credential::Missing
         );
         // Forged expiry, or another token's cookie.
-        let forged = format!("{COOKIE}={}{}", 9, &v[v.find('.').unwrap()..]);
+        let forged = format!("{COOKIE}={}{}", 9_999_999, &v[v.find('.').unwrap()..]);
         assert_eq!(a.check(None, [forged.as_str()].into_iter(), 1001), Credential::Missing);
         let other = Auth::new("other".into()).session_value(1000);
         let h2 = format!("{COOKIE}={other}");
         assert_eq!(a.check(None, [h2.as_str()].into_iter(), 1001), Credential::Missing);
         assert_eq!(a.check(None, ["telswap_admin="].into_iter(), 1), Credential::Missing);
+        assert_eq!(
+            a.check(None, ["telswap_admin=99999.abc"].into_iter(), 1),
+            Credential::Missing
+        );
+    }
+
+    /// A logged-out session stays refused, however its cookie is kept; another browser's
+    /// session is not touched.
+    #[test]
+    fn a_logged_out_session_is_refused() {
+        let a = Auth::new("s3cret".into());
+        let (one, two) = (a.session_value(1000), a.session_value(1000));
+        let (one, two) = (format!("{COOKIE}={one}"), format!("{COOKIE}={two}"));
+        let session = a.session([one.as_str()].into_iter(), 1001).unwrap();
+        assert_eq!(session.expires, 1000 + SESSION_SECS);
+        a.revoke(&session, 1001);
+        assert_eq!(a.check(None, [one.as_str()].into_iter(), 1002), Credential::Missing);
+        assert_eq!(a.check(None, [two.as_str()].into_iter(), 1002), Credential::Valid);
+        // Both cookies sent: the live one counts.
+        let both = format!("{one}; {two}");
+        assert_eq!(a.check(None, [both.as_str()].into_iter(), 1002), Credential::Valid);
     }
 
     #[test]

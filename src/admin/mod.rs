@@ -59,6 +59,14 @@ const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How far back the recommended size looks: a week covers every weekday's peak.
 const SIZING_WINDOW_MS: Millis = 7 * 24 * 3_600_000;
 
+/// A request's `Cookie` header values.
+fn cookies(req: &Request<Incoming>) -> impl Iterator<Item = &str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
 /// The largest outcome value or spend amount taken (a trillion in any currency): reports add
 /// them up as floats, and two values near `f64::MAX` would sum to infinity, which JSON cannot
 /// carry.
@@ -66,8 +74,20 @@ pub const MAX_AMOUNT: f64 = 1e12;
 
 impl Admin {
     pub fn new(token: String, store: Arc<dyn Store>, pools: Arc<Pools>, proxy: Arc<Proxy>) -> Arc<Admin> {
+        let auth = Auth::new(token);
+        let now_s = pools.clock().now_ms() / 1000;
+        match store.admin_logouts(now_s as i64) {
+            Ok(rows) => {
+                for (id, expires) in rows {
+                    let expires = u64::try_from(expires).unwrap_or(0);
+                    auth.revoke(&auth::Session { id, expires }, now_s);
+                }
+            }
+            // Only sessions logged out since the last start could be used again: say so.
+            Err(e) => tracing::error!(error = %e, "reading the dashboard's logged-out sessions failed"),
+        }
         Arc::new(Admin {
-            auth: Auth::new(token),
+            auth,
             store,
             pools,
             proxy,
@@ -129,12 +149,26 @@ impl Admin {
 
     fn credential(&self, req: &Request<Incoming>) -> Credential {
         let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let cookies = req
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        self.auth.check(authorization, cookies, self.now_ms() / 1000)
+        self.auth.check(authorization, cookies(req), self.now_ms() / 1000)
+    }
+
+    /// Ends the request's dashboard session, here and in the store, so that a copy of its
+    /// cookie is refused, after a restart too. Without a live session there is nothing to end
+    /// (and no other site can end one: the cookie is `SameSite=Strict`).
+    async fn logout(&self, req: &Request<Incoming>) {
+        let now_s = self.now_ms() / 1000;
+        let Some(session) = self.auth.session(cookies(req), now_s) else {
+            return;
+        };
+        self.auth.revoke(&session, now_s);
+        let store = self.store.clone();
+        let (id, expires) = (session.id, i64::try_from(session.expires).unwrap_or(i64::MAX));
+        let stored = tokio::task::spawn_blocking(move || store.admin_logout(&id, expires, now_s as i64)).await;
+        if !matches!(stored, Ok(Ok(()))) {
+            tracing::error!(
+                "a dashboard logout could not be stored: its cookie is refused until this server restarts, not after"
+            );
+        }
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
@@ -163,6 +197,7 @@ impl Admin {
             }
             (&Method::POST, "/login") => return self.login(req).await,
             (&Method::POST, "/logout") => {
+                self.logout(&req).await;
                 let mut r = redirect("/login");
                 set_cookie(&mut r, &auth::logout_cookie());
                 return r;

@@ -391,6 +391,11 @@ pub trait Store: Send + Sync {
     /// Who was shown the source number `number` (E.164) of `site` in [from, to] (committed
     /// writes only): from the latest `sqlite::AUDIENCE_VIEWS` page views that showed it.
     fn source_audience(&self, site: &str, number: &str, from: i64, to: i64) -> Result<SourceAudience, StoreError>;
+    /// Records that the dashboard session `id` was logged out (durable before it returns),
+    /// refused until `expires` (unix seconds); drops the records of sessions expired by `now`.
+    fn admin_logout(&self, id: &str, expires: i64, now: i64) -> Result<(), StoreError>;
+    /// The dashboard sessions logged out that have not expired by `now` (unix seconds).
+    fn admin_logouts(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// A session and its page views in time order (committed writes only).
     fn session(&self, id: &str) -> Result<Option<(SessionRow, Vec<PageViewRow>)>, StoreError>;
     /// Counters for metrics: queued writes dropped, batches committed, rows written.

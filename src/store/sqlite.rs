@@ -211,6 +211,10 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE store_state (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
     "#,
+    // 8: dashboard sessions logged out, refused until they would have expired (unix seconds).
+    r#"
+    CREATE TABLE admin_logouts (id TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+    "#,
 ];
 
 /// Page views that [`Store::source_audience`] reads at most, the latest first. A call's answer
@@ -735,6 +739,29 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!("{LEASE_SELECT} WHERE released IS NULL ORDER BY id"))?;
             let rows = stmt.query_map([], lease_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn admin_logout(&self, id: &str, expires: i64, now: i64) -> Result<(), StoreError> {
+        self.check_durable()?;
+        let mut conn = lock(&self.calls);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM admin_logouts WHERE expires <= ?1", [now])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO admin_logouts (id, expires) VALUES (?1, ?2)",
+            params![id, expires],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn admin_logouts(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT id, expires FROM admin_logouts WHERE expires > ?1")?;
+            let rows = stmt
+                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
@@ -2553,6 +2580,22 @@ mod tests {
             !SqliteStore::open(dir.path()).unwrap().unclean_start(),
             "dropped is closed"
         );
+    }
+
+    #[test]
+    fn admin_logouts_last_until_their_sessions_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.admin_logout("a", 100, 10).unwrap();
+        store.admin_logout("b", 200, 10).unwrap();
+        assert_eq!(store.admin_logouts(50).unwrap().len(), 2);
+        assert_eq!(store.admin_logouts(100).unwrap(), [("b".to_string(), 200)]);
+        // The next logout drops what has expired.
+        store.admin_logout("c", 300, 150).unwrap();
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(count(&store, "admin_logouts"), 2);
+        assert_eq!(store.admin_logouts(0).unwrap().len(), 2);
     }
 
     #[test]
