@@ -207,9 +207,15 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 7: whether the store is open (1 from its opening to a close that committed every queued
     // write), so that the next start knows when a run ended without one: queued page views were
-    // lost, and nobody knows which ([`SqliteStore::unclean_start`]).
+    // lost, and nobody knows which ([`SqliteStore::unclean_start`]). `views_lost_at`: the latest
+    // `at` up to which a page view showing a source number may have been lost (0: none), kept
+    // across runs, as audiences over it are not whole.
     r#"
-    CREATE TABLE store_state (id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL);
+    CREATE TABLE store_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        open INTEGER NOT NULL,
+        views_lost_at INTEGER NOT NULL DEFAULT 0
+    );
     "#,
     // 8: dashboard sessions logged out, refused until they would have expired (unix seconds).
     r#"
@@ -361,10 +367,13 @@ impl SqliteStore {
             warn!(path = %path.display(), mode, "SQLite refused WAL mode; writes will block reads");
         }
         let version = migrate(&mut calls, MIGRATIONS)?;
-        let unclean_start = calls
-            .query_row("SELECT open FROM store_state WHERE id = 1", [], |r| r.get::<_, i64>(0))
+        let (open, views_lost_at) = calls
+            .query_row("SELECT open, views_lost_at FROM store_state WHERE id = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
             .optional()?
-            .is_some_and(|open| open != 0);
+            .unwrap_or((0, 0));
+        let unclean_start = open != 0;
         calls.execute(
             "INSERT INTO store_state (id, open) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET open = 1",
             [],
@@ -389,6 +398,7 @@ impl SqliteStore {
         let (queue, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         counters.outbox_pending.store(pending.max(0) as u64, Ordering::Relaxed);
+        counters.lost_source_view_at.store(views_lost_at, Ordering::Relaxed);
         // The writer's auto-checkpoint is the hook this installs: a `wal_autocheckpoint` pragma
         // on the writer's connection after it would replace the hook, and nothing would wake
         // the checkpointer.
@@ -440,6 +450,17 @@ impl SqliteStore {
     /// not whole, as when this process loses one.
     pub fn note_views_lost_up_to(&self, at: i64) {
         self.counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+        // Kept now, not only at the close: this run may crash too.
+        self.keep_views_lost_at();
+    }
+
+    /// Writes when page views were last lost into `store_state`, for the next start to read.
+    fn keep_views_lost_at(&self) {
+        let at = self.counters.lost_source_view_at.load(Ordering::Relaxed);
+        let kept = lock(&self.calls).execute("UPDATE store_state SET views_lost_at = MAX(views_lost_at, ?1)", [at]);
+        if let Err(e) = kept {
+            warn!(error = %e, "the store could not record when page views were lost");
+        }
     }
 
     /// Refuses new work, commits everything queued, stops and joins the writer thread, then the
@@ -462,6 +483,8 @@ impl SqliteStore {
         if let Some(checkpointer) = checkpointer {
             checkpointer.join();
         }
+        // Views lost in this run (refused, or in a failed batch) stay lost for the next.
+        self.keep_views_lost_at();
         let last = lock(&self.calls).query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
         if let Err(e) = last {
             warn!(error = %e, "the store's last checkpoint failed; the log is kept and read at the next open");
@@ -2281,6 +2304,14 @@ mod tests {
         accepted
     }
 
+    /// Whether the audience of `+15550102002` on `example` from `from` to 400 is whole.
+    fn audience_whole(store: &SqliteStore, from: i64) -> bool {
+        store
+            .source_audience("example", "+15550102002", from, 400)
+            .unwrap()
+            .complete
+    }
+
     /// A page view of `/` in session `s-{visitor}`; `shown`: the source number, channel and
     /// source it showed.
     fn page_view(site: &str, visitor: &str, at: i64, shown: Option<(&str, &str, &str)>) -> Write {
@@ -2576,10 +2607,27 @@ mod tests {
                 .complete
         );
         drop(store);
-        assert!(
-            !SqliteStore::open(dir.path()).unwrap().unclean_start(),
-            "dropped is closed"
-        );
+        // A clean run after it still knows: the loss is kept, not only the crash.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(!store.unclean_start(), "dropped is closed");
+        let whole = |from| audience_whole(&store, from);
+        assert!(!whole(100) && whole(151));
+    }
+
+    /// Views this run lost (the queue full) stay lost for the next, though it closed cleanly.
+    #[test]
+    fn views_lost_in_a_clean_run_are_known_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = small_queue_store(dir.path());
+        let social = Some(("+15550102002", "organic_social", "facebook"));
+        let accepted = enqueue_stalled(&store, (0..20).map(|i| page_view("example", "v1", 100 + i, social)));
+        assert!(accepted < 20, "the small queue refuses some");
+        store.close().unwrap();
+        drop(store);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(!store.unclean_start());
+        let whole = |from| audience_whole(&store, from);
+        assert!(!whole(0) && whole(200));
     }
 
     #[test]
