@@ -98,13 +98,20 @@ impl Auth {
     /// The live session among the `Cookie` header values: signed with this token's key, not
     /// expired, not logged out.
     pub fn session<'a>(&self, cookies: impl Iterator<Item = &'a str>, now_s: u64) -> Option<Session> {
-        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
         cookies
             .flat_map(|header| header.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(name, _)| *name == COOKIE)
             .filter_map(|(_, value)| self.session_of(value, now_s))
-            .find(|s| !revoked.contains_key(&s.id))
+            // The lock only for the lookup: signatures are checked outside it, as a request
+            // may carry many cookies to check.
+            .find(|s| {
+                !self
+                    .revoked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&s.id)
+            })
     }
 
     /// A fresh session value, valid for [`SESSION_SECS`].

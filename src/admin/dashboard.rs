@@ -341,8 +341,10 @@ pub fn report_table(report: &Value) -> String {
 fn total_label_and_kind(key: &str) -> (String, String) {
     let kind = if key.ends_with("_rate") || key.ends_with("share") {
         "percent"
-    } else if matches!(key, "spend" | "value") {
+    } else if key == "spend" || key.ends_with("value") {
         "money"
+    } else if key.ends_with("duration") {
+        "seconds"
     } else {
         ""
     };
@@ -973,7 +975,8 @@ mod tests {
     fn totals_without_a_column_read_as_their_kind() {
         let r = json!({
             "columns": [{"key":"calls","label":"Calls","kind":"count"}],
-            "totals": {"calls": 7, "answer_rate": 0.2857, "returning_share": 0.4, "spend": 0.0, "leads": 3}
+            "totals": {"calls": 7, "answer_rate": 0.2857, "returning_share": 0.4, "spend": 0.0, "leads": 3,
+                       "average_duration": 66, "average_sale_value": 75}
         });
         let cards = total_cards(&r);
         for want in [
@@ -981,6 +984,8 @@ mod tests {
             r#"data-figure="returning_share">40.0%</b><span>Returning share<"#,
             r#"data-figure="spend">0.00</b><span>Spend<"#,
             r#"data-figure="leads">3</b><span>Leads<"#,
+            r#"data-figure="average_duration">1:06</b><span>Average duration<"#,
+            r#"data-figure="average_sale_value">75.00</b><span>Average sale value<"#,
         ] {
             assert!(cards.contains(want), "{want}: {cards}");
         }
