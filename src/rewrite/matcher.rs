@@ -744,11 +744,20 @@ fn extension_at(text: &[u8], at: usize, last: bool) -> Boundary {
         None => return more(Boundary::Blocked),
         Some(_) => return Boundary::Blocked,
     }
+    let digits = i;
     while rest.get(i).is_some_and(u8::is_ascii_digit) {
         i += 1;
+        if i - digits > MAX_EXTENSION_DIGITS {
+            return Boundary::Blocked;
+        }
     }
     boundary_at(text, at + i, last, false)
 }
+
+/// The most digits an extension or dial string glued after a number has (libphonenumber reads
+/// up to 9 after an `x`): more make it an id. The bound also keeps what a candidate number
+/// holds back at a chunk's edge a few bytes long, whatever run of digits follows.
+const MAX_EXTENSION_DIGITS: usize = 9;
 
 /// The tracking number a page should show, ready to be written in any form.
 #[derive(Debug, Clone)]
@@ -1276,6 +1285,8 @@ mod tests {
             ("5550100000x1_thumb", "5550100000x1_thumb"),
             ("5550100000p3Kz9", "5550100000p3Kz9"),
             ("5550100000x12x3", "5550100000x12x3"),
+            ("5550100000x123456789", "5550101001x123456789"),
+            ("5550100000x1234567890", "5550100000x1234567890"),
             // A dialer's pause is lower case; SKUs are not.
             ("SKU 5550100000W1", "SKU 5550100000W1"),
             ("5550100000P12", "5550100000P12"),
@@ -1287,6 +1298,15 @@ mod tests {
         ] {
             assert_eq!(rw(s), want, "{s}");
         }
+        // However many digits follow, a candidate holds back only a few bytes.
+        let (m, to) = us();
+        let mut s = TextStream::default();
+        let mut n = 0;
+        s.push(&m, "Call 5550100000x", false, &to, &mut n);
+        for _ in 0..1_000 {
+            s.push(&m, "1", false, &to, &mut n);
+        }
+        assert_eq!(s.pending_len(), 0);
         // Cut anywhere, the stream reads what the whole text reads.
         for text in [
             "Call 555-010-0000Ext.12 now",
@@ -1295,6 +1315,7 @@ mod tests {
             "Call 555-010-0000extra now",
             "5550100000x12-34",
             "5550100000x123",
+            "5550100000x1234567890123",
             "5550100000e",
         ] {
             let whole = rw(text);
