@@ -63,7 +63,7 @@ impl Auth {
     /// Refuses `session` from now on (a logout, or one read back from the store at start-up).
     pub fn revoke(&self, session: &Session, now_s: u64) {
         let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-        // Expired sessions are refused anyway: the list holds only the last day's logouts.
+        // Expired sessions are refused anyway: the map holds only logouts of live sessions.
         revoked.retain(|_, expires| *expires > now_s);
         revoked.insert(session.id.clone(), session.expires);
     }

@@ -83,7 +83,7 @@ impl Admin {
                     auth.revoke(&auth::Session { id, expires }, now_s);
                 }
             }
-            // Only sessions logged out since the last start could be used again: say so.
+            // Sessions logged out before this start would be taken again: say so.
             Err(e) => tracing::error!(error = %e, "reading the dashboard's logged-out sessions failed"),
         }
         Arc::new(Admin {

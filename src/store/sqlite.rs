@@ -2594,24 +2594,12 @@ mod tests {
         assert!(store.enqueue(page_view("example", "v1", 100, social)));
         store.flush().unwrap();
         store.note_views_lost_up_to(150);
-        assert!(
-            !store
-                .source_audience("example", "+15550102002", 100, 400)
-                .unwrap()
-                .complete
-        );
-        assert!(
-            store
-                .source_audience("example", "+15550102002", 151, 400)
-                .unwrap()
-                .complete
-        );
+        assert!(!audience_whole(&store, 100) && audience_whole(&store, 151));
         drop(store);
         // A clean run after it still knows: the loss is kept, not only the crash.
         let store = SqliteStore::open(dir.path()).unwrap();
         assert!(!store.unclean_start(), "dropped is closed");
-        let whole = |from| audience_whole(&store, from);
-        assert!(!whole(100) && whole(151));
+        assert!(!audience_whole(&store, 100) && audience_whole(&store, 151));
     }
 
     /// Views this run lost (the queue full) stay lost for the next, though it closed cleanly.
@@ -2626,8 +2614,7 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(dir.path()).unwrap();
         assert!(!store.unclean_start());
-        let whole = |from| audience_whole(&store, from);
-        assert!(!whole(0) && whole(200));
+        assert!(!audience_whole(&store, 0) && audience_whole(&store, 200));
     }
 
     #[test]
