@@ -216,10 +216,10 @@ fn an_empty_rules_directory_is_an_error_and_a_short_cookie_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out) = check(dir.path());
     assert_eq!(code, 1, "{out}");
-    // About the directory, which has no line.
+    // About the directory as a whole: line 0, in the one format scripts parse.
     assert_eq!(
         out.trim(),
-        format!("{}: no site rules here (no *.toml file)", dir.path().display())
+        format!("{}:0: no site rules here (no *.toml file)", dir.path().display())
     );
 
     write(dir.path(), "a.toml", GOOD);

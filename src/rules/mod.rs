@@ -30,11 +30,9 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Line 0: about the file or directory as a whole, which has no line to name.
-        match self.line {
-            0 => write!(f, "{}: {}", self.file.display(), self.message),
-            line => write!(f, "{}:{line}: {}", self.file.display(), self.message),
-        }
+        // SPEC's `FILE:LINE: message`, which scripts parse: line 0 is about the file or
+        // directory as a whole.
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
     }
 }
 
