@@ -330,6 +330,11 @@ async fn a_call_opens_its_journey_and_takes_an_outcome_from_the_form() {
         .await;
     assert!(before.body.contains(r#"data-figure="calls">0<"#));
     assert_eq!(env.get("/calls?from=soon", Auth::Cookie(&cookie)).await.status, 400);
+    let reports = env.get("/reports?from=2026-11-01", Auth::Cookie(&cookie)).await;
+    assert_eq!(
+        (reports.status, reports.headers["location"].to_str().unwrap()),
+        (303, "/reports/overview?from=2026-11-01")
+    );
     // A channel or confidence no call can have is a mistake to say, not an empty list.
     for bad in ["/calls?channel=bogus", "/calls?confidence=zzz"] {
         let page = env.get(bad, Auth::Cookie(&cookie)).await;

@@ -254,6 +254,15 @@ impl Admin {
             }
             (Method::GET, ["pools"]) => self.page_pools(&query).await,
             (Method::GET, ["reports", name]) => self.page_report(name, &query).await,
+            // A typed or trimmed address: the first report, with the range it carried.
+            (Method::GET, ["reports"]) => {
+                let q = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                Ok(redirect(&format!("/reports/{}{q}", reports::REPORTS[0])))
+            }
             // Every method a path takes was matched above: any other is a 405.
             (_, path) if let Some(allow) = allowed_methods(path) => {
                 let mut r = self.error_resp(api, StatusCode::METHOD_NOT_ALLOWED, &format!("use {allow}"));
@@ -1103,6 +1112,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["calls"]
         | ["calls", _]
         | ["pools"]
+        | ["reports"]
         | ["reports", _] => Some("GET, HEAD"),
         _ => None,
     }
