@@ -323,6 +323,13 @@ struct Counters {
     checkpointed_pages: AtomicU64,
 }
 
+impl Counters {
+    /// A page view showing a source number, at `at` or before, may have been lost.
+    fn lost_view_at(&self, at: i64) {
+        self.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+    }
+}
+
 /// The SQLite [`Store`]. Open with [`SqliteStore::open`]; share the `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
@@ -449,7 +456,7 @@ impl SqliteStore {
     /// [`unclean_start`](Self::unclean_start)): an audience read over a window reaching `at` is
     /// not whole, as when this process loses one.
     pub fn note_views_lost_up_to(&self, at: i64) {
-        self.counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+        self.counters.lost_view_at(at);
         // Kept now, not only at the close: this run may crash too.
         self.keep_views_lost_at();
     }
@@ -720,21 +727,22 @@ impl Store for SqliteStore {
     }
 
     fn enqueue(&self, w: Write) -> bool {
-        let source_view_at = source_view_at(&w);
-        let refused = if self.closed.load(Ordering::Acquire) {
-            "closed"
+        let msg = Msg::Write(w);
+        // A refused write comes back, to be noted as lost.
+        let (refused, msg) = if self.closed.load(Ordering::Acquire) {
+            ("closed", msg)
         } else {
-            match self.queue.try_send(Msg::Write(w)) {
+            match self.queue.try_send(msg) {
                 Ok(()) => {
                     self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
-                Err(TrySendError::Full(_)) => "full",
-                Err(TrySendError::Disconnected(_)) => "closed",
+                Err(TrySendError::Full(msg)) => ("full", msg),
+                Err(TrySendError::Disconnected(msg)) => ("closed", msg),
             }
         };
-        if let Some(at) = source_view_at {
-            self.counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+        if let Msg::Write(w) = &msg {
+            note_lost(&self.counters, std::slice::from_ref(w));
         }
         let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         if dropped.is_multiple_of(1_000) {
@@ -1582,7 +1590,7 @@ fn source_view_at(w: &Write) -> Option<i64> {
 /// Notes the page views showing a source number among `writes`, which are lost.
 fn note_lost(counters: &Counters, writes: &[Write]) {
     if let Some(at) = writes.iter().filter_map(source_view_at).max() {
-        counters.lost_source_view_at.fetch_max(at, Ordering::Relaxed);
+        counters.lost_view_at(at);
     }
 }
 
