@@ -12,6 +12,7 @@ use super::DAY_MS;
 use super::charts::{self, Series};
 use super::reports::day_of;
 use crate::clock::rfc3339;
+use crate::pool::Confidence;
 use crate::store::CallRecord;
 use crate::visitor::classify::Channel;
 
@@ -541,9 +542,6 @@ pub struct CallFilters {
     pub q: Option<String>,
 }
 
-/// The attribution confidences a call may have, best first.
-const CONFIDENCES: [&str; 5] = ["exact", "shared", "late", "source", "none"];
-
 impl CallFilters {
     /// The filters in a query; a channel or confidence that no call can have is an error, as
     /// a bad date is, rather than an empty list that looks like no calls. A status is the
@@ -561,13 +559,13 @@ impl CallFilters {
             }
         }
         if let Some(c) = f.channel.as_deref().filter(|c| Channel::parse(c).is_none()) {
-            let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-            return Err(format!("{c:?} is not a channel; use one of {}", names.join(", ")));
+            return Err(format!("{c:?} is not a channel; use one of {}", Channel::names()));
         }
-        if let Some(c) = f.confidence.as_deref().filter(|c| !CONFIDENCES.contains(c)) {
+        let confidences = Confidence::ALL.map(Confidence::as_str);
+        if let Some(c) = f.confidence.as_deref().filter(|c| !confidences.contains(c)) {
             return Err(format!(
                 "{c:?} is not a confidence; use one of {}",
-                CONFIDENCES.join(", ")
+                confidences.join(", ")
             ));
         }
         Ok(f)
@@ -619,7 +617,12 @@ impl CallFilters {
             &Channel::ALL.map(Channel::as_str),
             &self.channel,
         ));
-        out.push_str(&opt("confidence", "Confidence", &CONFIDENCES, &self.confidence));
+        out.push_str(&opt(
+            "confidence",
+            "Confidence",
+            &Confidence::ALL.map(Confidence::as_str),
+            &self.confidence,
+        ));
         out.push_str(&opt(
             "status",
             "Status",

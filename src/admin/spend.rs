@@ -81,11 +81,10 @@ fn validate(place: &str, raw: Raw<'_>, is_site: &dyn Fn(&str) -> bool) -> Result
     }
     let channel = required("channel", raw.channel)?;
     if Channel::parse(&channel).is_none() {
-        let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
         return Err(err(
             place,
             "channel",
-            format!("{channel:?} is not a channel; use one of {}", names.join(", ")),
+            format!("{channel:?} is not a channel; use one of {}", Channel::names()),
         ));
     }
     let campaign = raw.campaign.map(str::trim).unwrap_or("").to_string();

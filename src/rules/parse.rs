@@ -602,8 +602,7 @@ pub fn parse_site(name: &str, file: &Path, src: &str) -> ParsedSite {
                     match Channel::parse(&c) {
                         Some(ch) => channel.push(ch),
                         None => {
-                            let names: Vec<_> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-                            w.err(cat, format!("unknown channel {c:?}; channels are {}", names.join(", ")));
+                            w.err(cat, format!("unknown channel {c:?}; channels are {}", Channel::names()));
                         }
                     }
                 }

@@ -157,6 +157,11 @@ impl Channel {
         }
     }
 
+    /// Every channel's name, comma-separated: what an error about an unknown one lists.
+    pub fn names() -> String {
+        Channel::ALL.map(Channel::as_str).join(", ")
+    }
+
     /// Inverse of [`Channel::as_str`] (exact match, so typos in rule files are caught).
     pub fn parse(s: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == s)
